@@ -1,0 +1,207 @@
+"""Physical units: names to SI scale and dimension; quantity strings to SI floats.
+
+Inside neurofit every quantity is an SI float. Users may write quantities as strings
+("10 nS", "10*nS", "-65 mV", "1 uF/cm**2"); ``to_si`` turns them into floats and
+``parse_quantity`` also returns their ``Dimension``.
+"""
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass
+
+_BASE = ("m", "kg", "s", "A", "K", "mol", "cd")
+
+
+class UnitError(ValueError):
+    """A unit or quantity that cannot be understood, or dimensions that do not match."""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """Exponents of the SI base units (m, kg, s, A, K, mol, cd)."""
+
+    exponents: tuple = (0, 0, 0, 0, 0, 0, 0)
+
+    def __mul__(self, other: "Dimension") -> "Dimension":
+        return Dimension(tuple(a + b for a, b in zip(self.exponents, other.exponents)))
+
+    def __truediv__(self, other: "Dimension") -> "Dimension":
+        return Dimension(tuple(a - b for a, b in zip(self.exponents, other.exponents)))
+
+    def __pow__(self, power: float) -> "Dimension":
+        return Dimension(tuple(_clean(a * power) for a in self.exponents))
+
+    @property
+    def is_dimensionless(self) -> bool:
+        return not any(self.exponents)
+
+    def __str__(self) -> str:
+        for name in _DISPLAY_NAMES:
+            if UNITS[name][1] == self:
+                return name
+        parts = []
+        for base, exp in zip(_BASE, self.exponents):
+            if exp == 1:
+                parts.append(base)
+            elif exp:
+                parts.append(f"{base}^{_clean(exp)}")
+        return " ".join(parts) or "1"
+
+
+def _clean(x: float):
+    return int(round(x)) if abs(x - round(x)) < 1e-12 else x
+
+
+def _dim(m=0, kg=0, s=0, A=0, K=0, mol=0, cd=0) -> Dimension:
+    return Dimension((m, kg, s, A, K, mol, cd))
+
+
+DIMENSIONLESS = _dim()
+LENGTH = _dim(m=1)
+TIME = _dim(s=1)
+CURRENT = _dim(A=1)
+VOLTAGE = _dim(m=2, kg=1, s=-3, A=-1)
+CONDUCTANCE = _dim(m=-2, kg=-1, s=3, A=2)
+CAPACITANCE = _dim(m=-2, kg=-1, s=4, A=2)
+RESISTANCE = _dim(m=2, kg=1, s=-3, A=-2)
+FREQUENCY = _dim(s=-1)
+MASS = _dim(kg=1)
+CHARGE = _dim(s=1, A=1)
+CONCENTRATION = _dim(m=-3, mol=1)
+
+_BASE_UNITS = {
+    # name: (scale, dimension, prefixable)
+    "metre": (1.0, LENGTH), "meter": (1.0, LENGTH), "m": (1.0, LENGTH),
+    "second": (1.0, TIME), "s": (1.0, TIME),
+    "amp": (1.0, CURRENT), "ampere": (1.0, CURRENT), "A": (1.0, CURRENT),
+    "volt": (1.0, VOLTAGE), "V": (1.0, VOLTAGE),
+    "siemens": (1.0, CONDUCTANCE), "S": (1.0, CONDUCTANCE),
+    "farad": (1.0, CAPACITANCE), "F": (1.0, CAPACITANCE),
+    "ohm": (1.0, RESISTANCE), "Ohm": (1.0, RESISTANCE),
+    "hertz": (1.0, FREQUENCY), "Hz": (1.0, FREQUENCY),
+    "gram": (1e-3, MASS), "g": (1e-3, MASS),
+    "coulomb": (1.0, CHARGE), "C": (1.0, CHARGE),
+    "molar": (1e3, CONCENTRATION), "M": (1e3, CONCENTRATION),
+    "mole": (1.0, _dim(mol=1)), "mol": (1.0, _dim(mol=1)),
+    "kelvin": (1.0, _dim(K=1)), "K": (1.0, _dim(K=1)),
+}
+_PREFIXES = {"p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, "c": 1e-2, "k": 1e3, "M": 1e6, "G": 1e9,
+             "f": 1e-15}
+_PREFIX_WORDS = {"pico": 1e-12, "nano": 1e-9, "micro": 1e-6, "milli": 1e-3, "centi": 1e-2,
+                 "kilo": 1e3, "mega": 1e6, "giga": 1e9, "femto": 1e-15}
+
+
+def _build_units() -> dict:
+    units = {name: (scale, dim) for name, (scale, dim) in _BASE_UNITS.items()}
+    for name, (scale, dim) in _BASE_UNITS.items():
+        if len(name) <= 3:  # symbols: mV, nS, pF, uA, Mohm, kHz ...
+            for p, f in _PREFIXES.items():
+                units.setdefault(p + name, (f * scale, dim))
+        else:  # words: millivolt, nanosiemens ...
+            for p, f in _PREFIX_WORDS.items():
+                units.setdefault(p + name, (f * scale, dim))
+    for p, f in _PREFIXES.items():  # Mohm, kohm, Gohm, mohm
+        units.setdefault(p + "ohm", (f, RESISTANCE))
+    units["um"] = (1e-6, LENGTH)
+    units["cm"] = (1e-2, LENGTH)
+    units["mm"] = (1e-3, LENGTH)
+    for base in ("metre", "meter", "m", "cm", "um", "mm"):
+        scale, dim = units[base]
+        units[base + "2"] = (scale ** 2, dim ** 2)
+        units[base + "3"] = (scale ** 3, dim ** 3)
+    units["radian"] = (1.0, DIMENSIONLESS)
+    units["1"] = (1.0, DIMENSIONLESS)
+    return units
+
+
+UNITS: dict = _build_units()
+_DISPLAY_NAMES = ("volt", "amp", "second", "siemens", "farad", "ohm", "Hz", "metre", "coulomb")
+
+
+def is_unit(name: str) -> bool:
+    return name in UNITS
+
+
+def unit_value(name: str) -> tuple[float, Dimension]:
+    """Scale (to SI) and dimension of a unit name; UnitError naming valid examples if unknown."""
+    try:
+        return UNITS[name]
+    except KeyError:
+        raise UnitError(f"unknown unit '{name}' (valid units include mV, ms, nS, uS, pF, nA, um, cm, Hz, "
+                        f"volt, siemens, farad, amp, second, metre, ohm, Mohm, 1)") from None
+
+
+def _eval(node, text: str) -> tuple[float, Dimension]:
+    if isinstance(node, ast.Expression):
+        return _eval(node.body, text)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value), DIMENSIONLESS
+    if isinstance(node, ast.Name):
+        return unit_value(node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value, dim = _eval(node.operand, text)
+        return (-value if isinstance(node.op, ast.USub) else value), dim
+    if isinstance(node, ast.BinOp):
+        lv, ld = _eval(node.left, text)
+        if isinstance(node.op, ast.Pow):
+            rv, rd = _eval(node.right, text)
+            if not rd.is_dimensionless:
+                raise UnitError(f"exponent in '{text}' must be a plain number")
+            return lv ** rv, ld ** rv
+        rv, rd = _eval(node.right, text)
+        if isinstance(node.op, ast.Mult):
+            return lv * rv, ld * rd
+        if isinstance(node.op, ast.Div):
+            return lv / rv, ld / rd
+        if isinstance(node.op, (ast.Add, ast.Sub)):
+            if ld != rd:
+                raise UnitError(f"cannot add {ld} and {rd} in '{text}'")
+            return (lv + rv if isinstance(node.op, ast.Add) else lv - rv), ld
+    raise UnitError(f"cannot read quantity '{text}': write a number and a unit, e.g. '10 nS' or '-65*mV'")
+
+
+def parse_quantity(text: str) -> tuple[float, Dimension]:
+    """``"10 nS"``, ``"10*nS"``, ``"1 uF/cm**2"``, ``"-65 mV"`` → (SI float, Dimension)."""
+    src = text.strip()
+    if not src:
+        raise UnitError("empty quantity: write a number and a unit, e.g. '10 nS'")
+    src = src.replace("^", "**")
+    # "10 nS" → "10 * nS": a number followed by a unit name
+    tokens = src.split()
+    if len(tokens) == 2 and not any(op in src for op in "*/"):
+        src = f"{tokens[0]} * ({tokens[1]})"
+    elif len(tokens) > 1:
+        head, rest = tokens[0], " ".join(tokens[1:])
+        try:
+            float(head)
+            if not rest.lstrip().startswith(("*", "/")):
+                src = f"{head} * ({rest})"
+        except ValueError:
+            pass
+    try:
+        tree = ast.parse(src, mode="eval")
+    except SyntaxError:
+        raise UnitError(f"cannot read quantity '{text}': write a number and a unit, e.g. '10 nS' or '-65*mV'") from None
+    value, dim = _eval(tree, text)
+    if not math.isfinite(value):
+        raise UnitError(f"quantity '{text}' is not finite")
+    return value, dim
+
+
+def parse_unit(text: str) -> tuple[float, Dimension]:
+    """A unit expression as written after ':' in equations ("volt", "siemens/meter**2", "1")."""
+    return parse_quantity(f"1 * ({text.strip()})")
+
+
+def to_si(value, expected: Dimension | None = None, name: str = "value") -> float:
+    """A float (already SI) or a quantity string → SI float; checks the dimension when given."""
+    if isinstance(value, str):
+        number, dim = parse_quantity(value)
+        if expected is not None and dim != expected and not (dim.is_dimensionless and expected.is_dimensionless):
+            raise UnitError(f"{name} = '{value}' has units of {dim}, expected {expected}")
+        return number
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UnitError(f"{name} = {value!r} is not a number or a quantity string like '10 nS'") from None
