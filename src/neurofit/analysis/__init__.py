@@ -1,0 +1,1 @@
+"""Analysis tools; `rate` holds the Neuromatch rate-model computations, `rate_plots` their figures."""

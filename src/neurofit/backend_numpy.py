@@ -1,0 +1,139 @@
+"""The numpy backend: the reference implementation of a KernelSpec, one vectorised step at a time.
+
+Neurons are arrays of shape (n_sets, n_traces); parameters (n_sets, 1); inputs (n_traces,).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import noise as rng
+from .kernel import NOT_REFRACTORY, KernelSpec, noise_symbol
+from .printing import EXPREL_SERIES_BELOW, Printer
+
+
+def _function_source(name: str, args: list, body: list, returns: list, printer: Printer) -> str:
+    lines = [f"def {name}({', '.join(args)}):"]
+    for sym, expr in body:
+        lines.append(f"    {printer(sym)} = {printer(expr)}")
+    lines.append(f"    return ({', '.join(printer(r) for r in returns)}{',' if len(returns) == 1 else ''})")
+    return "\n".join(lines)
+
+
+class NumpyKernel:
+    """Compiles a KernelSpec into Python functions over numpy arrays."""
+
+    def __init__(self, spec: KernelSpec, dtype: str):
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        printer = Printer("numpy", dtype)
+        args = (spec.states + spec.parameters + spec.inputs + [noise_symbol(n).name for n in spec.noise]
+                + ["t", "dt", NOT_REFRACTORY.name])
+        sources = [_function_source("step", args, spec.body,
+                                    [spec.updates[s] for s in spec.states]
+                                    + [spec.record_values[r] for r in spec.record], printer)]
+        event_args = spec.states + spec.parameters + spec.inputs + ["t", "dt"]
+        if spec.threshold is not None:
+            sources.append(_function_source("threshold", event_args, [], [spec.threshold], printer))
+        for i, (target, op, expr) in enumerate(spec.reset):
+            sources.append(_function_source(f"reset_{i}", event_args, [], [expr], printer))
+        if spec.refractory is not None:
+            sources.append(_function_source("refractory", event_args, [], [spec.refractory[1]], printer))
+        self.source = "\n\n".join(sources)
+        small = EXPREL_SERIES_BELOW[self.dtype.name]
+        dt_ = self.dtype.type
+
+        def _exprel(z):
+            z = np.asarray(z)
+            tiny = np.abs(z) < small
+            safe = np.where(tiny, dt_(1.0), z)
+            series = 1 + z / 2 + z * z / 6 if self.dtype == np.float64 else 1 + z / 2
+            return np.where(tiny, series, np.expm1(safe) / safe).astype(self.dtype, copy=False)
+
+        def _where(cond, a, b):
+            return np.where(cond, a, b).astype(self.dtype, copy=False)
+
+        namespace = {"np": np, "_exprel": _exprel, "_where": _where}
+        exec(compile(self.source, f"<neurofit numpy kernel {spec.method}>", "exec"), namespace)
+        self.step = namespace["step"]
+        self.threshold = namespace.get("threshold")
+        self.resets = [namespace[f"reset_{i}"] for i in range(len(spec.reset))]
+        self.refractory = namespace.get("refractory")
+
+    def run(self, params: dict, inputs: dict, init: dict, dt: float, n_steps: int, seed: int | None,
+            set_offset: int, targets: dict, target_start: int):
+        spec, dtype = self.spec, self.dtype
+        n_sets = next(iter(init.values())).shape[0]
+        n_traces = next(iter(inputs.values())).shape[0] if inputs else init[spec.states[0]].shape[1]
+        state = [np.array(init[s], dtype=dtype) for s in spec.states]
+        pars = [np.asarray(params[p], dtype=dtype).reshape(n_sets, 1) for p in spec.parameters]
+        inp = {k: np.ascontiguousarray(np.asarray(v, dtype=dtype).T) for k, v in inputs.items()}
+        records = {r: np.empty((n_sets, n_traces, n_steps), dtype=dtype) for r in spec.record}
+        sq_err = {v: np.zeros((n_sets, n_traces)) for v in spec.targets}
+        tgt = {v: np.ascontiguousarray(np.asarray(a, dtype=np.float64).T) for v, a in targets.items()}
+        bad = np.zeros((n_sets, n_traces), dtype=bool)
+        spike_events = []  # (step, set, trace)
+        lastspike = np.full((n_sets, n_traces), -(2 ** 62), dtype=np.int64)
+        one = np.ones((n_sets, n_traces), dtype=dtype)
+        not_ref = one
+        keys = None
+        if spec.noise:
+            ids = (np.arange(n_sets)[:, None] + set_offset) * n_traces + np.arange(n_traces)[None, :]
+            keys = rng.neuron_keys(seed, ids)
+        dt_typed = dtype.type(dt)
+        with np.errstate(all="ignore"):
+            for k in range(n_steps):
+                t = dtype.type(k * dt)
+                u = [inp[name][k] for name in spec.inputs]
+                if spec.refractory is not None:
+                    not_ref = self._not_refractory(state, pars, u, t, dt_typed, k, lastspike, one)
+                z = [rng.standard_normal(keys, k * len(spec.noise) + j).astype(dtype)
+                     for j in range(len(spec.noise))]
+                out = self.step(*state, *pars, *u, *z, t, dt_typed, not_ref)
+                new_state, current = out[:len(spec.states)], out[len(spec.states):]
+                for r, value in zip(spec.record, current):
+                    records[r][:, :, k] = value
+                for v in spec.targets:
+                    if k >= target_start:
+                        diff = state[spec.states.index(v)] - tgt[v][k]
+                        sq_err[v] += diff.astype(np.float64) ** 2
+                state = [np.broadcast_to(s, (n_sets, n_traces)).astype(dtype, copy=True) for s in new_state]
+                for s in state:
+                    bad |= ~np.isfinite(s)
+                if self.threshold is not None:
+                    spiking = np.asarray(self.threshold(*state, *pars, *u, t, dt_typed)[0], dtype=bool)
+                    if spec.refractory is not None:
+                        spiking &= not_ref.astype(bool)
+                    if spiking.any():
+                        self._reset(state, pars, u, t, dt_typed, spiking)
+                        lastspike[spiking] = k
+                        sets, traces = np.nonzero(spiking)
+                        spike_events.append((k, sets, traces))
+        final = dict(zip(spec.states, state))
+        return records, spike_events, bad, final, sq_err
+
+    def _not_refractory(self, state, pars, u, t, dt, k, lastspike, one):
+        value = self.refractory(*state, *pars, *u, t, dt)[0]
+        if self.spec.refractory[0] == "condition":
+            return np.where(np.asarray(value, dtype=bool), 0, 1).astype(self.dtype) * one
+        ref_steps = np.floor((np.asarray(value, dtype=np.float64) + 1e-3 * float(dt)) / float(dt)).astype(np.int64)
+        return ((k - lastspike) >= ref_steps).astype(self.dtype)
+
+    def _reset(self, state, pars, u, t, dt, spiking):
+        index = {s: i for i, s in enumerate(self.spec.states)}
+        for (target, op, _), fn in zip(self.spec.reset, self.resets):
+            value = np.broadcast_to(fn(*state, *pars, *u, t, dt)[0], spiking.shape)
+            i = index[target]
+            current = state[i]
+            if op == "=":
+                new = value
+            elif op == "+=":
+                new = current + value
+            elif op == "-=":
+                new = current - value
+            elif op == "*=":
+                new = current * value
+            else:
+                new = current / value
+            np.copyto(state[i], new.astype(self.dtype, copy=False), where=spiking)
+
+

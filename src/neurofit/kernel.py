@@ -1,0 +1,86 @@
+"""What a backend must compute for one simulation: the step code plus events, after CSE."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from .integrators import NOT_REFRACTORY, noise_symbol, step_code
+
+
+@dataclass
+class KernelSpec:
+    """Backend-independent description of a compiled simulation loop."""
+
+    method: str
+    states: list
+    parameters: list
+    inputs: list
+    noise: list
+    record: list  # recordable names, recorded at the start of each step
+    targets: list  # states whose squared error to a target trace is accumulated online
+    body: list  # [(symbol, expression)] in order
+    updates: dict  # state -> expression (new value)
+    record_values: dict  # name -> expression of its value at step start
+    threshold: object = None  # condition on the updated state
+    reset: list = field(default_factory=list)  # [(target, op, expression)]
+    refractory: tuple | None = None  # ("duration", seconds expr) | ("condition", boolean expr)
+    uses_not_refractory: bool = False
+
+    @property
+    def spiking(self) -> bool:
+        return self.threshold is not None
+
+    def key(self) -> str:
+        """Text that identifies the generated code (for caches)."""
+        return repr((self.method, self.states, self.parameters, self.inputs, self.noise, self.record,
+                     self.targets, [(str(s), sympy.srepr(e)) for s, e in self.body],
+                     {k: sympy.srepr(v) for k, v in self.updates.items()},
+                     {k: sympy.srepr(v) for k, v in self.record_values.items()},
+                     sympy.srepr(self.threshold) if self.threshold is not None else None,
+                     [(t, o, sympy.srepr(e)) for t, o, e in self.reset],
+                     (self.refractory[0], sympy.srepr(self.refractory[1])) if self.refractory else None))
+
+
+def build_kernel(model, method: str, record=(), targets=()) -> KernelSpec:
+    """Generate the symbolic step for ``model`` with ``method`` and eliminate common subexpressions."""
+    code = step_code(model, method)
+    record = list(record)
+    outputs = [code.updates[s] for s in model.states] + [code.current[r] for r in record]
+    replacements, reduced = sympy.cse(
+        [e for _, e in code.assignments] + outputs,
+        symbols=sympy.numbered_symbols("_cse", real=True), optimizations=None)
+    # assignments first became expressions; re-thread them through the CSE result
+    n_assign = len(code.assignments)
+    body = list(replacements)
+    for (sym, _), expr in zip(code.assignments, reduced[:n_assign]):
+        body.append((sym, expr))
+    updates = dict(zip(model.states, reduced[n_assign:n_assign + len(model.states)]))
+    record_values = dict(zip(record, reduced[n_assign + len(model.states):]))
+    body = _drop_unused(body, list(updates.values()) + list(record_values.values()))
+    expand = model.expand
+    refractory = None
+    if model.refractory is not None:
+        kind, expr = model.refractory
+        refractory = (kind, expand(expr))
+    return KernelSpec(
+        method=method, states=list(model.states), parameters=list(model.parameters), inputs=list(model.inputs),
+        noise=list(code.noise), record=record, targets=list(targets), body=body, updates=updates,
+        record_values=record_values,
+        threshold=expand(model.threshold) if model.threshold is not None else None,
+        reset=[(st.target, st.op, expand(st.expr)) for st in model.reset], refractory=refractory,
+        uses_not_refractory=code.uses_not_refractory)
+
+
+def _drop_unused(body, outputs):
+    """Remove assignments nothing needs (e.g. subexpressions of later RK stages not used)."""
+    needed = set().union(*(sympy.sympify(e).free_symbols for e in outputs)) if outputs else set()
+    kept = []
+    for sym, expr in reversed(body):
+        if sym in needed:
+            kept.append((sym, expr))
+            needed |= expr.free_symbols
+    return list(reversed(kept))
+
+
+__all__ = ["KernelSpec", "build_kernel", "NOT_REFRACTORY", "noise_symbol"]

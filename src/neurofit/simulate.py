@@ -1,0 +1,259 @@
+"""``simulate``: every parameter set against every input trace, in one batch."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .equations import EquationError
+from .expressions import ExpressionError, parse_expression
+from .integrators import resolve_method
+from .kernel import build_kernel
+from .model import as_model
+from .printing import Printer
+from .units import UnitError, to_si
+
+BACKENDS = ("auto", "numpy", "c")
+DTYPES = ("float64", "float32")
+
+
+class SimulationError(ValueError):
+    """Bad arguments to ``simulate`` (the message names the argument and what would be valid)."""
+
+
+@dataclass
+class SimulationResult:
+    """Output of ``simulate``.
+
+    ``traces[var]``: (n_sets, n_traces, n_steps), index k = value at t = k·dt (k = 0: initial);
+    ``spikes[i][j]``: spike times (s) of parameter set i on trace j; ``invalid``: (n_sets, n_traces)
+    True where a state became NaN/inf; ``sq_error[var]``: Σ_k (x_k − target_k)² per (set, trace)
+    when targets were given.
+    """
+
+    traces: dict
+    spikes: list | None
+    invalid: np.ndarray
+    final_state: dict
+    dt: float
+    n_steps: int
+    backend: str
+    method: str
+    dtype: str
+    sq_error: dict = field(default_factory=dict)
+
+    @property
+    def t(self) -> np.ndarray:
+        return np.arange(self.n_steps) * self.dt
+
+    @property
+    def spike_counts(self) -> np.ndarray:
+        if self.spikes is None:
+            raise ValueError("simulate(..., spikes=True) was not requested")
+        return np.array([[len(s) for s in row] for row in self.spikes], dtype=int)
+
+    @property
+    def invalid_sets(self) -> np.ndarray:
+        """(n_sets,) True where any trace of the set diverged."""
+        return self.invalid.any(axis=1)
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_spec(model, method, record, targets):
+    return build_kernel(model, method, record=record, targets=targets)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(model, method, record, targets, backend, dtype):
+    spec = _kernel_spec(model, method, record, targets)
+    if backend == "numpy":
+        from .backend_numpy import NumpyKernel
+        return NumpyKernel(spec, dtype)
+    from .backend_c import CKernel
+    return CKernel(spec, dtype)
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise SimulationError(f"backend='{backend}' is not valid (valid: {', '.join(BACKENDS)})")
+    if backend == "auto":
+        from .backend_c import compiler_works
+        return "c" if compiler_works() else "numpy"
+    return backend
+
+
+def _as_array(name, value, what):
+    if isinstance(value, str):
+        try:
+            return np.array(to_si(value, name=f"{what}['{name}']"))
+        except UnitError as err:
+            raise SimulationError(str(err)) from None
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
+        return np.array([to_si(v, name=f"{what}['{name}']") for v in value])
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SimulationError(f"{what}['{name}'] = {value!r} is not a number, array or quantity string") from None
+
+
+def _check_params(model, params: dict) -> tuple[dict, int]:
+    unknown = sorted(set(params) - set(model.parameters))
+    if unknown:
+        raise SimulationError(f"params: unknown parameter(s) {', '.join(unknown)} "
+                              f"(model parameters: {', '.join(model.parameters) or 'none'})")
+    missing = [p for p in model.parameters if p not in params]
+    if missing:
+        raise SimulationError(f"params: missing value(s) for {', '.join(missing)} "
+                              f"(give a number or an array with one value per parameter set)")
+    arrays = {k: _as_array(k, v, "params").reshape(-1) for k, v in params.items()}
+    sizes = {a.size for a in arrays.values() if a.size != 1}
+    if len(sizes) > 1:
+        raise SimulationError(f"params: arrays have different lengths {sorted(sizes)}; every parameter needs one "
+                              f"value per parameter set (or a single value)")
+    n_sets = sizes.pop() if sizes else 1
+    return {k: np.broadcast_to(a, (n_sets,)).copy() for k, a in arrays.items()}, n_sets
+
+
+def _check_inputs(model, inputs: dict, n_steps: int | None) -> tuple[dict, int, int]:
+    unknown = sorted(set(inputs) - set(model.inputs))
+    if unknown:
+        raise SimulationError(f"inputs: {', '.join(unknown)} not used by the model "
+                              f"(model inputs: {', '.join(model.inputs) or 'none'})")
+    missing = [i for i in model.inputs if i not in inputs]
+    if missing:
+        raise SimulationError(f"inputs: missing input variable(s) {', '.join(missing)}; give an array "
+                              f"(n_traces, n_steps) for each")
+    arrays = {}
+    for name, value in inputs.items():
+        a = np.asarray(value, dtype=np.float64)
+        if a.ndim == 1:
+            a = a[None, :]
+        if a.ndim != 2:
+            raise SimulationError(f"inputs['{name}'] has shape {a.shape}; expected (n_traces, n_steps)")
+        if not np.all(np.isfinite(a)):
+            raise SimulationError(f"inputs['{name}'] contains NaN or inf; inputs must be finite")
+        arrays[name] = a
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) > 1:
+        raise SimulationError(f"inputs: arrays have different shapes {sorted(shapes)}; all inputs need the same "
+                              f"(n_traces, n_steps)")
+    if arrays:
+        n_traces, steps = shapes.pop()
+        if n_steps is not None and n_steps != steps:
+            raise SimulationError(f"n_steps={n_steps} but the inputs have {steps} samples")
+        return arrays, n_traces, steps
+    if n_steps is None:
+        raise SimulationError("the model has no inputs: give n_steps= (number of samples to simulate)")
+    return arrays, 1, int(n_steps)
+
+
+def _initial_state(model, init: dict | None, params: dict, inputs: dict, n_sets: int, n_traces: int, dt: float):
+    init = dict(init or {})
+    unknown = sorted(set(init) - set(model.states))
+    if unknown:
+        raise SimulationError(f"init: {', '.join(unknown)} not a state variable "
+                              f"(states: {', '.join(model.states)})")
+    values = {s: np.zeros((n_sets, n_traces)) for s in model.states}
+    expressions = {}
+    for name, value in init.items():
+        if isinstance(value, str):
+            try:
+                values[name][:] = to_si(value, name=f"init['{name}']")
+                continue
+            except UnitError:
+                expressions[name] = value
+                continue
+        a = np.asarray(value, dtype=np.float64)
+        try:
+            values[name][:] = a.reshape(-1, 1) if a.ndim == 1 else a
+        except ValueError:
+            raise SimulationError(f"init['{name}'] has shape {a.shape}; expected a number, (n_sets,) or "
+                                  f"(n_sets, n_traces) = ({n_sets}, {n_traces})") from None
+    for name, text in expressions.items():  # e.g. 'm': '1/(1 + beta_m/alpha_m)' at the initial state
+        try:
+            expr, _ = parse_expression(text, model.scope)
+        except ExpressionError as err:
+            raise SimulationError(f"init['{name}'] = '{text}': {err}") from None
+        expr = model.expand(expr)
+        env = {s: values[s] for s in model.states}
+        env.update({p: v.reshape(n_sets, 1) for p, v in params.items()})
+        env.update({i: a[:, 0][None, :] for i, a in inputs.items()})
+        env.update({"t": 0.0, "dt": dt})
+        source = Printer("numpy")(expr)
+        with np.errstate(all="ignore"):
+            values[name][:] = eval(source, {"np": np, "_where": np.where, "_exprel": _exprel_np}, env)
+    return values
+
+
+def _exprel_np(z):
+    z = np.asarray(z, dtype=np.float64)
+    tiny = np.abs(z) < 1e-5
+    safe = np.where(tiny, 1.0, z)
+    return np.where(tiny, 1 + z / 2 + z * z / 6, np.expm1(safe) / safe)
+
+
+def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, record=("v",), spikes: bool = False,
+             method: str | None = None, backend: str = "auto", dtype: str = "float64", seed: int | None = None,
+             n_steps: int | None = None, targets: dict | None = None, target_start: int = 0, set_offset: int = 0,
+             threads: int = 1) -> SimulationResult:
+    """Simulate ``model`` for every parameter set (``params``: name → scalar or (n_sets,)) against every
+    input trace (``inputs``: name → (n_traces, n_steps)); values in SI units.
+
+    ``targets`` (state → (n_traces, n_steps)) accumulates the squared error online from sample
+    ``target_start`` on, so long batches need not keep their traces (use ``record=()``).
+    Noise (``xi``) draws depend on (seed, set_offset + set, trace, step): chunks of a batch given
+    their ``set_offset`` reproduce the unchunked batch.
+    """
+    model = as_model(model)
+    try:
+        dt = to_si(dt, name="dt")
+    except UnitError as err:
+        raise SimulationError(str(err)) from None
+    if not np.isfinite(dt) or dt <= 0:
+        raise SimulationError(f"dt = {dt} s must be a positive duration (e.g. 1e-5 or '0.01 ms')")
+    if dtype not in DTYPES:
+        raise SimulationError(f"dtype='{dtype}' is not valid (valid: {', '.join(DTYPES)})")
+    record = (record,) if isinstance(record, str) else tuple(record or ())
+    bad_record = [r for r in record if r not in model.recordable()]
+    if bad_record:
+        raise SimulationError(f"record: {', '.join(bad_record)} not a variable of the model "
+                              f"(recordable: {', '.join(model.recordable())})")
+    targets = dict(targets or {})
+    bad_target = [v for v in targets if v not in model.states]
+    if bad_target:
+        raise SimulationError(f"targets: {', '.join(bad_target)} not a state variable (states: {', '.join(model.states)})")
+    if spikes and model.threshold is None:
+        raise SimulationError("spikes=True needs a model with a threshold (Model(..., threshold='v > -50*mV'))")
+    if model.noise and seed is None:
+        raise SimulationError(f"the model has noise ({', '.join(model.noise)}): give seed= for reproducible draws")
+    try:
+        method = resolve_method(model, method)
+    except (ValueError, EquationError) as err:
+        raise SimulationError(str(err)) from None
+    params, n_sets = _check_params(model, params)
+    inputs, n_traces, n_steps = _check_inputs(model, inputs, n_steps)
+    for v, a in targets.items():
+        a = np.asarray(a, dtype=np.float64)
+        targets[v] = a[None, :] if a.ndim == 1 else a
+        if targets[v].shape != (n_traces, n_steps):
+            raise SimulationError(f"targets['{v}'] has shape {targets[v].shape}; expected ({n_traces}, {n_steps})")
+    init_values = _initial_state(model, init, params, inputs, n_sets, n_traces, dt)
+    backend = _resolve_backend(backend)
+    kernel = _compiled(model, method, record, tuple(targets), backend, dtype)
+    records, events, bad, final, sq_err = kernel.run(
+        params, inputs, init_values, dt, n_steps, seed if seed is not None else 0, set_offset, targets,
+        target_start, **({"threads": threads} if backend == "c" else {}))
+    spike_trains = None
+    if spikes:
+        spike_trains = _spike_trains(events, n_sets, n_traces, dt)
+    return SimulationResult(traces=records, spikes=spike_trains, invalid=bad, final_state=final, dt=dt,
+                            n_steps=n_steps, backend=backend, method=method, dtype=dtype, sq_error=sq_err)
+
+
+def _spike_trains(events, n_sets, n_traces, dt):
+    per = [[[] for _ in range(n_traces)] for _ in range(n_sets)]
+    for k, sets, traces in events:
+        for i, j in zip(sets.tolist(), traces.tolist()):
+            per[i][j].append(k)
+    return [[np.asarray(steps, dtype=np.float64) * dt for steps in row] for row in per]
