@@ -21,7 +21,7 @@ import numpy as np
 
 from . import noise as rng
 from .kernel import NOT_REFRACTORY, KernelSpec, noise_symbol
-from .printing import EXPREL_SERIES_BELOW, Printer
+from .printing import EXPREL_D_SERIES_BELOW, EXPREL_SERIES_BELOW, Printer
 
 LANES = 64
 _COMMON_FLAGS = ["-O3", "-march=native", "-fPIC", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
@@ -103,6 +103,7 @@ typedef {T} T;
 {SIMD_DECLS}
 static inline int nf_nonfinite(T x) {{ {NONFINITE} }}
 static inline T nf_exprel(T z) {{ return {EXPREL}; }}
+static inline T nf_exprel_d(T z) {{ return {EXPREL_D}; }}
 static inline T nf_sign(T x) {{ return (T)((x > 0) - (x < 0)); }}
 static inline uint64_t nf_mix(uint64_t x) {{
     x += 0x9E3779B97F4A7C15ULL;
@@ -138,10 +139,14 @@ def generate_source(spec: KernelSpec, dtype: str) -> str:
     half, sixth, one = pr.literal(0.5), pr.literal(1 / 6), pr.literal(1.0)
     series = f"{one} + z*{half} + z*z*{sixth}" if dtype == "float64" else f"{one} + z*{half}"
     expm1 = "expm1f" if dtype == "float32" else "expm1"
+    exp = "expf" if dtype == "float32" else "exp"
     fabs = "fabsf" if dtype == "float32" else "fabs"
     header = _HEADER.format(T=ctype, LANES=LANES, SIMD_DECLS=_SIMD_DECLS_64 if dtype == "float64" else "",
                             NONFINITE=_nonfinite(dtype),
-                            EXPREL=f"{fabs}(z) < {small} ? ({series}) : {expm1}(z) / z")
+                            EXPREL=f"{fabs}(z) < {small} ? ({series}) : {expm1}(z) / z",
+                            EXPREL_D=f"{fabs}(z) < {pr.literal(EXPREL_D_SERIES_BELOW[dtype])} ? "
+                                     f"({half} + z*{pr.literal(1 / 3)} + z*z*{pr.literal(1 / 8)}) : "
+                                     f"({exp}(z)*(z - {one}) + {one})/(z*z)")
     S, P, U, N = spec.states, spec.parameters, spec.inputs, spec.noise
     L = []
     w = L.append

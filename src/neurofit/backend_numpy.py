@@ -8,7 +8,7 @@ import numpy as np
 
 from . import noise as rng
 from .kernel import NOT_REFRACTORY, KernelSpec, noise_symbol
-from .printing import EXPREL_SERIES_BELOW, Printer
+from .printing import EXPREL_D_SERIES_BELOW, EXPREL_SERIES_BELOW, Printer
 
 
 def _function_source(name: str, args: list, body: list, returns: list, printer: Printer) -> str:
@@ -49,10 +49,19 @@ class NumpyKernel:
             series = 1 + z / 2 + z * z / 6 if self.dtype == np.float64 else 1 + z / 2
             return np.where(tiny, series, np.expm1(safe) / safe).astype(self.dtype, copy=False)
 
+        small_d = EXPREL_D_SERIES_BELOW[self.dtype.name]
+
+        def _exprel_d(z):
+            z = np.asarray(z)
+            tiny = np.abs(z) < small_d
+            safe = np.where(tiny, dt_(1.0), z)
+            closed = (np.exp(safe) * (safe - 1) + 1) / (safe * safe)
+            return np.where(tiny, 0.5 + z / 3 + z * z / 8, closed).astype(self.dtype, copy=False)
+
         def _where(cond, a, b):
             return np.where(cond, a, b).astype(self.dtype, copy=False)
 
-        namespace = {"np": np, "_exprel": _exprel, "_where": _where}
+        namespace = {"np": np, "_exprel": _exprel, "_exprel_d": _exprel_d, "_where": _where}
         exec(compile(self.source, f"<neurofit numpy kernel {spec.method}>", "exec"), namespace)
         self.step = namespace["step"]
         self.threshold = namespace.get("threshold")

@@ -20,13 +20,21 @@ class exprel(sympy.Function):
     """(exp(z) - 1) / z, continuous at z = 0 (Brian2's ``exprel``)."""
 
     def fdiff(self, argindex=1):
-        z = self.args[0]
-        return (sympy.exp(z) * (z - 1) + 1) / z ** 2
+        return exprel_d(self.args[0])
 
     @classmethod
     def eval(cls, z):
         if z.is_Number:
             return sympy.Float(1.0) if z == 0 else (sympy.exp(z) - 1) / z
+
+
+class exprel_d(sympy.Function):
+    """d/dz exprel(z) = (exp(z)(z - 1) + 1) / z**2, continuous at z = 0 (value 1/2)."""
+
+    @classmethod
+    def eval(cls, z):
+        if z.is_Number:
+            return sympy.Float(0.5) if z == 0 else (sympy.exp(z) * (z - 1) + 1) / z ** 2
 
 
 _FUNCTIONS = {

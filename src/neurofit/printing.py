@@ -4,20 +4,22 @@ from __future__ import annotations
 import sympy
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .expressions import exprel
+from .expressions import exprel, exprel_d
 
 # below these |z|, exprel(z) = (exp(z)-1)/z uses its Taylor series (error < 1e-16 / 1e-8 relative)
 EXPREL_SERIES_BELOW = {"float64": 1e-5, "float32": 1e-3}
+# below these |z|, exprel'(z) uses 1/2 + z/3 + z**2/8 (its closed form cancels catastrophically)
+EXPREL_D_SERIES_BELOW = {"float64": 1e-3, "float32": 1e-1}
 
 _NUMPY_FUNCS = {"exp": "np.exp", "log": "np.log", "sin": "np.sin", "cos": "np.cos", "tan": "np.tan",
                 "sinh": "np.sinh", "cosh": "np.cosh", "tanh": "np.tanh", "asin": "np.arcsin",
                 "acos": "np.arccos", "atan": "np.arctan", "Abs": "np.abs", "floor": "np.floor",
                 "ceiling": "np.ceil", "sign": "np.sign", "expm1": "np.expm1", "log1p": "np.log1p",
-                "exprel": "_exprel"}
+                "exprel": "_exprel", "exprel_d": "_exprel_d"}
 _C_FUNCS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tan": "tan", "sinh": "sinh",
             "cosh": "cosh", "tanh": "tanh", "asin": "asin", "acos": "acos", "atan": "atan", "Abs": "fabs",
             "floor": "floor", "ceiling": "ceil", "expm1": "expm1", "log1p": "log1p", "exprel": "nf_exprel",
-            "sign": "nf_sign"}
+            "exprel_d": "nf_exprel_d", "sign": "nf_sign"}
 
 
 class Printer:
@@ -85,7 +87,7 @@ class Printer:
             if self.target == "numpy":
                 return f"np.mod({self.p(e.args[0])}, {self.p(e.args[1])})"
             return f"{'fmodf' if self.dtype == 'float32' else 'fmod'}({self.p(e.args[0])}, {self.p(e.args[1])})"
-        if isinstance(e, (sympy.Function, expm1, log1p, exprel)):
+        if isinstance(e, (sympy.Function, expm1, log1p, exprel, exprel_d)):
             name = type(e).__name__
             if name in _NUMPY_FUNCS:
                 return f"{self.func(name)}({self.p(e.args[0])})"

@@ -42,6 +42,7 @@ class SimulationResult:
     method: str
     dtype: str
     sq_error: dict = field(default_factory=dict)
+    sensitivities: dict = field(default_factory=dict)
 
     @property
     def t(self) -> np.ndarray:
@@ -65,8 +66,11 @@ def _kernel_spec(model, method, record, targets):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(model, method, record, targets, backend, dtype):
+def _compiled(model, method, record, targets, backend, dtype, sensitivities=()):
     spec = _kernel_spec(model, method, record, targets)
+    if sensitivities:
+        from .sensitivity import with_sensitivities
+        spec = with_sensitivities(spec, sensitivities, tuple(r for r in record if r in model.states))
     if backend == "numpy":
         from .backend_numpy import NumpyKernel
         return NumpyKernel(spec, dtype)
@@ -196,10 +200,12 @@ def _exprel_np(z):
 def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, record=("v",), spikes: bool = False,
              method: str | None = None, backend: str = "auto", dtype: str = "float64", seed: int | None = None,
              n_steps: int | None = None, targets: dict | None = None, target_start: int = 0, set_offset: int = 0,
-             threads: int = 1) -> SimulationResult:
+             threads: int = 1, sensitivities=()) -> SimulationResult:
     """Simulate ``model`` for every parameter set (``params``: name → scalar or (n_sets,)) against every
     input trace (``inputs``: name → (n_traces, n_steps)); values in SI units.
 
+    ``sensitivities`` (parameter names) adds ``result.sensitivities[var]`` of shape
+    (n_sets, n_traces, n_steps, n_parameters): the exact derivative of each recorded state.
     ``targets`` (state → (n_traces, n_steps)) accumulates the squared error online from sample
     ``target_start`` on, so long batches need not keep their traces (use ``record=()``).
     Noise (``xi``) draws depend on (seed, set_offset + set, trace, step): chunks of a batch given
@@ -240,15 +246,29 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
             raise SimulationError(f"targets['{v}'] has shape {targets[v].shape}; expected ({n_traces}, {n_steps})")
     init_values = _initial_state(model, init, params, inputs, n_sets, n_traces, dt)
     backend = _resolve_backend(backend)
-    kernel = _compiled(model, method, record, tuple(targets), backend, dtype)
+    sensitivities = tuple(sensitivities or ())
+    try:
+        kernel = _compiled(model, method, record, tuple(targets), backend, dtype, sensitivities)
+    except ValueError as err:
+        raise SimulationError(str(err)) from None
+    for name in kernel.spec.states[len(model.states):]:
+        init_values[name] = np.zeros((n_sets, n_traces))
     records, events, bad, final, sq_err = kernel.run(
         params, inputs, init_values, dt, n_steps, seed if seed is not None else 0, set_offset, targets,
         target_start, **({"threads": threads} if backend == "c" else {}))
     spike_trains = None
     if spikes:
         spike_trains = _spike_trains(events, n_sets, n_traces, dt)
+    derivatives = {}
+    if sensitivities:
+        from .sensitivity import sensitivity_name
+        for var in record:
+            if var in model.states:
+                derivatives[var] = np.stack([records.pop(sensitivity_name(var, p)) for p in sensitivities], axis=-1)
+        final = {k: v for k, v in final.items() if k in model.states}
     return SimulationResult(traces=records, spikes=spike_trains, invalid=bad, final_state=final, dt=dt,
-                            n_steps=n_steps, backend=backend, method=method, dtype=dtype, sq_error=sq_err)
+                            n_steps=n_steps, backend=backend, method=method, dtype=dtype, sq_error=sq_err,
+                            sensitivities=derivatives)
 
 
 def _spike_trains(events, n_sets, n_traces, dt):

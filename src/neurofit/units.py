@@ -98,15 +98,18 @@ def _build_units() -> dict:
         if len(name) <= 3:  # symbols: mV, nS, pF, uA, Mohm, kHz ...
             for p, f in _PREFIXES.items():
                 units.setdefault(p + name, (f * scale, dim))
-        else:  # words: millivolt, nanosiemens ...
+        else:  # words: millivolt, nanosiemens ... and Brian2's mvolt, nsiemens, ufarad, umetre
             for p, f in _PREFIX_WORDS.items():
+                units.setdefault(p + name, (f * scale, dim))
+            for p, f in _PREFIXES.items():
                 units.setdefault(p + name, (f * scale, dim))
     for p, f in _PREFIXES.items():  # Mohm, kohm, Gohm, mohm
         units.setdefault(p + "ohm", (f, RESISTANCE))
     units["um"] = (1e-6, LENGTH)
     units["cm"] = (1e-2, LENGTH)
     units["mm"] = (1e-3, LENGTH)
-    for base in ("metre", "meter", "m", "cm", "um", "mm"):
+    for base in ("metre", "meter", "m", "cm", "um", "mm", "cmetre", "umetre", "mmetre", "cmeter", "umeter",
+                 "mmeter"):
         scale, dim = units[base]
         units[base + "2"] = (scale ** 2, dim ** 2)
         units[base + "3"] = (scale ** 3, dim ** 3)
