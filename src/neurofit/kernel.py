@@ -57,7 +57,7 @@ def build_kernel(model, method: str, record=(), targets=()) -> KernelSpec:
         body.append((sym, expr))
     updates = dict(zip(model.states, reduced[n_assign:n_assign + len(model.states)]))
     record_values = dict(zip(record, reduced[n_assign + len(model.states):]))
-    body = _drop_unused(body, list(updates.values()) + list(record_values.values()))
+    body = _drop_unused(_dependency_order(body), list(updates.values()) + list(record_values.values()))
     expand = model.expand
     refractory = None
     if model.refractory is not None:
@@ -70,6 +70,25 @@ def build_kernel(model, method: str, record=(), targets=()) -> KernelSpec:
         threshold=expand(model.threshold) if model.threshold is not None else None,
         reset=[(st.target, st.op, expand(st.expr)) for st in model.reset], refractory=refractory,
         uses_not_refractory=code.uses_not_refractory)
+
+
+def _dependency_order(body):
+    """Order assignments so each comes after the symbols it uses (CSE replacements may use the
+    temporaries of earlier RK stages, e.g. ``_mid_v``, which are assigned after them)."""
+    defined = {sym for sym, _ in body}
+    done, ordered, pending = set(), [], list(body)
+    while pending:
+        rest = []
+        for sym, expr in pending:
+            if (expr.free_symbols & defined) <= done:
+                ordered.append((sym, expr))
+                done.add(sym)
+            else:
+                rest.append((sym, expr))
+        if len(rest) == len(pending):
+            raise RuntimeError(f"circular assignments in generated step code: {[str(s) for s, _ in rest]}")
+        pending = rest
+    return ordered
 
 
 def _drop_unused(body, outputs):

@@ -12,7 +12,7 @@ from .integrators import resolve_method
 from .kernel import build_kernel
 from .model import as_model
 from .printing import Printer
-from .units import UnitError, to_si
+from .units import TIME, UnitError, to_si
 
 BACKENDS = ("auto", "numpy", "c")
 DTYPES = ("float64", "float32")
@@ -87,14 +87,17 @@ def _resolve_backend(backend: str) -> str:
     return backend
 
 
-def _as_array(name, value, what):
+def _as_array(name, value, what, expected=None):
     if isinstance(value, str):
         try:
-            return np.array(to_si(value, name=f"{what}['{name}']"))
+            return np.array(to_si(value, expected, name=f"{what}['{name}']"))
         except UnitError as err:
             raise SimulationError(str(err)) from None
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
-        return np.array([to_si(v, name=f"{what}['{name}']") for v in value])
+        try:
+            return np.array([to_si(v, expected, name=f"{what}['{name}']") for v in value])
+        except UnitError as err:
+            raise SimulationError(str(err)) from None
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -110,7 +113,7 @@ def _check_params(model, params: dict) -> tuple[dict, int]:
     if missing:
         raise SimulationError(f"params: missing value(s) for {', '.join(missing)} "
                               f"(give a number or an array with one value per parameter set)")
-    arrays = {k: _as_array(k, v, "params").reshape(-1) for k, v in params.items()}
+    arrays = {k: _as_array(k, v, "params", model.dimensions.get(k)).reshape(-1) for k, v in params.items()}
     sizes = {a.size for a in arrays.values() if a.size != 1}
     if len(sizes) > 1:
         raise SimulationError(f"params: arrays have different lengths {sorted(sizes)}; every parameter needs one "
@@ -213,7 +216,7 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
     """
     model = as_model(model)
     try:
-        dt = to_si(dt, name="dt")
+        dt = to_si(dt, TIME, name="dt")
     except UnitError as err:
         raise SimulationError(str(err)) from None
     if not np.isfinite(dt) or dt <= 0:

@@ -1,0 +1,400 @@
+"""TraceFitter, SpikeFitter, OnlineTraceFitter: brian2modelfitting's API on neurofit's simulator.
+
+A fitter owns a model, recorded inputs/outputs and simulation settings. ``fit`` runs rounds of
+ask (optimizer) → simulate all candidates × all traces in one batch → error (metric) → tell,
+checkpointing after every round; ``refine`` polishes the best parameters with
+``scipy.optimize.least_squares`` and the exact Jacobian from forward sensitivities.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+
+import numpy as np
+
+from .io import atomic_write_bytes
+from .model import Model
+from .simulate import simulate
+from .units import to_si
+
+
+class FitError(ValueError):
+    """A user mistake in a fitter's set-up or arguments (one line naming the culprit)."""
+
+
+def _as_traces(name, value, what):
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise FitError(f"{what}['{name}'] has shape {a.shape}; expected (n_traces, n_steps)")
+    return a
+
+
+def _parse_bounds(bounds: dict, parameters: list) -> tuple[dict, set]:
+    """name → [lo, hi] or [lo, hi, "log"] (quantity strings allowed) → ({name: (lo, hi)}, log names)."""
+    unknown = [n for n in bounds if n not in parameters]
+    if unknown:
+        raise FitError(f"bounds: {', '.join(unknown)} not a parameter of the model "
+                       f"(parameters: {', '.join(parameters)})")
+    missing = [p for p in parameters if p not in bounds]
+    if missing:
+        raise FitError(f"bounds: no bounds for parameter(s) {', '.join(missing)}; give name=[low, high] "
+                       f"(or declare them as constants in the namespace)")
+    parsed, log_scale = {}, set()
+    for name, spec in bounds.items():
+        spec = list(spec)
+        if len(spec) == 3 and spec[2] in ("log", "linear"):
+            if spec[2] == "log":
+                log_scale.add(name)
+            spec = spec[:2]
+        if len(spec) != 2:
+            raise FitError(f"bounds['{name}'] = {bounds[name]!r}: expected [low, high] or [low, high, 'log']")
+        lo, hi = (to_si(v, name=f"bounds['{name}']") for v in spec)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
+            raise FitError(f"bounds['{name}'] = [{lo:g}, {hi:g}]: need finite low < high")
+        if name in log_scale and lo <= 0:
+            raise FitError(f"bounds['{name}'] = [{lo:g}, {hi:g}]: a log-scale search needs low > 0")
+        parsed[name] = (lo, hi)
+    return parsed, log_scale
+
+
+class Fitter:
+    """Base class: shared set-up, the optimisation loop, results and checkpoints."""
+
+    output_kind = "traces"
+
+    def __init__(self, model, input: dict, output, dt, n_samples: int = 10, method: str | None = None,
+                 threshold=None, reset=None, refractory=None, param_init: dict | None = None,
+                 penalty: str | None = None, use_units: bool = True, namespace: dict | None = None,
+                 backend: str = "auto", dtype: str = "float64", seed: int | None = None):
+        if not isinstance(input, dict) or not input:
+            raise FitError("input must be a dict {input_variable: array (n_traces, n_steps)}, e.g. {'I': traces}")
+        self.input = {k: _as_traces(k, v, "input") for k, v in input.items()}
+        shapes = {a.shape for a in self.input.values()}
+        if len(shapes) != 1:
+            raise FitError(f"input arrays have different shapes {sorted(shapes)}")
+        self.n_traces, self.n_steps = shapes.pop()
+        self.dt = to_si(dt, name="dt")
+        if not self.dt > 0:
+            raise FitError(f"dt = {dt} must be positive")
+        self.n_samples = int(n_samples)
+        self.method = method
+        self.param_init = dict(param_init or {})
+        self.penalty = penalty
+        self.use_units = use_units
+        self.backend, self.dtype, self.seed = backend, dtype, seed
+        self._set_output(output)
+        self.model = self._build_model(model, namespace, threshold, reset, refractory)
+        self.parameter_names = [p for p in self.model.parameters if p != "iteration"]
+        self.optimizer = None
+        self.metric = None
+        self.bounds = {}
+        self.log_scale = set()
+        self.history: list[dict] = []
+        self.iteration = 0
+        self.best_params = None
+        self.best_error = None
+
+    # --- set-up ---------------------------------------------------------------------------
+    def _set_output(self, output):
+        if not isinstance(output, dict) or not output:
+            raise FitError("output must be a dict {variable: array (n_traces, n_steps)}, e.g. {'v': traces}")
+        self.output = {k: _as_traces(k, v, "output") for k, v in output.items()}
+        for name, a in self.output.items():
+            if a.shape != (self.n_traces, self.n_steps):
+                raise FitError(f"output['{name}'] has shape {a.shape} but the input has {(self.n_traces, self.n_steps)}; "
+                               f"every output needs one row per input trace and the same number of samples")
+            if not np.all(np.isfinite(a)):
+                raise FitError(f"output['{name}'] contains NaN or inf; recordings must be finite")
+
+    def _build_model(self, model, namespace, threshold, reset, refractory) -> Model:
+        targets = [f"{v}_target" for v in self.output] if self.output_kind == "traces" else []
+        events = {"threshold": threshold, "reset": reset, "refractory": refractory}
+        if isinstance(model, Model):
+            if any(e is not None for e in events.values()):
+                model = model.with_events(**events)
+            return model
+        if not isinstance(model, str):
+            raise FitError(f"model must be equations text or a neurofit.Model, not {type(model).__name__}")
+        text = model
+        if "iteration" in text.replace("iteration :", ""):
+            text += "\niteration : 1 (constant)\n"
+        return Model(text, namespace=namespace, inputs=list(self.input) + targets, **events)
+
+    @property
+    def n_neurons(self) -> int:
+        return self.n_samples * self.n_traces
+
+    def _inputs(self) -> dict:
+        inputs = {k: v for k, v in self.input.items() if k in self.model.inputs}
+        for var, data in self.output.items():
+            if f"{var}_target" in self.model.inputs:
+                inputs[f"{var}_target"] = data
+        return inputs
+
+    def _param_arrays(self, candidates: list, iteration: int) -> dict:
+        params = {p: np.array([c[p] for c in candidates], dtype=np.float64) for p in self.parameter_names}
+        if "iteration" in self.model.parameters:
+            params["iteration"] = np.full(len(candidates), float(iteration))
+        return params
+
+    # --- the loop ---------------------------------------------------------------------------
+    def fit(self, optimizer=None, metric=None, n_rounds: int = 1, callback="text", restart: bool = False,
+            start_iteration: int | None = None, penalty: str | None = None, checkpoint: str | None = None,
+            **bounds):
+        """Optimise for ``n_rounds`` rounds of ``n_samples`` candidates; returns (best_params, best_error).
+
+        Bounds are keyword arguments ``name=[low, high]`` (``[low, high, "log"]`` for a log-scale
+        search). A later call continues the same optimisation unless ``restart=True``. With
+        ``checkpoint=path`` the state is saved after every round and a new call with the same
+        path resumes where a killed run stopped.
+        """
+        if penalty is not None:
+            self.penalty = penalty
+        fresh = restart or self.optimizer is None
+        if fresh:
+            if optimizer is None or metric is None:
+                raise FitError("fit needs an optimizer and a metric (e.g. NevergradOptimizer('DE'), MSEMetric())")
+            self._check_metric(metric)
+            self.bounds, self.log_scale = _parse_bounds(bounds, self.parameter_names)
+            self.optimizer, self.metric = optimizer, metric
+            self.optimizer.initialize(self.parameter_names, self.bounds, log_scale=self.log_scale,
+                                      popsize=self.n_samples)
+            self.history, self.best_params, self.best_error = [], None, None
+            self.iteration = start_iteration or 0
+            self._rounds_done = 0
+        elif bounds and _parse_bounds(bounds, self.parameter_names)[0] != self.bounds:
+            raise FitError("fit: bounds changed while continuing a fit; pass restart=True to start over")
+        elif start_iteration is not None:
+            self.iteration = start_iteration
+        target_rounds = self._rounds_done + n_rounds
+        if fresh and checkpoint and os.path.exists(checkpoint) and not restart:
+            self._load_checkpoint(checkpoint)  # a killed run: continue towards the same n_rounds
+        report = _make_callback(callback, n_rounds)
+        while self._rounds_done < target_rounds:
+            candidates = self.optimizer.ask(n_samples=self.n_samples)
+            errors = self._errors(candidates, self.iteration)
+            self.optimizer.tell(candidates, errors)
+            best = int(np.argmin(errors))
+            if self.best_error is None or errors[best] < self.best_error:
+                self.best_error = float(errors[best])
+                self.best_params = dict(candidates[best])
+            for c, e in zip(candidates, errors):
+                self.history.append({**c, "error": float(e), "round": self._rounds_done})
+            self._rounds_done += 1
+            self.iteration += 1
+            if checkpoint:
+                self._save_checkpoint(checkpoint)
+            stop = report(candidates, errors, self.best_params, self.best_error, self._rounds_done - 1,
+                          {"round_time": time.time()})
+            if stop is True:
+                break
+        return dict(self.best_params), self.best_error
+
+    def _check_metric(self, metric):
+        pass
+
+    def _errors(self, candidates: list, iteration: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _penalty(self, result) -> np.ndarray:
+        if not self.penalty:
+            return 0.0
+        return result.traces[self.penalty][:, :, -1].mean(axis=1)
+
+    def _record(self) -> tuple:
+        return tuple(dict.fromkeys([*self.output, *([self.penalty] if self.penalty else [])]))
+
+    def _simulate(self, params: dict, record=None, spikes=False, **kw):
+        return simulate(self.model, params, self._inputs(), self.dt, init=self.param_init,
+                        record=self._record() if record is None else record, spikes=spikes, method=self.method,
+                        backend=self.backend, dtype=self.dtype, seed=self.seed, **kw)
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def _save_checkpoint(self, path: str):
+        state = {"optimizer": self.optimizer.get_state(), "history": self.history, "rounds": self._rounds_done,
+                 "iteration": self.iteration, "best_params": self.best_params, "best_error": self.best_error,
+                 "bounds": self.bounds, "parameters": self.parameter_names}
+        atomic_write_bytes(path, pickle.dumps(state))
+
+    def _load_checkpoint(self, path: str):
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+        if state["parameters"] != self.parameter_names or state["bounds"] != self.bounds:
+            raise FitError(f"checkpoint {path}: written for another fit (parameters/bounds differ); delete it or "
+                           f"pass restart=True")
+        self.optimizer.set_state(state["optimizer"])
+        self.history, self._rounds_done = state["history"], state["rounds"]
+        self.iteration, self.best_params, self.best_error = state["iteration"], state["best_params"], state["best_error"]
+
+    # --- results --------------------------------------------------------------------------------
+    def results(self, format: str = "list", use_units=None):
+        """Every evaluated candidate with its error: "list" of dicts, "dict" of arrays, or "dataframe"."""
+        if format == "list":
+            return [{k: v for k, v in row.items() if k != "round"} for row in self.history]
+        if format == "dict":
+            keys = self.parameter_names + ["error"]
+            return {k: np.array([row[k] for row in self.history]) for k in keys}
+        if format == "dataframe":
+            import pandas as pd
+            return pd.DataFrame(self.history)
+        raise FitError(f"results(format='{format}'): valid formats are 'list', 'dict', 'dataframe'")
+
+    def _resolve_params(self, params) -> dict:
+        params = dict(params if params is not None else (self.best_params or {}))
+        if not params:
+            raise FitError("no parameters: run fit() first or pass params=")
+        missing = [p for p in self.parameter_names if p not in params]
+        if missing:
+            raise FitError(f"params: missing {', '.join(missing)}")
+        out = {p: to_si(params[p], name=p) for p in self.parameter_names}
+        if "iteration" in self.model.parameters:
+            out["iteration"] = float(self.iteration)
+        return out
+
+    def generate(self, output_var=None, params=None, param_init=None, iteration=None):
+        """Simulate ``params`` (default: best) on all inputs; (n_traces, n_steps) per variable."""
+        single = isinstance(output_var, str) or output_var is None
+        names = [output_var or next(iter(self.output))] if single else list(output_var)
+        saved = self.param_init
+        if param_init:
+            self.param_init = {**self.param_init, **param_init}
+        try:
+            res = self._simulate(self._resolve_params(params), record=tuple(n for n in names if n != "spikes"),
+                                 spikes="spikes" in names)
+        finally:
+            self.param_init = saved
+        out = {n: (res.spikes[0] if n == "spikes" else res.traces[n][0]) for n in names}
+        return out[names[0]] if single else out
+
+    def generate_traces(self, params=None, param_init=None):
+        return self.generate(None, params=params, param_init=param_init)
+
+
+def _make_callback(callback, n_rounds: int):
+    if callback is None:
+        return lambda *args: None
+    if callable(callback):
+        return callback
+    if callback == "text":
+        def text(params, errors, best_params, best_error, index, info):
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in best_params.items())
+            print(f"Round {index}: best parameters {shown}; error {best_error:.6g}", file=sys.stdout)
+        return text
+    if callback == "progressbar":
+        from tqdm import tqdm
+        bar = tqdm(total=n_rounds)
+
+        def progress(params, errors, best_params, best_error, index, info):
+            bar.update(1)
+            bar.set_postfix(best_error=f"{best_error:.4g}")
+            if bar.n >= n_rounds:
+                bar.close()
+        return progress
+    raise FitError(f"callback={callback!r}: valid values are 'text', 'progressbar', None or a function")
+
+
+class TraceFitter(Fitter):
+    """Fit recorded traces (e.g. membrane potential) with a trace metric (MSEMetric by default)."""
+
+    def _check_metric(self, metric):
+        if isinstance(metric, dict):
+            unknown = [k for k in metric if k not in self.output]
+            if unknown:
+                raise FitError(f"metric: {', '.join(unknown)} not an output (outputs: {', '.join(self.output)})")
+
+    def _metric_for(self, var):
+        return self.metric[var] if isinstance(self.metric, dict) else self.metric
+
+    def _errors(self, candidates, iteration):
+        res = self._simulate(self._param_arrays(candidates, iteration))
+        total = np.zeros(len(candidates))
+        for var, data in self.output.items():
+            total += np.asarray(self._metric_for(var).calc(res.traces[var], data, self.dt), dtype=np.float64)
+        total = total + self._penalty(res)
+        total[res.invalid_sets] = np.inf
+        return total
+
+    def refine(self, params=None, metric=None, calc_gradient: bool = True, t_start=None, normalization=None,
+               **least_squares_kwargs):
+        """Least-squares polish of ``params`` (default: best) within the fit's bounds.
+
+        Residuals are (model − data)/normalization from ``t_start`` on (settings taken from the
+        fit's MSEMetric unless given). ``calc_gradient=True`` uses the exact Jacobian (forward
+        sensitivities); False uses one batched simulation of p+1 parameter sets (finite differences).
+        Returns (params, scipy OptimizeResult).
+        """
+        from .refine import least_squares_refine
+        metric = metric or (self.metric if not isinstance(self.metric, dict) else None)
+        t_start = to_si(t_start if t_start is not None else getattr(metric, "t_start", 0.0), name="t_start")
+        start = self._resolve_params(params)
+        bounds = self.bounds or {p: (-np.inf, np.inf) for p in self.parameter_names}
+        refined, result = least_squares_refine(self, start, bounds, int(round(t_start / self.dt)),
+                                               normalization or getattr(metric, "normalization", 1.0),
+                                               getattr(metric, "t_weights", None), calc_gradient,
+                                               **least_squares_kwargs)
+        error = float(np.mean(result.fun ** 2))
+        if self.best_error is None or error < self.best_error:
+            self.best_params, self.best_error = dict(refined), error
+        return refined, result
+
+
+class OnlineTraceFitter(TraceFitter):
+    """TraceFitter whose squared error is accumulated while simulating: traces are never stored."""
+
+    def _check_metric(self, metric):
+        from .metrics import MSEMetric
+        if not isinstance(metric, MSEMetric):
+            raise FitError("OnlineTraceFitter computes the mean squared error online: use metric=MSEMetric(...)")
+
+    def _errors(self, candidates, iteration):
+        t_start = int(round(to_si(getattr(self.metric, "t_start", 0.0)) / self.dt))
+        norm = float(getattr(self.metric, "normalization", 1.0))
+        res = self._simulate(self._param_arrays(candidates, iteration),
+                             record=(self.penalty,) if self.penalty else (),
+                             targets=self.output, target_start=t_start)
+        n = self.n_traces * (self.n_steps - t_start)
+        total = sum(e.sum(axis=1) for e in res.sq_error.values()) / n / norm ** 2
+        total = total + self._penalty(res)
+        total[res.invalid_sets] = np.inf
+        return total
+
+
+class SpikeFitter(Fitter):
+    """Fit recorded spike trains (list over traces of spike-time arrays, s) with a spike metric."""
+
+    output_kind = "spikes"
+
+    def _set_output(self, output):
+        if isinstance(output, dict):
+            output = output.get("spikes", next(iter(output.values())))
+        if len(output) != self.n_traces:
+            raise FitError(f"output has {len(output)} spike trains but the input has {self.n_traces} traces")
+        self.output_spikes = [np.sort(np.asarray(s, dtype=np.float64)) for s in output]
+        self.output = {"spikes": self.output_spikes}
+
+    def _record(self):
+        return (self.penalty,) if self.penalty else ()
+
+    def _build_model(self, model, namespace, threshold, reset, refractory):
+        built = super()._build_model(model, namespace, threshold, reset, refractory)
+        if built.threshold is None:
+            raise FitError("SpikeFitter needs a threshold (e.g. threshold='v > -50*mV')")
+        return built
+
+    def _errors(self, candidates, iteration):
+        res = self._simulate(self._param_arrays(candidates, iteration), spikes=True)
+        errors = np.asarray(self.metric.calc(res.spikes, self.output_spikes, self.dt), dtype=np.float64)
+        errors = errors + self._penalty(res)
+        errors[res.invalid_sets] = np.inf
+        return errors
+
+    def generate_spikes(self, params=None, param_init=None):
+        """Spike trains (list over traces) of ``params`` (default: best)."""
+        return self.generate("spikes", params=params, param_init=param_init)
+
+    def generate_traces(self, params=None, param_init=None, output_var="v"):
+        return self.generate(output_var, params=params, param_init=param_init)
