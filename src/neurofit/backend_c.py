@@ -203,7 +203,10 @@ def generate_source(spec: KernelSpec, dtype: str) -> str:
     if spec.refractory is not None:
         kind, expr = spec.refractory
         if kind == "condition":
-            w(f"        const T {NOT_REFRACTORY.name} = ({pr(expr)}) ? {pr.literal(0.0)} : {one};")
+            # as Brian2: refractory from a spike until the condition first fails (ls[j] >= 0 marks it)
+            w(f"        const int in_ref = (ls[j] >= 0) && ({pr(expr)});")
+            w("        ls[j] = in_ref ? ls[j] : (INT32_MIN / 2);")
+            w(f"        const T {NOT_REFRACTORY.name} = in_ref ? {pr.literal(0.0)} : {one};")
         else:
             w(f"        const int32_t ref_steps = (int32_t)floor(((double)({pr(expr)}) + 1e-3 * dt_d) / dt_d);")
             w(f"        const T {NOT_REFRACTORY.name} = ((int64_t)k - (int64_t)ls[j]) >= ref_steps ? {one} : "

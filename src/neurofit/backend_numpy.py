@@ -123,7 +123,10 @@ class NumpyKernel:
     def _not_refractory(self, state, pars, u, t, dt, k, lastspike, one):
         value = self.refractory(*state, *pars, *u, t, dt)[0]
         if self.spec.refractory[0] == "condition":
-            return np.where(np.asarray(value, dtype=bool), 0, 1).astype(self.dtype) * one
+            # as Brian2: refractory from a spike until the condition first fails (lastspike >= 0 marks it)
+            still = (lastspike >= 0) & np.asarray(value, dtype=bool)
+            lastspike[~still] = -(2 ** 62)
+            return np.where(still, 0, 1).astype(self.dtype) * one
         ref_steps = np.floor((np.asarray(value, dtype=np.float64) + 1e-3 * float(dt)) / float(dt)).astype(np.int64)
         return ((k - lastspike) >= ref_steps).astype(self.dtype)
 

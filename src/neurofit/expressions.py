@@ -304,11 +304,16 @@ def make_rate_functions_safe(expr):
         return expr
     args = [make_rate_functions_safe(a) for a in expr.args]
     if expr.is_Mul:
-        factors = list(args)
+        product = sympy.Mul(*args)  # flatten: a rewritten 1/(1 - exp(y)) comes back as -1/expm1(y)
+        if not product.is_Mul:
+            return product
+        factors = list(product.args)
         for i, factor in enumerate(factors):
             if not (factor.is_Pow and factor.exp == -1):
                 continue
             match = _exp_minus_one(factor.base)
+            if match is None and isinstance(factor.base, expm1):  # exp(y) - 1 already rewritten below
+                match = (sympy.Integer(1), factor.base.args[0])
             if match is None:
                 continue
             c, y = match

@@ -109,7 +109,7 @@ def save_simulation(path, result, params: dict, meta: dict | None = None) -> Pat
         arrays["spikes/times"] = np.concatenate(flat) if flat else np.zeros(0)
     info = {"format": SIMULATION_FORMAT, "version": SIMULATION_VERSION, "dt": result.dt,
             "n_steps": result.n_steps, "method": result.method, "backend": result.backend,
-            "dtype": result.dtype, "record": list(result.traces)}
+            "dtype": result.dtype, "record": list(result.traces), "param_names": list(params)}
     info.update(meta or {})
     arrays["__meta__"] = np.array(json.dumps(info, sort_keys=True, default=_json_default))
     return atomic_save_npz(path, arrays)
@@ -137,7 +137,9 @@ class SimulationFile:
         self.dt = float(self.meta["dt"])
         self.invalid = files["invalid"]
         self.traces = {k[len("traces/"):]: v for k, v in files.items() if k.startswith("traces/")}
-        self.params = {k[len("params/"):]: v for k, v in files.items() if k.startswith("params/")}
+        params = {k[len("params/"):]: v for k, v in files.items() if k.startswith("params/")}
+        order = [p for p in self.meta.get("param_names", []) if p in params]
+        self.params = {p: params[p] for p in order + sorted(set(params) - set(order))}
         self.spikes = None
         if "spikes/counts" in files:
             counts, times = files["spikes/counts"], files["spikes/times"]

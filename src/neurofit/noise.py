@@ -11,10 +11,11 @@ MIX2 = 0x94D049BB133111EB
 
 def splitmix64(x):
     """SplitMix64 finaliser on uint64 arrays (wrapping arithmetic)."""
-    x = np.asarray(x, dtype=np.uint64) + np.uint64(GOLDEN)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(MIX1)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(MIX2)
-    return x ^ (x >> np.uint64(31))
+    with np.errstate(over="ignore"):  # numpy warns on wrapping uint64 scalars; wrapping is intended
+        x = np.asarray(x, dtype=np.uint64) + np.uint64(GOLDEN)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(MIX1)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(MIX2)
+        return x ^ (x >> np.uint64(31))
 
 
 def neuron_keys(seed: int, neuron_ids) -> np.ndarray:

@@ -1,0 +1,774 @@
+"""Inferencer: a posterior over a neuron model's parameters from recordings, by simulation-based inference.
+
+brian2modelfitting's Inferencer API on the ``sbi`` package (NPE, NLE, NRE; the old names SNPE,
+SNLE, SNRE are accepted as aliases) and neurofit's simulator::
+
+    inferencer = Inferencer(dt, model, input={"I": I}, output={"v": v}, features={"v": ["v_max", "v_mean"]})
+    inferencer.infer(n_samples=5000, g_Na=["1 uS", "100 uS"], g_K=["0.1 uS", "10 uS", "log"])
+    samples = inferencer.sample((10_000,))          # SI, shape (10000, 2)
+
+Parameters are SI floats; priors are uniform or log-uniform boxes. Training data are drawn from a
+seeded prior up front and simulated in batches, so a chunk of them (``simulate_training_chunk``)
+is exactly the corresponding slice of an unchunked run. Simulations whose features are NaN/inf are
+counted and left out of training.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.distributions import TransformedDistribution, constraints
+from torch.distributions.transforms import Transform
+
+from .features import SPIKES, FeatureSet, RawTraces, detect_spikes, stimulus_windows
+from .io import atomic_save_npz, atomic_write_bytes
+from . import models
+from .model import Model
+from .simulate import simulate
+from .study import REQUIRED, SECTIONS, ConfigError, Study, _check_keys
+from .units import to_si
+
+METHODS = {"NPE": "NPE", "NLE": "NLE", "NRE": "NRE", "SNPE": "NPE", "SNLE": "NLE", "SNRE": "NRE"}
+DENSITY_ESTIMATORS = ("maf", "mdn", "nsf", "made", "maf_rqs")
+CLASSIFIERS = ("resnet", "mlp", "linear")
+EMBEDDINGS = ("mlp", "cnn")
+POSTERIOR_FORMAT = "neurofit.posterior"
+CHUNK_FORMAT = "neurofit.training_chunk"
+
+
+def set_threads(threads: int | None = None) -> int:
+    """``torch.set_num_threads`` from ``threads``, else env NEUROFIT_THREADS, else 1; returns the number."""
+    n = threads if threads is not None else int(os.environ.get("NEUROFIT_THREADS", "1"))
+    if n < 1:
+        raise ValueError(f"threads = {n}: must be a positive number of threads (e.g. the cores given to the job)")
+    torch.set_num_threads(n)
+    return n
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed torch and numpy's global generator for the block; restore both afterwards."""
+    state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        np.random.seed(int(seed) % 2 ** 32)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
+# --- priors ---------------------------------------------------------------------------------------
+
+class _LogScale(Transform):
+    """exp() on the masked (log-uniform) dimensions, identity on the others."""
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.mask = mask
+
+    def __eq__(self, other):
+        return isinstance(other, _LogScale) and torch.equal(self.mask, other.mask)
+
+    def _call(self, x):
+        return torch.where(self.mask, x.exp(), x)
+
+    def _inverse(self, y):
+        return torch.where(self.mask, y.clamp_min(torch.finfo(y.dtype).tiny).log(), y)
+
+    def log_abs_det_jacobian(self, x, y):
+        return torch.where(self.mask, x, torch.zeros_like(x)).sum(-1)
+
+
+class BoxPrior(TransformedDistribution):
+    """Independent priors in [low, high] (SI): uniform, or log-uniform where ``log_mask`` is True."""
+
+    arg_constraints = {}
+
+    def __init__(self, low, high, log_mask, device: str = "cpu"):
+        from sbi.utils import BoxUniform
+        self.low = torch.as_tensor(low, dtype=torch.float32, device=device)
+        self.high = torch.as_tensor(high, dtype=torch.float32, device=device)
+        self.log_mask = torch.as_tensor(log_mask, dtype=torch.bool, device=device)
+        base = BoxUniform(torch.where(self.log_mask, self.low.log(), self.low),
+                          torch.where(self.log_mask, self.high.log(), self.high), device=device)
+        super().__init__(base, _LogScale(self.log_mask))
+
+    @constraints.dependent_property(is_discrete=False, event_dim=1)
+    def support(self):
+        return constraints.independent(constraints.interval(self.low, self.high), 1)
+
+
+def parse_bounds(bounds: dict, parameters: list) -> tuple[dict, set, dict]:
+    """name → [low, high] | [low, high, "log"] | a fixed value (quantity strings allowed), for every
+    model parameter → ({name: (low, high)}, names on a log scale, {name: fixed value}), SI."""
+    unknown = [n for n in bounds if n not in parameters]
+    if unknown:
+        raise ValueError(f"bounds: {', '.join(unknown)} not a parameter of the model "
+                         f"(parameters: {', '.join(parameters)})")
+    missing = [p for p in parameters if p not in bounds]
+    if missing:
+        raise ValueError(f"bounds: no bounds for parameter(s) {', '.join(missing)}; give name=[low, high] "
+                         f"(or name=value to fix it)")
+    parsed, log_scale, fixed = {}, set(), {}
+    for name in parameters:
+        spec = bounds[name]
+        if isinstance(spec, (str, int, float)):
+            fixed[name] = to_si(spec, name=f"bounds['{name}']")
+            continue
+        spec = list(spec)
+        if len(spec) == 3 and spec[2] in ("log", "linear"):
+            if spec[2] == "log":
+                log_scale.add(name)
+            spec = spec[:2]
+        if len(spec) != 2:
+            raise ValueError(f"bounds['{name}'] = {bounds[name]!r}: expected [low, high], [low, high, 'log'] "
+                             f"or a fixed value")
+        lo, hi = (to_si(v, name=f"bounds['{name}']") for v in spec)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
+            raise ValueError(f"bounds['{name}'] = [{lo:g}, {hi:g}]: need finite low < high")
+        if name in log_scale and lo <= 0:
+            raise ValueError(f"bounds['{name}'] = [{lo:g}, {hi:g}]: a log-uniform prior needs low > 0")
+        parsed[name] = (lo, hi)
+    if not parsed:
+        raise ValueError("bounds: every parameter is fixed; give at least one name=[low, high] to infer")
+    return parsed, log_scale, fixed
+
+
+def _method(name: str) -> str:
+    key = str(name).upper()
+    if key not in METHODS:
+        raise ValueError(f"inference_method = {name!r} is not valid (valid: NPE, NLE, NRE; aliases SNPE, SNLE, SNRE)")
+    return METHODS[key]
+
+
+def _device(name: str) -> str:
+    return "cuda" if name == "gpu" else name
+
+
+# --- the Inferencer -------------------------------------------------------------------------------
+
+class Inferencer:
+    """Simulation-based inference of ``model``'s parameters from recorded ``output`` under ``input``.
+
+    input: name → (n_traces, n_steps) SI; output: variable → (n_traces, n_steps) SI, and/or
+    ``"spikes"`` → one array of spike times (s) per trace. features: {output: [feature, ...]} (see
+    ``neurofit.features``) or None for automatic features (block-averaged raw traces of at most
+    ``raw_samples`` samples, fed to an embedding net). window: stimulus (start, end) for the
+    features, by default the first to last nonzero input sample of each trace. Training data are
+    simulated ``batch_size`` parameter sets at a time; ``threads``: torch (and C backend) threads.
+    """
+
+    def __init__(self, dt, model, input: dict, output: dict, features: dict | None = None, method: str | None = None,
+                 threshold=None, reset=None, refractory=None, param_init: dict | None = None,
+                 namespace: dict | None = None, backend: str = "auto", dtype: str = "float64", seed: int = 0,
+                 window=None, batch_size: int = 1000, threads: int | None = None, raw_samples: int = 256):
+        self.threads = set_threads(threads)
+        self.dt = to_si(dt, name="dt")
+        if not self.dt > 0:
+            raise ValueError(f"dt = {dt!r}: must be a positive time step (e.g. '0.01 ms')")
+        if not isinstance(input, dict) or not input:
+            raise ValueError("input must be a dict {input_variable: array (n_traces, n_steps)}, e.g. {'I': traces}")
+        self.input = {k: np.atleast_2d(np.asarray(v, dtype=np.float64)) for k, v in input.items()}
+        shapes = {a.shape for a in self.input.values()}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise ValueError(f"input arrays must share one shape (n_traces, n_steps); got {sorted(shapes)}")
+        self.n_traces, self.n_steps = shapes.pop()
+        self.output, self.output_spikes = self._read_output(output)
+        self.model = self._build_model(model, namespace, threshold, reset, refractory)
+        self.method, self.param_init = method, dict(param_init or {})
+        self.backend, self.dtype, self.seed = backend, dtype, int(seed)
+        if batch_size < 1:
+            raise ValueError(f"batch_size = {batch_size}: must be a positive number of parameter sets")
+        self.batch_size = int(batch_size)
+        self.features = self._build_features(features, window, raw_samples)
+        self.prior = None
+        self.bounds, self.log_scale, self.fixed, self.param_names = {}, set(), {}, []
+        self.inference = self.posterior = self.samples = None
+        self.inference_method = None
+        self.theta = self.x = None
+        self.n_invalid = 0
+        self._round = 0
+        self._x_o = None
+
+    # --- set-up ---------------------------------------------------------------------------------
+    def _read_output(self, output) -> tuple[dict, list | None]:
+        if not isinstance(output, dict) or not output:
+            raise ValueError("output must be a dict {variable: array (n_traces, n_steps)} and/or "
+                             "{'spikes': [spike times per trace]}")
+        traces, spikes = {}, None
+        for name, value in output.items():
+            if name == SPIKES:
+                spikes = [np.asarray(s, dtype=np.float64).reshape(-1) for s in value]
+                if len(spikes) != self.n_traces:
+                    raise ValueError(f"output['spikes'] has {len(spikes)} spike trains; expected one per input "
+                                     f"trace ({self.n_traces})")
+                continue
+            a = np.atleast_2d(np.asarray(value, dtype=np.float64))
+            if a.shape != (self.n_traces, self.n_steps):
+                raise ValueError(f"output['{name}'] has shape {a.shape}; expected {(self.n_traces, self.n_steps)} "
+                                 f"like the input")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"output['{name}'] contains NaN or inf; recordings must be finite")
+            traces[name] = a
+        return traces, spikes
+
+    def _build_model(self, model, namespace, threshold, reset, refractory) -> Model:
+        events = {"threshold": threshold, "reset": reset, "refractory": refractory}
+        if isinstance(model, Model):
+            if any(e is not None for e in events.values()):
+                model = model.with_events(**events)
+        elif isinstance(model, str):
+            model = Model(model, namespace=namespace, inputs=list(self.input), **events)
+        else:
+            raise ValueError(f"model must be equations text or a neurofit.Model, not {type(model).__name__}")
+        bad = [v for v in self.output if v not in model.recordable()]
+        if bad:
+            raise ValueError(f"output: {', '.join(bad)} not a variable of the model "
+                             f"(recordable: {', '.join(model.recordable())})")
+        if self.output_spikes is not None and model.threshold is None:
+            raise ValueError("output['spikes'] needs a model threshold (threshold='v > -50*mV')")
+        return model
+
+    def _build_features(self, features, window, raw_samples):
+        if features is None:
+            return RawTraces(list(self.output), self.n_traces, self.n_steps, raw_samples)
+        if not isinstance(features, dict):
+            raise ValueError("features must be a dict {output: [feature, ...]} or None (automatic)")
+        bad = [k for k in features if k != SPIKES and k not in self.output]
+        if bad or (SPIKES in features and self.output_spikes is None):
+            name = bad[0] if bad else SPIKES
+            raise ValueError(f"features['{name}']: not an output (outputs: "
+                             f"{', '.join(list(self.output) + ([SPIKES] if self.output_spikes else []))})")
+        windows = stimulus_windows(self.input, self.dt, window)
+        return FeatureSet(features, windows, self.dt, self.n_steps)
+
+    @property
+    def x_o(self) -> np.ndarray:
+        """Features of the recorded output (n_features,)."""
+        if self._x_o is None:
+            traces = {v: self.output[v][None] for v in self.features.trace_vars}
+            x = self.features(traces, [self.output_spikes])[0]
+            bad = [n for n, value in zip(self.features.names, x) if not np.isfinite(value)]
+            if bad:
+                raise ValueError(f"features of the data are NaN/inf: {', '.join(bad[:5])}; choose features "
+                                 f"defined for the recordings")
+            self._x_o = x
+        return self._x_o
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.features.names
+
+    # --- prior and training data -----------------------------------------------------------------
+    def init_prior(self, **bounds):
+        """Uniform prior over name=[low, high] (log-uniform for [low, high, "log"]); name=value fixes a parameter."""
+        self.bounds, self.log_scale, self.fixed = parse_bounds(bounds, self.model.parameters)
+        self.param_names = list(self.bounds)
+        low = [self.bounds[p][0] for p in self.param_names]
+        high = [self.bounds[p][1] for p in self.param_names]
+        mask = [p in self.log_scale for p in self.param_names]
+        if any(mask):
+            self.prior = BoxPrior(low, high, mask)
+        else:
+            from sbi.utils import BoxUniform
+            self.prior = BoxUniform(torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32))
+        return self.prior
+
+    def _require_prior(self):
+        if self.prior is None:
+            raise ValueError("no prior yet: call init_prior(name=[low, high], ...) or infer(..., name=[low, high])")
+
+    def generate_training_data(self, n_samples: int, prior=None, seed: int | None = None) -> np.ndarray:
+        """``n_samples`` parameter sets (n_samples, n_parameters) SI drawn from ``prior`` (default: the prior)."""
+        if prior is None:
+            self._require_prior()
+            prior = self.prior
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples = {n_samples}: must be a positive number of simulations")
+        return _draw(prior, (int(n_samples),), self.seed if seed is None else seed)
+
+    def extract_summary_statistics(self, theta, training_data: dict | None = None, seed: int | None = None,
+                                   set_offset: int = 0) -> np.ndarray:
+        """Features (n_sets, n_features) of simulations at ``theta`` (n_sets, n_parameters); NaN rows mark
+        invalid simulations. ``training_data`` (traces {var: (n_sets, n_traces, n_steps)}, and 'spikes':
+        spikes[set][trace]) skips the simulation. Noise draws depend on (seed, set_offset + row)."""
+        theta = self._check_theta(theta)
+        if training_data is not None:
+            traces = {v: training_data[v] for v in self.features.trace_vars}
+            return self.features(traces, training_data.get(SPIKES))
+        seed = self.seed if seed is None else seed
+        x = np.empty((theta.shape[0], len(self.features.names)))
+        for start in range(0, theta.shape[0], self.batch_size):
+            stop = min(start + self.batch_size, theta.shape[0])
+            result = self._simulate(theta[start:stop], self.features.trace_vars, self.features.needs_spikes,
+                                    seed, set_offset + start)
+            with np.errstate(all="ignore"):
+                x[start:stop] = self.features(result.traces, result.spikes)
+            x[start:stop][result.invalid_sets] = np.nan
+        return x
+
+    def simulate_training_chunk(self, n_samples: int, chunk: int, n_chunks: int, prior=None,
+                                seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, x) of chunk ``chunk`` (0 .. n_chunks-1) of ``n_samples`` simulations: all theta are drawn
+        from the seeded prior, the chunk's slice is simulated; the chunks concatenated equal one
+        unchunked ``generate_training_data`` + ``extract_summary_statistics`` with the same seed."""
+        if not 0 <= chunk < n_chunks:
+            raise ValueError(f"chunk = {chunk}: must be in 0 .. {n_chunks - 1} (n_chunks = {n_chunks})")
+        theta = self.generate_training_data(n_samples, prior, seed)
+        start, stop = chunk_range(n_samples, chunk, n_chunks)
+        x = self.extract_summary_statistics(theta[start:stop], seed=seed, set_offset=start)
+        return theta[start:stop], x
+
+    def _check_theta(self, theta) -> np.ndarray:
+        theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+        if not self.param_names:
+            self._require_prior()
+        if theta.shape[1] != len(self.param_names):
+            raise ValueError(f"theta has {theta.shape[1]} columns; expected one per inferred parameter "
+                             f"({', '.join(self.param_names)})")
+        return theta
+
+    def _simulate(self, theta, record, spikes, seed, set_offset=0, init=None):
+        params = {p: theta[:, k] for k, p in enumerate(self.param_names)}
+        params.update(self.fixed)
+        inputs = {k: v for k, v in self.input.items() if k in self.model.inputs}
+        return simulate(self.model, params, inputs, self.dt, init=self.param_init if init is None else init,
+                        record=tuple(record),
+                        spikes=spikes, method=self.method, backend=self.backend, dtype=self.dtype, seed=seed,
+                        set_offset=set_offset, threads=self.threads)
+
+    def save_summary_statistics(self, path, theta=None, x=None):
+        """Write theta and x (default: the last training data) to ``path`` (.npz, atomic)."""
+        theta = self.theta if theta is None else theta
+        x = self.x if x is None else x
+        if theta is None or x is None:
+            raise ValueError("save_summary_statistics: give theta and x (or run infer / infer_step first)")
+        atomic_save_npz(path, {"theta": np.asarray(theta, dtype=np.float64), "x": np.asarray(x, dtype=np.float64),
+                               "param_names": np.array(self.param_names), "feature_names": np.array(self.feature_names)},
+                        compress=True)
+
+    def load_summary_statistics(self, path) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, x) from a file written by ``save_summary_statistics`` (keys theta, x or arr_0, arr_1)."""
+        with np.load(path, allow_pickle=False) as f:
+            keys = ("theta", "x") if "theta" in f.files else ("arr_0", "arr_1")
+            if not set(keys) <= set(f.files):
+                raise ValueError(f"{path}: expected arrays 'theta' and 'x' (found: {', '.join(f.files)})")
+            self.theta, self.x = f[keys[0]], f[keys[1]]
+        return self.theta, self.x
+
+    # --- sbi ----------------------------------------------------------------------------------------
+    def init_inference(self, inference_method: str = "NPE", density_estimator_model: str = "maf", prior=None,
+                       sbi_device: str = "cpu", **inference_kwargs):
+        """A new sbi inference object (NPE, NLE or NRE). ``inference_kwargs`` go to sbi's ``posterior_nn`` /
+        ``likelihood_nn`` / ``classifier_nn``; ``embedding_net`` may be "mlp", "cnn" or a torch module
+        (for NPE and NRE it embeds x; with automatic features it defaults to "mlp")."""
+        from sbi.inference import NLE, NPE, NRE
+        from sbi.neural_nets import classifier_nn, likelihood_nn, posterior_nn
+        method = _method(inference_method)
+        if prior is None:
+            self._require_prior()
+            prior = self.prior
+        kwargs = dict(inference_kwargs)
+        show = kwargs.pop("show_progress_bars", False)
+        embedding = kwargs.pop("embedding_net", kwargs.pop("embedding_net_x", None) if method == "NRE" else None)
+        if embedding is None and isinstance(self.features, RawTraces) and method != "NLE":
+            embedding = "mlp"
+        if embedding is not None and method != "NLE":
+            embedding = self._embedding(embedding)
+        valid = CLASSIFIERS if method == "NRE" else DENSITY_ESTIMATORS
+        if density_estimator_model not in valid and not str(density_estimator_model).startswith("zuko_"):
+            raise ValueError(f"density_estimator_model = {density_estimator_model!r} is not valid for {method} "
+                             f"(valid: {', '.join(valid)})")
+        device = _device(sbi_device)
+        self.inference_method = method
+        if method == "NRE":
+            if embedding is not None:
+                kwargs["embedding_net_x"] = embedding
+            return NRE(prior=prior, classifier=classifier_nn(model=density_estimator_model, **kwargs), device=device,
+                       show_progress_bars=show)
+        if embedding is not None:
+            kwargs["embedding_net"] = embedding
+        builder = (posterior_nn if method == "NPE" else likelihood_nn)(model=density_estimator_model, **kwargs)
+        cls = NPE if method == "NPE" else NLE
+        return cls(prior=prior, density_estimator=builder, device=device, show_progress_bars=show)
+
+    def _embedding(self, embedding):
+        from sbi.neural_nets.embedding_nets import CNNEmbedding, FCEmbedding
+        if isinstance(embedding, torch.nn.Module):
+            return embedding
+        n_x = len(self.feature_names)
+        if embedding == "mlp":
+            return FCEmbedding(input_dim=n_x)
+        if embedding == "cnn":
+            return CNNEmbedding(input_shape=(n_x,))
+        raise ValueError(f"embedding_net = {embedding!r} is not valid (valid: {', '.join(EMBEDDINGS)} "
+                         f"or a torch.nn.Module)")
+
+    def _valid(self, theta, x) -> tuple[np.ndarray, np.ndarray]:
+        theta = self._check_theta(theta)
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        if x.shape[0] != theta.shape[0]:
+            raise ValueError(f"theta has {theta.shape[0]} rows but x has {x.shape[0]}; one row of x per parameter set")
+        ok = np.all(np.isfinite(x), axis=1)
+        self.n_invalid = int((~ok).sum())
+        if not ok.any():
+            raise ValueError(f"all {x.shape[0]} simulations are invalid (NaN/inf features); check the bounds, "
+                             f"the features and the integration method")
+        if self.n_invalid:
+            warnings.warn(f"{self.n_invalid} of {x.shape[0]} simulations are invalid (NaN/inf features) and left "
+                          f"out of training", stacklevel=3)
+        return theta[ok], x[ok]
+
+    def train(self, inference, theta, x, proposal=None, **train_kwargs):
+        """Add (theta, x) to ``inference`` (invalid rows left out, counted in ``n_invalid``) and train it;
+        ``proposal``: the distribution theta came from, if not the prior (NPE only)."""
+        from sbi.inference.trainers.npe.npe_base import PosteriorEstimatorTrainer
+        theta, x = self._valid(theta, x)
+        theta_t = torch.as_tensor(theta, dtype=torch.float32)
+        x_t = torch.as_tensor(x, dtype=torch.float32)
+        if isinstance(inference, PosteriorEstimatorTrainer):
+            inference.append_simulations(theta_t, x_t, proposal=proposal)
+        else:  # NLE / NRE: data of later rounds are simply appended
+            inference.append_simulations(theta_t, x_t)
+        inference.train(**train_kwargs)
+        return inference
+
+    def build_posterior(self, inference, **posterior_kwargs):
+        """(inference, posterior) with the posterior's default x set to the data's features."""
+        posterior = inference.build_posterior(**posterior_kwargs)
+        posterior.set_default_x(torch.as_tensor(self.x_o, dtype=torch.float32))
+        return inference, posterior
+
+    def infer_step(self, proposal, inference, n_samples: int | None = None, theta=None, x=None,
+                   train_kwargs: dict | None = None, posterior_kwargs: dict | None = None, seed: int | None = None):
+        """One round: draw ``n_samples`` from ``proposal`` and simulate (or use theta, x), train, build the posterior."""
+        seed = self.seed if seed is None else seed
+        if theta is None:
+            if x is not None or n_samples is None:
+                raise ValueError("infer_step: give n_samples (to simulate) or theta (and optionally x)")
+            theta = self.generate_training_data(n_samples, proposal, seed)
+        if x is None:
+            x = self.extract_summary_statistics(theta, seed=seed)
+        self.theta, self.x = np.asarray(theta), np.asarray(x)
+        from sbi.inference.trainers.npe.npe_base import PosteriorEstimatorTrainer
+        npe_proposal = proposal if isinstance(inference, PosteriorEstimatorTrainer) and proposal is not self.prior else None
+        inference = self.train(inference, theta, x, npe_proposal, **(train_kwargs or {}))
+        inference, posterior = self.build_posterior(inference, **(posterior_kwargs or {}))
+        self.inference, self.posterior = inference, posterior
+        return posterior
+
+    def infer(self, n_samples: int | None = None, theta=None, x=None, n_rounds: int = 1,
+              inference_method: str = "NPE", density_estimator_model: str = "maf", inference_kwargs: dict | None = None,
+              train_kwargs: dict | None = None, posterior_kwargs: dict | None = None, restart: bool = False,
+              sbi_device: str = "cpu", **bounds):
+        """Train and return the posterior. The first call (or ``restart=True``) starts from the prior given by
+        ``bounds``; later calls continue with the current posterior as proposal (multi-round inference).
+        ``n_rounds`` > 1 runs that many rounds, each drawing ``n_samples`` from the previous posterior."""
+        if not isinstance(n_rounds, int) or n_rounds < 1:
+            raise ValueError(f"n_rounds = {n_rounds!r}: must be a positive integer (1: amortized inference)")
+        if n_samples is None and theta is None:
+            raise ValueError("infer: give n_samples (number of simulations per round) or theta and x")
+        if restart or self.posterior is None:
+            if bounds or self.prior is None:
+                self.init_prior(**bounds)
+            self.inference = self.init_inference(inference_method, density_estimator_model, self.prior, sbi_device,
+                                                 **(inference_kwargs or {}))
+            proposal, self._round = self.prior, 0
+        else:
+            if bounds and parse_bounds(bounds, self.model.parameters)[0] != self.bounds:
+                raise ValueError("infer: bounds changed while continuing; pass restart=True to start from the new prior")
+            if self.inference is None:  # a loaded posterior: new networks, trained on proposal draws
+                self.inference = self.init_inference(inference_method, density_estimator_model, self.prior,
+                                                     sbi_device, **(inference_kwargs or {}))
+            proposal = self.posterior
+        for r in range(n_rounds):
+            seed = self.seed if self._round == 0 else int(np.random.SeedSequence([self.seed, self._round])
+                                                          .generate_state(1)[0])
+            proposal = self.infer_step(proposal, self.inference, n_samples, theta if r == 0 else None,
+                                       x if r == 0 else None, train_kwargs, posterior_kwargs, seed)
+            self._round += 1
+        return self.posterior
+
+    # --- posterior --------------------------------------------------------------------------------
+    def _posterior(self, posterior=None):
+        posterior = self.posterior if posterior is None else posterior
+        if posterior is None:
+            raise ValueError("no posterior yet: call infer(...) or load_posterior(path) first")
+        return posterior
+
+    def sample(self, shape, posterior=None, x=None, seed: int | None = None, **kwargs) -> np.ndarray:
+        """Samples from the posterior given x (default: the data's features), SI, as a numpy array of
+        shape (*shape, n_parameters); the same seed gives the same samples."""
+        posterior = self._posterior(posterior)
+        x = torch.as_tensor(self.x_o if x is None else x, dtype=torch.float32)
+        kwargs.setdefault("show_progress_bars", False)
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        with _seeded(self.seed if seed is None else seed):
+            samples = posterior.sample(shape, x=x, **kwargs)
+        self.samples = samples.detach().cpu().numpy().astype(np.float64)
+        return self.samples
+
+    def save_posterior(self, path):
+        """Write the posterior (with prior, parameter names and x_o) to ``path`` (torch.save, atomic)."""
+        posterior = self._posterior()
+        buffer = io.BytesIO()
+        torch.save({"format": POSTERIOR_FORMAT, "version": 1, "posterior": posterior, "method": self.inference_method,
+                    "param_names": self.param_names, "bounds": self.bounds, "log_scale": sorted(self.log_scale),
+                    "fixed": self.fixed, "feature_names": self.feature_names, "x_o": self.x_o.tolist()}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load_posterior(self, path):
+        """Read a posterior written by ``save_posterior``; it becomes this inferencer's posterior."""
+        state = torch.load(path, weights_only=False)
+        if not isinstance(state, dict) or state.get("format") != POSTERIOR_FORMAT:
+            raise ValueError(f"{path}: not a neurofit posterior (written by Inferencer.save_posterior)")
+        bad = [p for p in state["param_names"] + list(state["fixed"]) if p not in self.model.parameters]
+        if bad:
+            raise ValueError(f"{path}: parameter(s) {', '.join(bad)} not in this model "
+                             f"(parameters: {', '.join(self.model.parameters)})")
+        if state["feature_names"] != self.feature_names:
+            raise ValueError(f"{path}: trained on features {state['feature_names'][:4]}...; this inferencer has "
+                             f"{self.feature_names[:4]}...")
+        self.posterior = state["posterior"]
+        self.prior = self.posterior.prior
+        self.param_names, self.bounds = list(state["param_names"]), dict(state["bounds"])
+        self.log_scale, self.fixed = set(state["log_scale"]), dict(state["fixed"])
+        self.inference_method, self.inference = state["method"], None
+        self._round = 1
+        return self.posterior
+
+    # --- plots and analysis -----------------------------------------------------------------------
+    def _per_parameter(self, values: dict | None, what: str, default=None) -> list | None:
+        if values is None:
+            return None
+        bad = [k for k in values if k not in self.param_names]
+        if bad:
+            raise ValueError(f"{what}: {', '.join(bad)} not an inferred parameter ({', '.join(self.param_names)})")
+        return [values.get(p, default(p) if default else None) for p in self.param_names]
+
+    def _limits(self, limits: dict | None, fallback: bool = False):
+        if limits is None and not fallback:
+            return None
+        limits = limits or {}
+        rows = self._per_parameter(limits, "limits", default=lambda p: self.bounds[p])
+        return [[to_si(v, name=f"limits['{p}']") for v in row] for p, row in zip(self.param_names, rows)]
+
+    def _points(self, points):
+        if points is None or not isinstance(points, dict):
+            return points
+        values = self._per_parameter(points, "points")
+        missing = [p for p, v in zip(self.param_names, values) if v is None]
+        if missing:
+            raise ValueError(f"points: missing value(s) for {', '.join(missing)}")
+        return np.array([[to_si(v, name="points") for v in values]])
+
+    def _subset(self, subset):
+        if subset is None:
+            return None
+        bad = [s for s in subset if s not in self.param_names]
+        if bad:
+            raise ValueError(f"subset: {', '.join(bad)} not an inferred parameter ({', '.join(self.param_names)})")
+        return [self.param_names.index(s) for s in subset]
+
+    def _labels_ticks(self, labels, ticks):
+        labels = self._per_parameter(labels, "labels", default=lambda p: p) or list(self.param_names)
+        if ticks is not None:
+            ticks = [[to_si(v, name=f"ticks['{p}']") for v in row] if row is not None else [] for p, row in
+                     zip(self.param_names, self._per_parameter(ticks, "ticks"))]
+        return labels, ticks
+
+    def pairplot(self, samples=None, points=None, limits=None, subset=None, labels=None, ticks=None, **kwargs):
+        """``sbi.analysis.pairplot`` of posterior samples (default: the last ``sample``); points, limits,
+        labels, ticks are dicts keyed by parameter name (SI or quantity strings). Returns (fig, axes)."""
+        from sbi.analysis import pairplot
+        samples = self.samples if samples is None else samples
+        if samples is None:
+            raise ValueError("pairplot: no samples; call sample(shape) first or pass samples=")
+        labels, ticks = self._labels_ticks(labels, ticks)
+        return pairplot(np.asarray(samples), points=self._points(points), limits=self._limits(limits),
+                        subset=self._subset(subset), labels=labels, ticks=ticks, **kwargs)
+
+    def _condition(self, condition) -> torch.Tensor:
+        if isinstance(condition, dict):
+            condition = self._points(condition)
+        return torch.as_tensor(np.atleast_2d(np.asarray(condition, dtype=np.float64)), dtype=torch.float32)
+
+    def conditional_pairplot(self, condition, density=None, points=None, limits=None, subset=None, labels=None,
+                             ticks=None, **kwargs):
+        """``sbi.analysis.conditional_pairplot``: slices of the posterior density through ``condition``
+        (array (1, n_parameters) or dict); limits default to the prior bounds. Returns (fig, axes)."""
+        from sbi.analysis import conditional_pairplot
+        labels, ticks = self._labels_ticks(labels, ticks)
+        return conditional_pairplot(self._posterior(density), self._condition(condition),
+                                    torch.tensor(self._limits(limits, fallback=True)), points=self._points(points),
+                                    subset=self._subset(subset), labels=labels, ticks=ticks, **kwargs)
+
+    def conditional_corrcoeff(self, condition, density=None, limits=None, subset=None, **kwargs) -> np.ndarray:
+        """``sbi.analysis.conditional_corrcoeff``: correlation matrix of parameter pairs with the others fixed
+        at ``condition``."""
+        from sbi.analysis import conditional_corrcoeff
+        matrix = conditional_corrcoeff(self._posterior(density), torch.tensor(self._limits(limits, fallback=True)),
+                                       self._condition(condition), subset=self._subset(subset), **kwargs)
+        return matrix.detach().cpu().numpy()
+
+    def generate_traces(self, n_samples: int = 1, posterior=None, output_var=None, param_init: dict | None = None,
+                        reduce: str | None = "mean", seed: int | None = None):
+        """Simulate every input trace with posterior samples. ``reduce="mean"`` (the manual's behaviour):
+        one simulation at the mean of ``n_samples`` samples → (n_traces, n_steps); ``reduce=None``: the
+        posterior predictive, one simulation per sample → (n_samples, n_traces, n_steps). output_var: a
+        variable, "spikes" (spike trains), or a list (→ dict); default: the outputs."""
+        if reduce not in ("mean", None):
+            raise ValueError(f"reduce = {reduce!r} is not valid (valid: 'mean', None)")
+        samples = _draw(self._posterior(posterior), (int(n_samples),), self.seed if seed is None else seed,
+                        x=self.x_o)
+        theta = samples.mean(axis=0, keepdims=True) if reduce == "mean" else samples
+        names = ([*self.output] + ([SPIKES] if self.output_spikes is not None else [])) if output_var is None else \
+            ([output_var] if isinstance(output_var, str) else list(output_var))
+        record = [v for v in names if v != SPIKES]
+        bad = [v for v in record if v not in self.model.recordable()]
+        if bad:
+            raise ValueError(f"output_var: {', '.join(bad)} not a variable of the model "
+                             f"(recordable: {', '.join(self.model.recordable())}, or 'spikes')")
+        result = self._simulate(theta, record, SPIKES in names, self.seed if seed is None else seed,
+                                init={**self.param_init, **(param_init or {})})
+        out = {v: result.traces[v] for v in record}
+        if SPIKES in names:
+            out[SPIKES] = result.spikes
+        if reduce == "mean":
+            out = {k: v[0] for k, v in out.items()}
+        return out[names[0]] if isinstance(output_var, str) or len(names) == 1 else out
+
+
+def _draw(distribution, shape: tuple, seed: int, x=None) -> np.ndarray:
+    """Seeded draws from a prior or an sbi posterior, as float64 numpy."""
+    from sbi.inference.posteriors.base_posterior import NeuralPosterior
+    with _seeded(seed):
+        if isinstance(distribution, NeuralPosterior):
+            kwargs = {"show_progress_bars": False}
+            if x is not None:
+                kwargs["x"] = torch.as_tensor(x, dtype=torch.float32)
+            samples = distribution.sample(shape, **kwargs)
+        else:
+            samples = distribution.sample(shape)
+    return samples.detach().cpu().numpy().astype(np.float64)
+
+
+def chunk_range(n_samples: int, chunk: int, n_chunks: int) -> tuple[int, int]:
+    """Rows [start, stop) of chunk ``chunk`` of ``n_samples`` split into ``n_chunks`` near-equal parts."""
+    if n_chunks < 1 or not 0 <= chunk < n_chunks:
+        raise ValueError(f"chunk = {chunk} of n_chunks = {n_chunks}: need n_chunks >= 1 and 0 <= chunk < n_chunks")
+    return chunk * n_samples // n_chunks, (chunk + 1) * n_samples // n_chunks
+
+
+# --- config-driven training data (the workflow's scatter / gather) ------------------------------------
+
+def inferencer_from_config(section: dict, name: str = "study") -> tuple[Inferencer, dict]:
+    """An Inferencer (prior set) and the validated ``infer`` settings from the config section of study
+    ``name`` (keys model, data, simulate, infer; see INFER_KEYS)."""
+    where = f"studies.{name}"
+    if not isinstance(section, dict) or "infer" not in section:
+        raise ConfigError(f"{where}.infer: missing (the settings of simulation-based inference)")
+    infer = _check_keys(section["infer"], INFER_KEYS, f"{where}.infer")
+    study = Study.from_config({"studies": {name: {k: v for k, v in section.items() if k != "infer"}}}, name)
+    model, dataset = study.model(), study.dataset()
+    simulate_section = _check_keys(section.get("simulate") or {}, SECTIONS["simulate"], f"{where}.simulate")
+    spec = models.SPECS.get(section["model"].get("builtin") or "")
+    init = {**(spec.init if spec else {}), **simulate_section["init"]}
+    bounds = dict(infer["bounds"])
+    for p in model.parameters:  # parameters without bounds are fixed at simulate.params (or the built-in default)
+        if p not in bounds:
+            if p in simulate_section["params"]:
+                bounds[p] = simulate_section["params"][p]
+            elif spec and p in spec.defaults:
+                bounds[p] = spec.defaults[p]
+    output = dict(dataset.outputs)
+    if infer["features"] and SPIKES in infer["features"]:
+        if infer["spike_threshold"] is None or not output:
+            raise ConfigError(f"{where}.infer.spike_threshold: spike features need the data's spike times: give "
+                              f"the voltage threshold of a spike (e.g. '0 mV')")
+        first = next(iter(output.values()))
+        output[SPIKES] = detect_spikes(first, dataset.dt, to_si(infer["spike_threshold"], name="spike_threshold"))
+    inferencer = Inferencer(dataset.dt, model, {i: dataset.inputs[i] for i in model.inputs}, output,
+                            features=infer["features"], method=simulate_section["method"] or (spec.method if spec else None),
+                            param_init=init, backend=simulate_section["backend"], dtype=simulate_section["dtype"],
+                            seed=infer["seed"], window=infer["window"], batch_size=infer["batch_size"],
+                            threads=infer["threads"], raw_samples=infer["raw_samples"])
+    try:
+        inferencer.init_prior(**bounds)
+    except ValueError as err:
+        raise ConfigError(f"{where}.infer.bounds: {err}") from None
+    return inferencer, infer
+
+
+INFER_KEYS = {
+    "bounds": (("object",), REQUIRED),
+    "features": (("object", "null"), None),
+    "window": (("array", "null"), None),
+    "spike_threshold": (("string", "number", "null"), None),
+    "n_samples": (("integer",), 10000),
+    "method": (("string",), "NPE"),
+    "density_estimator": (("string",), "maf"),
+    "inference_kwargs": (("object",), {}),
+    "train": (("object",), {}),
+    "posterior": (("object",), {}),
+    "num_posterior_samples": (("integer",), 10000),
+    "sbc_simulations": (("integer",), 0),
+    "seed": (("integer",), 0),
+    "batch_size": (("integer",), 1000),
+    "raw_samples": (("integer",), 256),
+    "threads": (("integer", "null"), None),
+}
+
+
+def _config_hash(section: dict) -> str:
+    return hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_training_chunk(config_section: dict, chunk: int, n_chunks: int, out_path, name: str = "study") -> Path:
+    """Simulate chunk ``chunk`` (0 .. n_chunks-1) of a study's training data and write theta, x (.npz, atomic)."""
+    inferencer, infer = inferencer_from_config(config_section, name)
+    theta, x = inferencer.simulate_training_chunk(infer["n_samples"], chunk, n_chunks)
+    start, stop = chunk_range(infer["n_samples"], chunk, n_chunks)
+    meta = {"format": CHUNK_FORMAT, "version": 1, "chunk": chunk, "n_chunks": n_chunks, "start": start, "stop": stop,
+            "n_samples": infer["n_samples"], "seed": infer["seed"], "config_hash": _config_hash(config_section),
+            "param_names": inferencer.param_names, "feature_names": inferencer.feature_names,
+            "n_invalid": int((~np.all(np.isfinite(x), axis=1)).sum())}
+    return atomic_save_npz(out_path, {"theta": theta, "x": x, "__meta__": np.array(json.dumps(meta))})
+
+
+def gather_training_chunks(paths) -> tuple[np.ndarray, np.ndarray]:
+    """(theta, x) of all chunks, in chunk order: exactly the arrays of one unchunked run."""
+    parts = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as f:
+            if "__meta__" not in f.files:
+                raise ValueError(f"{path}: not a training chunk (written by run_training_chunk)")
+            meta = json.loads(str(f["__meta__"]))
+            parts.append((meta, f["theta"], f["x"], str(path)))
+    if not parts:
+        raise ValueError("gather_training_chunks: no chunk files given")
+    first = parts[0][0]
+    for meta, _, _, path in parts:
+        for key in ("n_chunks", "n_samples", "seed", "config_hash"):
+            if meta[key] != first[key]:
+                raise ValueError(f"{path}: {key} = {meta[key]!r} but {parts[0][3]} has {first[key]!r}; "
+                                 f"all chunks must come from one run")
+    found = sorted(meta["chunk"] for meta, *_ in parts)
+    if found != list(range(first["n_chunks"])):
+        missing = sorted(set(range(first["n_chunks"])) - set(found))
+        raise ValueError(f"gather_training_chunks: chunks {found} given; need each of 0 .. {first['n_chunks'] - 1} "
+                         f"once" + (f" (missing {missing})" if missing else ""))
+    parts.sort(key=lambda p: p[0]["chunk"])
+    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])

@@ -1,0 +1,128 @@
+"""Figures of results: simulated traces over recorded data, saved atomically.
+
+Every function builds a ``matplotlib.figure.Figure`` (no pyplot: no GUI backend, no global
+state; ``savefig`` renders with Agg) and returns it; ``save_figure`` writes it atomically.
+Values come in SI and are shown in the units people read (mV, nA, ms).
+"""
+from __future__ import annotations
+
+import io as _io
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .io import atomic_write_bytes
+
+# SI unit name (as in Dataset.units) → (display unit, factor from SI)
+DISPLAY = {"volt": ("mV", 1e3), "amp": ("nA", 1e9), "second": ("ms", 1e3), "siemens": ("nS", 1e9),
+           "farad": ("pF", 1e12), "Hz": ("Hz", 1.0), "1": ("", 1.0)}
+DATA_COLOR = "0.55"
+MODEL_COLORS = ("C3", "C0", "C2", "C1", "C4", "C5")
+
+
+def display_unit(si_unit: str | None) -> tuple[str, float]:
+    """(label, factor) to show a quantity given in ``si_unit``; unknown units are shown as SI."""
+    return DISPLAY.get(si_unit or "", (si_unit or "", 1.0))
+
+
+_SYMBOLS = {"volt": "V", "amp": "A", "second": "s", "siemens": "S", "farad": "F", "ohm": "ohm", "Hz": "Hz"}
+_PREFIXES = ((1e-12, "p"), (1e-9, "n"), (1e-6, "u"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "G"))
+
+
+def format_quantity(value: float, si_unit: str | None) -> str:
+    """An SI value with an SI prefix that keeps the number readable: 2e-05 siemens → '20 uS'."""
+    value = float(value)
+    symbol = _SYMBOLS.get(si_unit or "")
+    if symbol is None or not np.isfinite(value):
+        return f"{value:.4g} {'' if si_unit in (None, '1') else si_unit}".rstrip()
+    if value == 0:
+        return f"0 {symbol}"
+    scale, prefix = next(((f, p) for f, p in reversed(_PREFIXES) if abs(value) >= f * 0.9995), _PREFIXES[0])
+    return f"{value / scale:.4g} {prefix}{symbol}"
+
+
+def plot_traces(t, model: dict, data: dict | None = None, inputs: dict | None = None, units: dict | None = None,
+                max_traces: int = 10, title: str | None = None, set_labels=None) -> Figure:
+    """Simulated traces over recorded ones, one panel per trace.
+
+    t: (n_steps,) s. model: var → (n_sets, n_traces, n_steps) (or (n_traces, n_steps)) simulated,
+    SI. data: var → (n_traces, n_steps) recorded, SI (drawn in grey under the model; residual mean
+    and SD are printed per panel). inputs: name → (n_traces, n_steps), drawn as a thin trace
+    in a strip under each panel's data. units: var → SI unit name ("volt", "amp").
+    """
+    units = units or {}
+    data = data or {}
+    inputs = inputs or {}
+    model = {k: (np.asarray(v)[None] if np.ndim(v) == 2 else np.asarray(v)) for k, v in model.items()}
+    variables = list(model) or list(data)
+    if not variables:
+        raise ValueError("plot_traces: nothing to plot (no model or data traces)")
+    n_traces = (model[variables[0]] if variables[0] in model else np.asarray(data[variables[0]])[None]).shape[1]
+    shown = min(n_traces, max_traces)
+    t_label, t_factor = display_unit("second")
+    tt = np.asarray(t) * t_factor
+    rows = shown * len(variables)
+    fig = Figure(figsize=(8, 1.6 + 1.55 * rows), layout="constrained")
+    heights = [3, 1] * rows if inputs else [1] * rows
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
+    axes, k = [], 0
+    for j in range(shown):
+        for var in variables:
+            ax = fig.add_subplot(grid[k, 0], sharex=axes[0] if axes else None)
+            axes.append(ax)
+            k += 1
+            label, factor = display_unit(units.get(var, "volt" if var == "v" else None))
+            text = []
+            if var in data:
+                recorded = np.asarray(data[var])[j] * factor
+                ax.plot(tt[:recorded.size], recorded, color=DATA_COLOR, lw=0.8, label="data")
+            if var in model:
+                sets = model[var]
+                for i in range(sets.shape[0]):
+                    name = set_labels[i] if set_labels is not None else ("model" if sets.shape[0] == 1 else f"set {i}")
+                    ax.plot(tt[:sets.shape[2]], sets[i, j] * factor, color=MODEL_COLORS[i % len(MODEL_COLORS)],
+                            lw=1.1, alpha=0.9, label=name)
+                if var in data:
+                    n = min(sets.shape[2], np.asarray(data[var]).shape[1])
+                    res = (np.asarray(data[var])[j, :n] - sets[0, j, :n]) * factor
+                    if np.all(np.isfinite(res)):
+                        text.append(f"residual {res.mean():+.2f} ± {res.std():.2f} {label}")
+                    else:
+                        text.append("simulation diverged (NaN/inf)")
+            ax.set_ylabel(f"{var} ({label})" if label else var)
+            ax.set_title(f"trace {j}" + (f"   ({'; '.join(text)})" if text else ""), fontsize=9, loc="left")
+            if j == 0 and var == variables[0]:
+                ax.legend(loc="upper right", fontsize=8, frameon=False)
+            if inputs:
+                ax_in = fig.add_subplot(grid[k, 0], sharex=axes[0])
+                k += 1
+                for name, arr in inputs.items():
+                    in_label, in_factor = display_unit(units.get(name, "amp" if name.startswith("I") else None))
+                    ax_in.plot(tt[:np.asarray(arr).shape[1]], np.asarray(arr)[j] * in_factor, color="k", lw=0.8)
+                    ax_in.set_ylabel(f"{name} ({in_label})" if in_label else name, fontsize=8)
+                ax_in.tick_params(labelsize=7)
+                axes.append(ax_in)
+    for ax in axes[:-1]:
+        ax.tick_params(labelbottom=False)
+    axes[-1].set_xlabel(f"t ({t_label})")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    if shown < n_traces:
+        fig.text(0.99, 0.002, f"{shown} of {n_traces} traces shown", ha="right", va="bottom", fontsize=8)
+    return fig
+
+
+def figure_bytes(fig: Figure, format: str = "png", dpi: int = 120) -> bytes:
+    buffer = _io.BytesIO()
+    # no version or date stamps: the same figure gives the same bytes
+    metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(format)
+    fig.savefig(buffer, format=format, dpi=dpi, metadata=metadata)
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
+    """Render ``fig`` (format from the file suffix: png, svg, pdf) and write it atomically."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    return atomic_write_bytes(path, figure_bytes(fig, fmt, dpi))

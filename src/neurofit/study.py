@@ -1,0 +1,333 @@
+"""A study's config section → model, dataset and simulation settings.
+
+A config file (YAML, or the same structure as JSON) holds named studies::
+
+    studies:
+      hh_tutorial:
+        model: {builtin: hh_traub, free: [Cm]}
+        data: {dt: 0.01 ms, inputs: {I: {path: in.csv, unit: amp}}, outputs: {v: {path: out.csv, unit: mV}}}
+        simulate: {params: {gl: 10 nS, g_na: 20 uS, g_kd: 6 uS, Cm: 200 pF}}
+
+The Snakemake workflow validates the whole file against ``workflow/schemas/config.schema.yaml``;
+this module checks the one section a command needs with the same keys and defaults (a test keeps
+the two in step), so that ``neurofit`` run by hand gives the same one-line errors naming the key.
+Data paths are relative to the working directory (the one Snakemake runs in).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import models
+from .data import Dataset, load_dataset
+from .model import Model
+from .units import UnitError, to_si
+
+REQUIRED = object()  # marks a key without a default
+
+
+class ConfigError(ValueError):
+    """A config file or section that is not valid (the message names the key path)."""
+
+
+# Keys of each section: name -> (allowed JSON types, default). Mirrors workflow/schemas/config.schema.yaml.
+SECTIONS: dict[str, dict[str, tuple]] = {
+    "model": {
+        "builtin": (("string", "null"), None),
+        "equations": (("string", "null"), None),
+        "equations_file": (("string", "null"), None),
+        "namespace": (("object",), {}),
+        "free": (("array",), []),
+        "inputs": (("array", "null"), None),
+        "threshold": (("string", "null"), None),
+        "reset": (("string", "null"), None),
+        "refractory": (("string", "number", "null"), None),
+    },
+    "data": {
+        "dt": (("string", "number"), REQUIRED),
+        "inputs": (("object",), REQUIRED),
+        "outputs": (("object",), {}),
+    },
+    "simulate": {
+        "params": (("object",), {}),
+        "init": (("object",), {}),
+        "method": (("string", "null"), None),
+        "backend": (("string",), "auto"),
+        "dtype": (("string",), "float64"),
+        "record": (("array", "null"), None),
+        "spikes": (("boolean", "null"), None),
+        "seed": (("integer",), 0),
+        "threads": (("integer",), 1),
+    },
+    "figures": {
+        "traces": (("boolean",), True),
+        "dpi": (("integer",), 120),
+        "max_traces": (("integer",), 10),
+    },
+}
+STUDY_KEYS: dict[str, tuple] = {
+    "description": (("string",), ""),
+    "model": (("object",), REQUIRED),
+    "data": (("object",), REQUIRED),
+    "simulate": (("object",), None),  # optional section: absent (None) = step skipped
+    "figures": (("object",), {}),
+}
+_PY_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "object": dict,
+             "array": list, "null": type(None)}
+
+
+def _type_ok(value, types) -> bool:
+    for t in types:
+        if t in ("number", "integer") and isinstance(value, bool):
+            continue
+        if isinstance(value, _PY_TYPES[t]):
+            return True
+    return False
+
+
+def _describe(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _check_keys(section: dict, spec: dict, where: str) -> dict:
+    """``section`` with defaults filled in; ConfigError for unknown keys, wrong types, missing keys."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {_describe(section)}")
+    unknown = sorted(set(section) - set(spec))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (valid keys: {', '.join(spec)})")
+    out = {}
+    for key, (types, default) in spec.items():
+        if key not in section:
+            if default is REQUIRED:
+                raise ConfigError(f"{where}.{key}: missing (required)")
+            out[key] = copy.deepcopy(default)
+            continue
+        value = section[key]
+        if not _type_ok(value, types):
+            raise ConfigError(f"{where}.{key}: {value!r} is {_describe(value)}; expected {' or '.join(types)}")
+        out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config(path=None, text: str | None = None) -> tuple[dict, str]:
+    """The config document from a YAML/JSON file or a JSON/YAML string → (mapping, origin label)."""
+    if (path is None) == (text is None):
+        raise ConfigError("give a config file (--config) or a config text (--config-json), not both")
+    origin = str(path) if path is not None else "--config-json"
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: config file not found")
+        text = Path(path).read_text(encoding="utf-8")
+    try:
+        doc = yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{origin}:{line} not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{origin}: expected a mapping with a 'studies' key, got {_describe(doc)}")
+    return doc, origin
+
+
+@dataclass
+class Study:
+    """One validated study section (defaults filled in); builds its model, dataset and settings."""
+
+    name: str
+    section: dict
+    origin: str = "config"
+
+    @classmethod
+    def from_config(cls, doc: dict, name: str, origin: str = "config") -> "Study":
+        studies = doc.get("studies")
+        if not isinstance(studies, dict) or not studies:
+            raise ConfigError(f"{origin}: no 'studies' mapping (expected studies: {{NAME: {{model: ..., data: ...}}}})")
+        if name not in studies:
+            raise ConfigError(f"{origin}: no study '{name}' under 'studies' (studies: {', '.join(map(str, studies))})")
+        where = f"studies.{name}"
+        section = _check_keys(studies[name], STUDY_KEYS, where)
+        for key, spec in SECTIONS.items():
+            if key in section and section[key] is not None:
+                section[key] = _check_keys(section[key], spec, f"{where}.{key}")
+        study = cls(name, section, origin)
+        study._check_model_choice()
+        return study
+
+    @classmethod
+    def load(cls, name: str, path=None, text: str | None = None) -> "Study":
+        doc, origin = read_config(path, text)
+        return cls.from_config(doc, name, origin)
+
+    def where(self, *keys) -> str:
+        return ".".join(["studies", self.name, *keys])
+
+    def to_config(self) -> dict:
+        """A config document holding only this study (defaults filled in)."""
+        return {"studies": {self.name: copy.deepcopy(self.section)}}
+
+    # --- model -----------------------------------------------------------------------------------
+    def _check_model_choice(self):
+        m = self.section["model"]
+        given = [k for k in ("builtin", "equations", "equations_file") if m.get(k)]
+        if len(given) != 1:
+            raise ConfigError(f"{self.where('model')}: give exactly one of builtin, equations, equations_file "
+                              f"(got {', '.join(given) or 'none'})")
+        if m["builtin"] is not None and m["builtin"] not in models.SPECS:
+            raise ConfigError(f"{self.where('model', 'builtin')}: unknown built-in model '{m['builtin']}' "
+                              f"(valid: {', '.join(models.SPECS)})")
+        if m["builtin"] is None and m["free"]:
+            raise ConfigError(f"{self.where('model', 'free')}: only for built-in models; declare the parameter "
+                              f"in the equations instead ('Cm : farad (constant)')")
+
+    @property
+    def builtin(self) -> models.ModelSpec | None:
+        name = self.section["model"]["builtin"]
+        return models.SPECS[name] if name else None
+
+    @property
+    def model_label(self) -> str:
+        """Short name of the model for titles: the built-in's name, the equations file, or 'equations'."""
+        m = self.section["model"]
+        return m["builtin"] or (Path(m["equations_file"]).name if m["equations_file"] else "equations")
+
+    @property
+    def model_files(self) -> list[str]:
+        """Files the model is read from (inputs of the workflow rules)."""
+        path = self.section["model"]["equations_file"]
+        return [path] if path else []
+
+    def model(self) -> Model:
+        m = self.section["model"]
+        events = {k: m[k] for k in ("threshold", "reset", "refractory") if m[k] is not None}
+        namespace = dict(m["namespace"])
+        if m["builtin"]:
+            spec = self.builtin
+            unknown = [c for c in m["free"] if c not in spec.constants]
+            if unknown:
+                raise ConfigError(f"{self.where('model', 'free')}: {', '.join(map(str, unknown))} not a constant of "
+                                  f"'{m['builtin']}' (constants: {', '.join(spec.constants) or 'none'})")
+            return models.get(m["builtin"], namespace=namespace, free=m["free"], **events)
+        if m["equations_file"]:
+            path = Path(m["equations_file"])
+            if not path.is_file():
+                raise ConfigError(f"{self.where('model', 'equations_file')}: {path}: file not found")
+            text, origin = path.read_text(encoding="utf-8"), str(path)
+        else:
+            text, origin = m["equations"], f"{self.where('model', 'equations')}"
+        return Model(text, namespace=namespace, inputs=m["inputs"], origin=origin, **events)
+
+    # --- data ------------------------------------------------------------------------------------
+    @property
+    def data_files(self) -> list[str]:
+        """Recorded files the study reads (inputs of the workflow rules)."""
+        d = self.section["data"]
+        files = []
+        for role in ("inputs", "outputs"):
+            for name, spec in d[role].items():
+                if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+                    files.append(spec["path"])
+        return files
+
+    def dataset(self) -> Dataset:
+        d = self.section["data"]
+        for role in ("inputs", "outputs"):
+            for name, spec in d[role].items():
+                path = spec.get("path") if isinstance(spec, dict) else None
+                if isinstance(path, str) and not Path(path).exists():
+                    hint = "" if Path(path).is_absolute() else \
+                        f" (relative paths start from the working directory, {Path.cwd()})"
+                    raise ConfigError(f"{self.where('data', role, name, 'path')}: {path}: file not found{hint}")
+        return load_dataset(inputs=d["inputs"], outputs=d["outputs"], dt=d["dt"])
+
+    # --- simulation ------------------------------------------------------------------------------
+    def simulation_settings(self, model: Model, dataset: Dataset) -> dict:
+        """Keyword arguments of ``neurofit.simulate`` (without the model) from the 'simulate' section."""
+        s = self.section.get("simulate")
+        if s is None:
+            raise ConfigError(f"{self.where('simulate')}: missing (this study has no simulate section)")
+        spec = self.builtin
+        params = {}
+        if spec is not None:
+            params.update({p: v for p, v in spec.defaults.items() if p in model.parameters})
+            free = self.section["model"]["free"]
+            params.update({c: spec.constants[c][0] for c in free})
+        params.update(s["params"])
+        unknown = [p for p in s["params"] if p not in model.parameters]
+        if unknown:
+            raise ConfigError(f"{self.where('simulate', 'params', unknown[0])}: not a parameter of the model "
+                              f"(parameters: {', '.join(model.parameters) or 'none'})")
+        missing = [p for p in model.parameters if p not in params]
+        if missing:
+            raise ConfigError(f"{self.where('simulate', 'params')}: missing value for {', '.join(missing)}")
+        params = {p: self._quantity(v, model, p, ("simulate", "params", p)) for p, v in params.items()}
+        init = dict(spec.init) if spec is not None else {}
+        init.update(s["init"])
+        bad = [k for k in init if k not in model.states]
+        if bad:
+            raise ConfigError(f"{self.where('simulate', 'init', bad[0])}: not a state variable "
+                              f"(states: {', '.join(model.states)})")
+        init = {k: self._init_value(v, model, k) for k, v in init.items()}
+        missing_inputs = [i for i in model.inputs if i not in dataset.inputs]
+        if missing_inputs:
+            raise ConfigError(f"{self.where('data', 'inputs')}: the model needs input(s) {', '.join(missing_inputs)} "
+                              f"(given: {', '.join(dataset.inputs) or 'none'})")
+        record = s["record"]
+        if record is None:
+            record = [o for o in dataset.outputs if o in model.recordable()] or model.states[:1]
+        spikes = s["spikes"] if s["spikes"] is not None else model.threshold is not None
+        method = s["method"] or (spec.method if spec is not None else None)
+        return dict(params=params, inputs={i: dataset.inputs[i] for i in model.inputs}, dt=dataset.dt, init=init,
+                    record=tuple(record), spikes=spikes, method=method, backend=s["backend"], dtype=s["dtype"],
+                    seed=s["seed"], threads=s["threads"])
+
+    def _quantity(self, value, model: Model, name: str, keys: tuple):
+        expected = model.dimensions.get(name)
+        values = value if isinstance(value, list) else [value]
+        out = []
+        for v in values:
+            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+                raise ConfigError(f"{self.where(*keys)}: {v!r} is not a number or a quantity like '10 nS'")
+            try:
+                out.append(to_si(v, expected if isinstance(v, str) else None, name=self.where(*keys)))
+            except UnitError as err:
+                raise ConfigError(str(err)) from None
+        return out if isinstance(value, list) else out[0]
+
+    def _init_value(self, value, model: Model, state: str):
+        if isinstance(value, str):
+            try:
+                return to_si(value, model.dimensions.get(state), name=self.where("simulate", "init", state))
+            except UnitError as err:
+                if "has units of" in str(err):
+                    raise ConfigError(str(err)) from None
+                return value  # an expression such as 'alpha_m/(alpha_m + beta_m)', evaluated by simulate
+        return value
+
+
+def describe_validation_error(err) -> str:
+    """One line for a ``jsonschema.ValidationError`` of the config: the key path and what is wrong."""
+    path = ".".join(str(p) for p in err.absolute_path)
+    where = f"config: {path}" if path else "config"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = err.schema.get("properties", {})
+        unknown = sorted(k for k in err.instance if k not in allowed)
+        if unknown and allowed:
+            return f"{where}.{unknown[0]}: unknown key (valid keys: {', '.join(allowed)})"
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return f"{where}.{missing}: missing (required)"
+    if err.validator == "enum":
+        valid = ", ".join("null" if v is None else str(v) for v in err.validator_value)
+        return f"{where}: {err.instance!r} is not valid (valid: {valid})"
+    return f"{where}: {' '.join(err.message.split())}"
+
+
+def config_json(doc: dict) -> str:
+    """Compact JSON of a config document (what the workflow passes to ``--config-json``)."""
+    return json.dumps(doc, separators=(",", ":"))

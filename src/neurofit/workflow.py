@@ -1,0 +1,22 @@
+"""Helpers for the Snakemake workflow (imported by the Snakefile and workflow/rules/*.smk)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def put_command_on_path(python: str = sys.executable) -> bool:
+    """Put the folder of ``python`` (holding the ``neurofit`` command of its environment) first on PATH.
+
+    Rules call ``neurofit``; with this, ``.venv/bin/snakemake`` works without activating .venv (as
+    ``make run`` does), and jobs use the neurofit of the Python that runs Snakemake. A rule's conda
+    environment (``--sdm conda``) is activated inside the job and still comes first.
+    Returns True if PATH changed.
+    """
+    folder = str(Path(python).parent)
+    path = os.environ.get("PATH", "")
+    if not (Path(folder) / "neurofit").exists() or path.split(os.pathsep)[0] == folder:
+        return False
+    os.environ["PATH"] = folder + (os.pathsep + path if path else "")
+    return True
