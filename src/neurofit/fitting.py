@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import sys
 import time
 
@@ -120,8 +121,8 @@ class Fitter:
         if not isinstance(model, str):
             raise FitError(f"model must be equations text or a neurofit.Model, not {type(model).__name__}")
         text = model
-        if "iteration" in text.replace("iteration :", ""):
-            text += "\niteration : 1 (constant)\n"
+        if re.search(r"\biteration\b", text) and not re.search(r"^\s*iteration\s*:", text, re.M):
+            text += "\niteration : 1 (constant)\n"  # brian2modelfitting's round counter, set per round
         return Model(text, namespace=namespace, inputs=list(self.input) + targets, **events)
 
     @property
@@ -243,7 +244,7 @@ class Fitter:
             return pd.DataFrame(self.history)
         raise FitError(f"results(format='{format}'): valid formats are 'list', 'dict', 'dataframe'")
 
-    def _resolve_params(self, params) -> dict:
+    def _resolve_params(self, params, iteration=None) -> dict:
         params = dict(params if params is not None else (self.best_params or {}))
         if not params:
             raise FitError("no parameters: run fit() first or pass params=")
@@ -252,18 +253,23 @@ class Fitter:
             raise FitError(f"params: missing {', '.join(missing)}")
         out = {p: to_si(params[p], name=p) for p in self.parameter_names}
         if "iteration" in self.model.parameters:
-            out["iteration"] = float(self.iteration)
+            out["iteration"] = float(self.iteration if iteration is None else iteration)
         return out
 
-    def generate(self, output_var=None, params=None, param_init=None, iteration=None):
-        """Simulate ``params`` (default: best) on all inputs; (n_traces, n_steps) per variable."""
+    def generate(self, output_var=None, params=None, param_init=None, iteration=1e9):
+        """Simulate ``params`` (default: best) on all inputs; (n_traces, n_steps) per variable.
+
+        ``iteration`` is the value of a model's ``iteration`` variable: high by default, so that a
+        coupling to the target that fades with the iteration is switched off (as brian2modelfitting).
+        ``output_var`` may be ``"spikes"`` or a list of names (then a dict is returned).
+        """
         single = isinstance(output_var, str) or output_var is None
         names = [output_var or next(iter(self.output))] if single else list(output_var)
         saved = self.param_init
         if param_init:
             self.param_init = {**self.param_init, **param_init}
         try:
-            res = self._simulate(self._resolve_params(params), record=tuple(n for n in names if n != "spikes"),
+            res = self._simulate(self._resolve_params(params, iteration), record=tuple(n for n in names if n != "spikes"),
                                  spikes="spikes" in names)
         finally:
             self.param_init = saved
@@ -319,23 +325,33 @@ class TraceFitter(Fitter):
         return total
 
     def refine(self, params=None, metric=None, calc_gradient: bool = True, t_start=None, normalization=None,
-               **least_squares_kwargs):
-        """Least-squares polish of ``params`` (default: best) within the fit's bounds.
+               n_starts: int = 8, **least_squares_kwargs):
+        """Least-squares polish within the fit's bounds; returns (params, scipy OptimizeResult).
 
-        Residuals are (model − data)/normalization from ``t_start`` on (settings taken from the
-        fit's MSEMetric unless given). ``calc_gradient=True`` uses the exact Jacobian (forward
-        sensitivities); False uses one batched simulation of p+1 parameter sets (finite differences).
-        Returns (params, scipy OptimizeResult).
+        Starts from ``params``, or else from the ``n_starts`` best candidates of the fit (HH-type
+        models have local minima near the global one; each start costs a handful of simulations)
+        and keeps the best result. Residuals are (model − data)/normalization from ``t_start`` on
+        (settings of the fit's MSEMetric unless given). ``calc_gradient=True`` uses the exact
+        Jacobian (forward sensitivities); False one batched simulation of p+1 parameter sets.
         """
         from .refine import least_squares_refine
         metric = metric or (self.metric if not isinstance(self.metric, dict) else None)
         t_start = to_si(t_start if t_start is not None else getattr(metric, "t_start", 0.0), name="t_start")
-        start = self._resolve_params(params)
+        if params is not None or not self.history:
+            starts = [self._resolve_params(params)]
+        else:
+            ranked = sorted(self.history, key=lambda row: row["error"])[:max(1, n_starts)]
+            starts = [self._resolve_params({p: row[p] for p in self.parameter_names}) for row in ranked]
         bounds = self.bounds or {p: (-np.inf, np.inf) for p in self.parameter_names}
-        refined, result = least_squares_refine(self, start, bounds, int(round(t_start / self.dt)),
-                                               normalization or getattr(metric, "normalization", 1.0),
-                                               getattr(metric, "t_weights", None), calc_gradient,
-                                               **least_squares_kwargs)
+        best = None
+        for start in starts:
+            refined, result = least_squares_refine(self, start, bounds, int(round(t_start / self.dt)),
+                                                   normalization or getattr(metric, "normalization", 1.0),
+                                                   getattr(metric, "t_weights", None), calc_gradient,
+                                                   **least_squares_kwargs)
+            if best is None or result.cost < best[1].cost:
+                best = (refined, result)
+        refined, result = best
         error = float(np.mean(result.fun ** 2))
         if self.best_error is None or error < self.best_error:
             self.best_params, self.best_error = dict(refined), error

@@ -209,6 +209,17 @@ class Model:
                      threshold=self.threshold_text, reset=self.reset_text, refractory=self.refractory_spec,
                      origin=self.origin)
 
+    def fix(self, values: dict) -> "Model":
+        """A copy in which the given parameters are constants with these values (SI or quantity strings)."""
+        unknown = [n for n in values if n not in self.parameters]
+        if unknown:
+            raise EquationError(f"fix: {', '.join(unknown)} not a parameter (parameters: {', '.join(self.parameters)})")
+        drop = {d.line for d in self.declarations if d.kind == "param" and d.name in values}
+        lines = [line for i, line in enumerate(self.equations.splitlines(), start=1) if i not in drop]
+        return Model("\n".join(lines), {**self.namespace_text, **values}, inputs=self.inputs or None,
+                     threshold=self.threshold_text, reset=self.reset_text, refractory=self.refractory_spec,
+                     origin=self.origin)
+
     def expand(self, expr):
         """Substitute subexpressions (recursively) so that only states, parameters, inputs remain."""
         subs = {}
