@@ -340,8 +340,8 @@ class TraceFitter(Fitter):
         if params is not None or not self.history:
             starts = [self._resolve_params(params)]
         else:
-            ranked = sorted(self.history, key=lambda row: row["error"])[:max(1, n_starts)]
-            starts = [self._resolve_params({p: row[p] for p in self.parameter_names}) for row in ranked]
+            starts = [self._resolve_params(row) for row in _distinct_best(self.history, self.parameter_names,
+                                                                            max(1, n_starts))]
         bounds = self.bounds or {p: (-np.inf, np.inf) for p in self.parameter_names}
         best = None
         for start in starts:
@@ -356,6 +356,21 @@ class TraceFitter(Fitter):
         if self.best_error is None or error < self.best_error:
             self.best_params, self.best_error = dict(refined), error
         return refined, result
+
+
+def _distinct_best(history: list, names: list, n: int, min_log_distance: float = 0.01) -> list:
+    """The ``n`` lowest-error candidates, skipping near-duplicates (all parameters within ~1 %)."""
+    chosen = []
+    for row in sorted(history, key=lambda r: r["error"]):
+        if not np.isfinite(row["error"]):
+            break
+        point = np.array([row[p] for p in names])
+        if all(np.max(np.abs(np.log(np.abs(point) + 1e-300) - np.log(np.abs(c) + 1e-300))) > min_log_distance
+               or np.any(np.sign(point) != np.sign(c)) for c in chosen):
+            chosen.append(point)
+            if len(chosen) == n:
+                break
+    return [dict(zip(names, c)) for c in chosen] or [{p: history[0][p] for p in names}]
 
 
 class OnlineTraceFitter(TraceFitter):

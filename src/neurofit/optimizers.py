@@ -25,6 +25,7 @@ import pickle
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .units import to_si
 
@@ -145,7 +146,10 @@ class Optimizer(abc.ABC):
 
     def get_state(self) -> bytes:
         """Everything needed to continue later (history, backend, random state) as bytes."""
-        return pickle.dumps((type(self).__qualname__, self.__dict__))
+        try:
+            return pickle.dumps((type(self).__qualname__, self.__dict__))
+        except Exception as err:  # e.g. nevergrad's thread-based wrappers of scipy methods
+            raise RuntimeError(f"the state of {type(self).__name__} cannot be saved: {err}") from err
 
     def set_state(self, state: bytes) -> None:
         """Continue from ``get_state()`` bytes; later asks equal those of the original."""
@@ -164,7 +168,8 @@ class NevergradOptimizer(Optimizer):
     ``seed`` makes runs reproducible; ``budget`` (default ``rounds * popsize`` when
     ``initialize`` gets ``rounds``) is required by budget-planning methods such as NGOpt.
     ``kwds`` go to the nevergrad optimizer's constructor. NaN/inf errors are told as
-    ``NEVERGRAD_PENALTY``. Sequential-only methods (e.g. SQP) run with ``popsize`` 1.
+    ``NEVERGRAD_PENALTY``. Sequential-only methods (e.g. SQP, NelderMead) run with
+    ``popsize`` 1 and cannot be checkpointed.
     """
 
     def __init__(self, method: str = "DE", seed: int | None = None, budget: int | None = None, **kwds):
@@ -184,6 +189,8 @@ class NevergradOptimizer(Optimizer):
 
         popsize = super().initialize(parameter_names, bounds, log_scale, popsize, rounds)
         method = registry[self.method]
+        if len(self.parameter_names) == 1 and "CMA" in self.method:
+            method = registry["TwoPointsDE"]  # nevergrad's 1-D CMA needs the optional fcmaes package
         if method.no_parallelization:
             popsize = 1
         parametrization = ng.p.Array(shape=(len(self.parameter_names),),
@@ -197,6 +204,9 @@ class NevergradOptimizer(Optimizer):
         return int(getattr(self._optim, "llambda", popsize))
 
     def ask(self, n_samples: int) -> list[dict[str, float]]:
+        if self._optim.no_parallelization and int(n_samples) > 1:
+            raise ValueError(f"nevergrad method '{self.method}' evaluates one point at a time: "
+                             f"ask(1), or choose a parallel method such as DE, CMA or PSO")
         try:
             candidates = [self._optim.ask() for _ in range(int(n_samples))]
         except AssertionError as err:
@@ -205,6 +215,12 @@ class NevergradOptimizer(Optimizer):
                                  f"NevergradOptimizer('{self.method}', budget=...) or "
                                  f"initialize(..., rounds=...)") from err
             raise
+        except TypeError as err:
+            if "0-dimensional" not in str(err):
+                raise
+            raise RuntimeError(f"nevergrad method '{self.method}' failed inside nevergrad's surrogate "
+                               f"model, which does not work with numpy >= 2.4 ({err}); use DE, "
+                               f"TwoPointsDE, CMA or PSO") from err
         parameters = self.from_internal(np.array([c.value for c in candidates]))
         for p, c in zip(parameters, candidates):
             self._pending[self._key(p)] = c
@@ -229,7 +245,8 @@ class SkoptOptimizer(Optimizer):
 
     ``method`` is "GP", "RF", "ET", "GBRT" or a scikit-learn regressor; other ``kwds``
     (``acq_optimizer``, ``acq_func_kwargs``, ...) go to ``skopt.Optimizer``. Batches come from
-    ``ask(n_points=n)`` (constant liar). NaN/inf errors are told as ``worst + (worst - best)``
+    ``ask(n_points=n)`` (constant liar). The surrogate runs with one BLAS thread: its matrices
+    are small, and results then do not depend on the machine's thread count. NaN/inf errors are told as ``worst + (worst - best)``
     of the finite errors so far (``worst + |worst|`` if they are all equal, 1.0 until one
     exists) and re-penalised on every tell, so the surrogate stays on the scale of real errors.
     """
@@ -266,7 +283,9 @@ class SkoptOptimizer(Optimizer):
         return popsize
 
     def ask(self, n_samples: int) -> list[dict[str, float]]:
-        return self.from_internal(self._optim.ask(n_points=int(n_samples)))
+        n = int(n_samples)  # a single point needs no constant-liar copy of the optimizer
+        with threadpool_limits(limits=1):
+            return self.from_internal([self._optim.ask()] if n == 1 else self._optim.ask(n_points=n))
 
     def tell(self, parameters, errors) -> None:
         super().tell(parameters, errors)
@@ -283,4 +302,5 @@ class SkoptOptimizer(Optimizer):
         offset = len(self._optim.yi)
         self._penalized.extend(offset + int(i) for i in np.flatnonzero(bad))
         losses = np.where(bad, penalty, losses)
-        self._optim.tell(self.to_internal(parameters).tolist(), losses.tolist())
+        with threadpool_limits(limits=1):
+            self._optim.tell(self.to_internal(parameters).tolist(), losses.tolist())

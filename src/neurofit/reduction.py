@@ -1,0 +1,278 @@
+"""Fit a model to target data or to a target *model* under an experiment protocol (model reduction).
+
+The counterpart of CompNeuroPy's ``opt_neuron``: an ``Experiment`` is a sequence of stimulus
+chunks run back to back (the state carries over); a user loss compares the fitted model's
+``Results`` with the target's (given data, or the target model run through the same experiment).
+Candidates of a round — and their ``num_rep_loss`` noisy repetitions — are simulated as one batch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+
+from .model import Model, as_model
+from .simulate import simulate
+from .units import to_si
+
+
+class ReductionError(ValueError):
+    """A user mistake in an experiment, bounds or loss (one line naming the culprit)."""
+
+
+@dataclass
+class Chunk:
+    """One stimulus segment: inputs (name → (n_steps,) or (n_traces, n_steps), SI) and what to record;
+    ``n_steps`` for a chunk without inputs."""
+
+    inputs: dict
+    record: tuple = ("v",)
+    spikes: bool = False
+    name: str = ""
+    n_steps: int | None = None
+
+    def arrays(self) -> dict:
+        out = {}
+        for k, v in self.inputs.items():
+            a = np.asarray(v, dtype=np.float64)
+            out[k] = a[None, :] if a.ndim == 1 else a
+        return out
+
+
+@dataclass
+class Results:
+    """What an experiment produced for one parameter set: per chunk ``recordings[i][var]``
+    ((n_traces, n_steps)) and ``spikes[i]`` (list over traces), plus free-form ``data``."""
+
+    recordings: list
+    spikes: list
+    data: dict = field(default_factory=dict)
+
+
+class Experiment:
+    """A protocol: chunks simulated in sequence from ``init``; the state carries over between chunks
+    unless ``reset_between_chunks``."""
+
+    def __init__(self, chunks: list, dt, init: dict | None = None, reset_between_chunks: bool = False,
+                 method: str | None = None, data: dict | None = None):
+        if not chunks:
+            raise ReductionError("Experiment needs at least one Chunk")
+        self.chunks = list(chunks)
+        self.dt = to_si(dt, name="dt")
+        self.init = dict(init or {})
+        self.reset_between_chunks = reset_between_chunks
+        self.method = method
+        self.data = dict(data or {})
+        traces = {c.arrays()[k].shape[0] for c in self.chunks for k in c.inputs}
+        if len(traces) > 1:
+            raise ReductionError(f"Experiment: chunks have different numbers of traces {sorted(traces)}")
+
+    @classmethod
+    def steps(cls, input_name: str, amplitudes, dt, duration, start, stop, record=("v",), spikes=True, **kw):
+        """One chunk of step currents (one trace per amplitude), e.g. for f-I protocols."""
+        from .stimuli import steps as step_traces
+        dt_si = to_si(dt, name="dt")
+        n = int(round(to_si(duration, name="duration") / dt_si))
+        return cls([Chunk({input_name: step_traces(n, dt_si, amplitudes, start, stop)}, tuple(record), spikes,
+                          "steps")], dt, **kw)
+
+    def run(self, model: Model, params: dict, seed: int | None = None, backend: str = "auto",
+            set_offset: int = 0) -> list:
+        """Simulate every parameter set (arrays of length n_sets) → one Results per set."""
+        init = dict(self.init)
+        per_chunk = []
+        for chunk in self.chunks:
+            res = simulate(model, params, chunk.arrays(), self.dt, init=init, record=chunk.record,
+                           spikes=chunk.spikes, method=self.method, backend=backend, seed=seed,
+                           set_offset=set_offset, n_steps=chunk.n_steps)
+            per_chunk.append(res)
+            if not self.reset_between_chunks:
+                init = res.final_state
+        n_sets = per_chunk[0].invalid.shape[0]
+        invalid = np.any([r.invalid_sets for r in per_chunk], axis=0)
+        results = []
+        for i in range(n_sets):
+            recordings = [{v: r.traces[v][i] for v in r.traces} for r in per_chunk]
+            spikes = [r.spikes[i] if r.spikes is not None else None for r in per_chunk]
+            results.append(Results(recordings, spikes, {**self.data, "dt": self.dt, "invalid": bool(invalid[i])}))
+        return results
+
+
+@dataclass
+class ReductionResult:
+    best_params: dict
+    loss: float
+    loss_sd: float
+    parts: list
+    history: list
+    results: Results
+    target: object
+    wall_time: float
+
+
+def _read_bounds(bounds: dict, model: Model):
+    """→ free {name: (lo, hi)}, log names, constants {name: value}, expressions {name: sympy}."""
+    unknown = [n for n in bounds if n not in model.parameters]
+    if unknown:
+        raise ReductionError(f"variables_bounds: {', '.join(unknown)} not a parameter of the model "
+                             f"(parameters: {', '.join(model.parameters)})")
+    missing = [p for p in model.parameters if p not in bounds]
+    if missing:
+        raise ReductionError(f"variables_bounds: no value for parameter(s) {', '.join(missing)}; give [low, high] "
+                             f"(free), a number (constant) or an expression of other parameters")
+    free, log_scale, constants, expressions = {}, set(), {}, {}
+    for name, spec in bounds.items():
+        if isinstance(spec, (list, tuple)):
+            spec = list(spec)
+            if len(spec) == 3 and spec[2] == "log":
+                log_scale.add(name)
+                spec = spec[:2]
+            if len(spec) != 2:
+                raise ReductionError(f"variables_bounds['{name}'] = {bounds[name]!r}: expected [low, high]")
+            lo, hi = (to_si(v, name=f"variables_bounds['{name}']") for v in spec)
+            if not lo < hi:
+                raise ReductionError(f"variables_bounds['{name}'] = [{lo:g}, {hi:g}]: low must be < high")
+            if name in log_scale and lo <= 0:
+                raise ReductionError(f"variables_bounds['{name}']: a log-scale bound needs low > 0")
+            free[name] = (lo, hi)
+        elif isinstance(spec, str):
+            try:
+                constants[name] = to_si(spec, name=name)
+            except ValueError:
+                expressions[name] = sympy.sympify(spec)
+        else:
+            constants[name] = float(spec)
+    for name, expr in expressions.items():
+        others = {str(s) for s in expr.free_symbols} - set(free) - set(constants)
+        if others:
+            raise ReductionError(f"variables_bounds['{name}'] = '{bounds[name]}': unknown name(s) "
+                                 f"{', '.join(sorted(others))} (must be free or constant parameters)")
+    if not free:
+        raise ReductionError("variables_bounds: no free parameter ([low, high]) to optimise")
+    return free, log_scale, constants, expressions
+
+
+class OptNeuron:
+    """Optimise ``neuron_model``'s free parameters so that ``experiment`` reproduces a target.
+
+    Exactly one of ``results_soll`` (target data, handed to the loss as is) and
+    ``target_neuron_model`` (+ ``target_params``: its results become the target) must be given.
+    ``get_loss_function(results_ist, results_soll)`` returns a number or a list (summed).
+    ``num_rep_loss`` runs each candidate that many times with different noise; the mean loss is
+    optimised and its SD reported. ``method``: an Optimizer instance or a nevergrad name ("CMA").
+    """
+
+    def __init__(self, experiment: Experiment, get_loss_function, variables_bounds: dict, neuron_model,
+                 results_soll=None, target_neuron_model=None, target_params: dict | None = None,
+                 num_rep_loss: int = 1, method="CMA", seed: int = 0, backend: str = "auto"):
+        if (results_soll is None) == (target_neuron_model is None):
+            raise ReductionError("give exactly one of results_soll (target data) and target_neuron_model")
+        if int(num_rep_loss) < 1:
+            raise ReductionError(f"num_rep_loss = {num_rep_loss}: must be a positive integer")
+        self.experiment, self.loss_function = experiment, get_loss_function
+        self.model = as_model(neuron_model)
+        self.free, self.log_scale, self.constants, self.expressions = _read_bounds(variables_bounds, self.model)
+        self.num_rep_loss, self.method, self.seed, self.backend = int(num_rep_loss), method, seed, backend
+        if target_neuron_model is not None:
+            target_model = as_model(target_neuron_model)
+            params = {k: np.array([to_si(v, name=k)]) for k, v in (target_params or {}).items()}
+            self.target = experiment.run(target_model, params, seed=seed + 10_000, backend=backend)[0]
+        else:
+            self.target = results_soll
+        self.history: list = []
+        self._check()
+
+    def _check(self):
+        """Run the experiment and the loss once at the middle of the bounds."""
+        middle = {n: np.sqrt(lo * hi) if n in self.log_scale else 0.5 * (lo + hi) for n, (lo, hi) in self.free.items()}
+        losses, parts, _ = self._evaluate([middle])
+        if not np.isfinite(losses[0]):
+            raise ReductionError(f"the loss at the middle of the bounds ({_show(middle)}) is not finite "
+                                 f"(parts: {parts[0]}); check get_loss_function and the experiment")
+
+    def _params(self, candidates: list) -> dict:
+        n = len(candidates) * self.num_rep_loss
+        values = {p: np.repeat([c[p] for c in candidates], self.num_rep_loss) for p in self.free}
+        values.update({p: np.full(n, v) for p, v in self.constants.items()})
+        for name, expr in self.expressions.items():
+            f = sympy.lambdify(sorted(expr.free_symbols, key=str), expr, "numpy")
+            args = [values[str(s)] for s in sorted(expr.free_symbols, key=str)]
+            values[name] = np.broadcast_to(np.asarray(f(*args), dtype=float), (n,)).copy()
+        return values
+
+    def _evaluate(self, candidates: list):
+        """→ mean loss per candidate, loss parts per candidate, SD per candidate."""
+        results = self.experiment.run(self.model, self._params(candidates), seed=self.seed, backend=self.backend)
+        losses = np.empty(len(results))
+        parts = []
+        for i, res in enumerate(results):
+            if res.data["invalid"]:
+                losses[i] = np.inf
+                parts.append([np.inf])
+                continue
+            value = self.loss_function(res, self.target)
+            part = [float(v) for v in np.atleast_1d(value)]
+            parts.append(part)
+            losses[i] = float(np.sum(part)) if all(np.isfinite(part)) else np.inf
+        losses = losses.reshape(len(candidates), self.num_rep_loss)
+        mean = losses.mean(axis=1)
+        sd = losses.std(axis=1, ddof=1) if self.num_rep_loss > 1 else np.zeros(len(candidates))
+        per_candidate = [parts[i * self.num_rep_loss] for i in range(len(candidates))]
+        return mean, per_candidate, sd
+
+    def run(self, max_evals: int, n_samples: int | None = None):
+        """Optimise with ``max_evals`` loss evaluations in rounds of ``n_samples`` candidates."""
+        from .optimizers import NevergradOptimizer
+        optimizer = NevergradOptimizer(self.method, seed=self.seed) if isinstance(self.method, str) else self.method
+        popsize = n_samples or max(4, 4 + int(3 * np.log(len(self.free))))
+        optimizer.initialize(list(self.free), self.free, log_scale=self.log_scale, popsize=popsize)
+        start = time.perf_counter()
+        best = None
+        while len(self.history) < max_evals:
+            candidates = optimizer.ask(min(popsize, max_evals - len(self.history)))
+            losses, parts, sds = self._evaluate(candidates)
+            optimizer.tell(candidates, losses)
+            for c, loss, part, sd in zip(candidates, losses, parts, sds):
+                self.history.append({**c, "loss": float(loss), "loss_sd": float(sd), "parts": part})
+                if best is None or loss < best["loss"]:
+                    best = self.history[-1]
+        best_free = {p: best[p] for p in self.free}
+        full = {k: float(v[0]) for k, v in self._params([best_free]).items()}
+        results = self.experiment.run(self.model, {k: np.array([v]) for k, v in full.items()}, seed=self.seed,
+                                      backend=self.backend)[0]
+        return ReductionResult(full, best["loss"], best["loss_sd"], best["parts"], self.history, results,
+                               self.target, time.perf_counter() - start)
+
+
+class SpikeTrainLoss:
+    """A ready-made loss for spiking targets: per chunk, the GammaFactor error of the spike times
+    (coincidence window ``delta``), ``count_weight`` × the mean squared spike-count difference per
+    trace, and ``subthreshold_weight`` × the mean squared difference of the voltages clipped at
+    ``v_clip`` (in units of ``v_scale``²). Returns the list of parts (summed by OptNeuron)."""
+
+    def __init__(self, delta="2 ms", v_clip="-55 mV", v_scale="5 mV", count_weight=0.1,
+                 subthreshold_weight=0.05, variable="v"):
+        self.delta = to_si(delta, name="delta")
+        self.v_clip = to_si(v_clip, name="v_clip")
+        self.v_scale = to_si(v_scale, name="v_scale")
+        self.count_weight, self.subthreshold_weight, self.variable = count_weight, subthreshold_weight, variable
+
+    def __call__(self, ist: Results, soll: Results) -> list:
+        from .metrics import GammaFactor
+        parts = []
+        dt = ist.data["dt"]
+        for rec_i, rec_s, spikes_i, spikes_s in zip(ist.recordings, soll.recordings, ist.spikes, soll.spikes):
+            duration = rec_s[self.variable].shape[1] * dt
+            gamma = GammaFactor(delta=self.delta, time=duration).calc([spikes_i], spikes_s, dt)[0]
+            counts = np.mean([(len(a) - len(b)) ** 2 for a, b in zip(spikes_i, spikes_s)])
+            vi = np.minimum(rec_i[self.variable], self.v_clip)
+            vs = np.minimum(rec_s[self.variable], self.v_clip)
+            sub = np.mean((vi - vs) ** 2) / self.v_scale ** 2
+            parts += [float(gamma), self.count_weight * float(counts), self.subthreshold_weight * float(sub)]
+        return parts
+
+
+def _show(params: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in params.items())
