@@ -139,3 +139,20 @@ def test_hh_reduced_to_adex_keeps_spike_counts_and_timing_on_a_held_out_amplitud
     gamma = 1 - GammaFactor(delta=2e-3, time=0.12, rate_correction=False).calc(
         [adex_run.spikes[0]], hh_run.spikes[0], 1e-5)[0]
     assert gamma >= 0.7
+
+
+def test_result_is_saved_and_plotted(tmp_path):
+    from neurofit.reduction_plots import plot_chunks, plot_loss_history
+    soll = [1.7 * level - 0.3 for level in LEVELS]
+    opt = OptNeuron(linear_experiment(), steady_state_loss, {"a": [0, 5], "b": [-2, 2]}, LINEAR, results_soll=soll)
+    result = opt.run(max_evals=60)
+    result.save(tmp_path / "reduction.json", tmp_path / "reduction.npz")
+    import json
+    summary = json.loads((tmp_path / "reduction.json").read_text())
+    assert summary["loss"] == result.loss and summary["n_evaluations"] == 60
+    arrays = dict(np.load(tmp_path / "reduction.npz"))
+    np.testing.assert_array_equal(arrays["loss"], [h["loss"] for h in result.history])
+    np.testing.assert_array_equal(arrays["fitted/3/r"], result.results.recordings[3]["r"])
+    fig = plot_chunks(arrays, variable="r", scale=1.0, unit="1")
+    assert len(fig.axes) == 4  # one trace × four chunks
+    assert len(plot_loss_history(arrays["loss"]).axes[0].lines) == 2

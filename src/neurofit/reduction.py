@@ -102,6 +102,9 @@ class Experiment:
 
 @dataclass
 class ReductionResult:
+    """Best parameters, their loss (mean over ``num_rep_loss`` runs), its SD and parts, every evaluation,
+    and the re-simulated recordings next to the target's."""
+
     best_params: dict
     loss: float
     loss_sd: float
@@ -110,6 +113,25 @@ class ReductionResult:
     results: Results
     target: object
     wall_time: float
+
+    def save(self, json_path, npz_path) -> None:
+        """JSON summary + NPZ (loss per evaluation, fitted and target recordings per chunk), atomically."""
+        from .io import atomic_save_npz, atomic_write_json
+        atomic_write_json(json_path, {
+            "best_params": self.best_params, "loss": self.loss, "loss_sd": self.loss_sd, "parts": self.parts,
+            "n_evaluations": len(self.history), "wall_time": self.wall_time})
+        arrays = {"loss": np.array([h["loss"] for h in self.history]),
+                  "loss_sd": np.array([h["loss_sd"] for h in self.history]),
+                  "dt": np.array(self.results.data["dt"])}
+        for which, res in (("fitted", self.results), ("target", self.target)):
+            if not isinstance(res, Results):
+                continue
+            for i, (rec, spikes) in enumerate(zip(res.recordings, res.spikes)):
+                for var, trace in rec.items():
+                    arrays[f"{which}/{i}/{var}"] = trace
+                for j, train in enumerate(spikes or []):
+                    arrays[f"{which}/{i}/spikes/{j}"] = np.asarray(train)
+        atomic_save_npz(npz_path, arrays)
 
 
 def _read_bounds(bounds: dict, model: Model):
