@@ -198,16 +198,15 @@ class Model:
             return self.scope.symbols[name][0]
         return sympy.Symbol(name, real=True)
 
-    def with_events(self, threshold=None, reset=None, refractory=None) -> "Model":
-        """A copy of this model with threshold / reset / refractory set."""
-        return Model(self.equations, self.namespace_text, inputs=self.inputs or None, threshold=threshold,
-                     reset=reset, refractory=refractory, origin=self.origin)
+    def _derive(self, equations: str | None = None, namespace: dict | None = None, **events) -> "Model":
+        settings = {"threshold": self.threshold_text, "reset": self.reset_text, "refractory": self.refractory_spec}
+        settings.update(events)
+        return Model(equations or self.equations, namespace if namespace is not None else self.namespace_text,
+                     inputs=self.inputs or None, origin=self.origin, **settings)
 
-    def with_namespace(self, extra: dict) -> "Model":
-        """A copy with more namespace constants (e.g. values for parameters held fixed)."""
-        return Model(self.equations, {**self.namespace_text, **extra}, inputs=self.inputs or None,
-                     threshold=self.threshold_text, reset=self.reset_text, refractory=self.refractory_spec,
-                     origin=self.origin)
+    def with_events(self, threshold=None, reset=None, refractory=None) -> "Model":
+        """A copy of this model with threshold / reset / refractory replaced."""
+        return self._derive(threshold=threshold, reset=reset, refractory=refractory)
 
     def fix(self, values: dict) -> "Model":
         """A copy in which the given parameters are constants with these values (SI or quantity strings)."""
@@ -216,9 +215,7 @@ class Model:
             raise EquationError(f"fix: {', '.join(unknown)} not a parameter (parameters: {', '.join(self.parameters)})")
         drop = {d.line for d in self.declarations if d.kind == "param" and d.name in values}
         lines = [line for i, line in enumerate(self.equations.splitlines(), start=1) if i not in drop]
-        return Model("\n".join(lines), {**self.namespace_text, **values}, inputs=self.inputs or None,
-                     threshold=self.threshold_text, reset=self.reset_text, refractory=self.refractory_spec,
-                     origin=self.origin)
+        return self._derive("\n".join(lines), {**self.namespace_text, **values})
 
     def expand(self, expr):
         """Substitute subexpressions (recursively) so that only states, parameters, inputs remain."""
