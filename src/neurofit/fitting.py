@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from .io import atomic_write_bytes
+from .metrics import first_step
 from .model import Model
 from .simulate import simulate
 from .units import to_si
@@ -345,7 +346,7 @@ class TraceFitter(Fitter):
         bounds = self.bounds or {p: (-np.inf, np.inf) for p in self.parameter_names}
         best = None
         for start in starts:
-            refined, result = least_squares_refine(self, start, bounds, int(round(t_start / self.dt)),
+            refined, result = least_squares_refine(self, start, bounds, first_step(t_start, self.dt),
                                                    normalization or getattr(metric, "normalization", 1.0),
                                                    getattr(metric, "t_weights", None), calc_gradient,
                                                    **least_squares_kwargs)
@@ -382,7 +383,7 @@ class OnlineTraceFitter(TraceFitter):
             raise FitError("OnlineTraceFitter computes the mean squared error online: use metric=MSEMetric(...)")
 
     def _errors(self, candidates, iteration):
-        t_start = int(round(to_si(getattr(self.metric, "t_start", 0.0)) / self.dt))
+        t_start = first_step(to_si(getattr(self.metric, "t_start", 0.0)), self.dt)
         norm = float(getattr(self.metric, "normalization", 1.0))
         res = self._simulate(self._param_arrays(candidates, iteration),
                              record=(self.penalty,) if self.penalty else (),

@@ -44,7 +44,7 @@ def _dt(value) -> float:
     return dt
 
 
-def _first_step(t_start: float, dt: float) -> int:
+def first_step(t_start: float, dt: float) -> int:
     """Index of the first sample with ``i * dt >= t_start`` (tolerating rounding)."""
     x = t_start / dt
     nearest = round(x)
@@ -92,7 +92,7 @@ class TraceMetric(Metric):
         if not np.isfinite(data).all():
             bad = sorted(set(np.nonzero(~np.isfinite(data))[0].tolist()))
             raise ValueError(f"data traces {bad} contain NaN or inf values")
-        start = _first_step(self.t_start, dt)
+        start = first_step(self.t_start, dt)
         if start >= data.shape[1]:
             raise ValueError(f"t_start = {self.t_start} s leaves no samples in traces of "
                              f"{data.shape[1]} steps of dt = {dt} s")

@@ -169,7 +169,8 @@ class NevergradOptimizer(Optimizer):
     ``initialize`` gets ``rounds``) is required by budget-planning methods such as NGOpt.
     ``kwds`` go to the nevergrad optimizer's constructor. NaN/inf errors are told as
     ``NEVERGRAD_PENALTY``. Sequential-only methods (e.g. SQP, NelderMead) run with
-    ``popsize`` 1 and cannot be checkpointed.
+    ``popsize`` 1 and cannot be checkpointed. CMA variants on a single parameter run as
+    TwoPointsDE (nevergrad's 1-D CMA needs the optional fcmaes package).
     """
 
     def __init__(self, method: str = "DE", seed: int | None = None, budget: int | None = None, **kwds):
@@ -200,7 +201,7 @@ class NevergradOptimizer(Optimizer):
         budget = self.budget if self.budget is not None else (rounds * popsize if rounds else None)
         self._optim = method(parametrization=parametrization, budget=budget, num_workers=popsize,
                              **self.kwds)
-        self._pending: dict[tuple, object] = {}
+        self._pending: dict[tuple, list] = {}  # asked, not yet told candidates by SI values
         return int(getattr(self._optim, "llambda", popsize))
 
     def ask(self, n_samples: int) -> list[dict[str, float]]:
@@ -223,7 +224,7 @@ class NevergradOptimizer(Optimizer):
                                f"TwoPointsDE, CMA or PSO") from err
         parameters = self.from_internal(np.array([c.value for c in candidates]))
         for p, c in zip(parameters, candidates):
-            self._pending[self._key(p)] = c
+            self._pending.setdefault(self._key(p), []).append(c)
         return parameters
 
     def tell(self, parameters, errors) -> None:
@@ -231,8 +232,12 @@ class NevergradOptimizer(Optimizer):
         losses = np.asarray(errors, dtype=float).ravel()
         losses = np.where(np.isfinite(losses), losses, NEVERGRAD_PENALTY)
         for p, loss in zip(parameters, losses):
-            candidate = self._pending.pop(self._key(p), None)
-            if candidate is None:  # a point that was not asked (e.g. a user's initial guess)
+            key = self._key(p)
+            if key in self._pending:
+                candidate = self._pending[key].pop(0)
+                if not self._pending[key]:
+                    del self._pending[key]
+            else:  # a point that was not asked (e.g. a user's initial guess)
                 candidate = self._optim.parametrization.spawn_child(new_value=self.to_internal([p])[0])
             self._optim.tell(candidate, float(loss))
 
@@ -246,9 +251,10 @@ class SkoptOptimizer(Optimizer):
     ``method`` is "GP", "RF", "ET", "GBRT" or a scikit-learn regressor; other ``kwds``
     (``acq_optimizer``, ``acq_func_kwargs``, ...) go to ``skopt.Optimizer``. Batches come from
     ``ask(n_points=n)`` (constant liar). The surrogate runs with one BLAS thread: its matrices
-    are small, and results then do not depend on the machine's thread count. NaN/inf errors are told as ``worst + (worst - best)``
-    of the finite errors so far (``worst + |worst|`` if they are all equal, 1.0 until one
-    exists) and re-penalised on every tell, so the surrogate stays on the scale of real errors.
+    are small, and results then do not depend on the machine's thread count. NaN/inf errors
+    are told as ``worst + (worst - best)`` of the finite errors so far (``worst + |worst|`` if
+    they are all equal, 1.0 until one exists) and re-penalised on every tell, so the surrogate
+    stays on the scale of real errors.
     """
 
     def __init__(self, method="GP", n_initial_points: int = 10, acq_func: str = "gp_hedge",
