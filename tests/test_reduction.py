@@ -156,3 +156,27 @@ def test_result_is_saved_and_plotted(tmp_path):
     fig = plot_chunks(arrays, variable="r", scale=1.0, unit="1")
     assert len(fig.axes) == 4  # one trace × four chunks
     assert len(plot_loss_history(arrays["loss"]).axes[0].lines) == 2
+
+
+@pytest.mark.slow
+def test_sbi_method_conditions_on_target_features_not_on_the_loss():
+    a, b = 1.7, -0.3
+    target_params = {"a": a, "b": b}
+
+    def features(results):
+        return np.array([rec["r"][0, -1] for rec in results.recordings])  # steady state at each input
+
+    def loss(ist, soll):
+        return list((features(ist) - features(soll)) ** 2)
+
+    opt = OptNeuron(linear_experiment(), loss, {"a": [0, 5], "b": [-2, 2]}, LINEAR,
+                    target_neuron_model=LINEAR, target_params=target_params, method="sbi", features=features)
+    result = opt.run(max_evals=2000, n_samples=200)
+    assert result.posterior_samples.shape == (200, 2)
+    mean = result.posterior_samples.mean(axis=0)
+    assert mean[0] == pytest.approx(a, abs=0.1) and mean[1] == pytest.approx(b, abs=0.1)
+    assert result.best_params["a"] == pytest.approx(a, abs=0.05)
+    assert result.best_params["b"] == pytest.approx(b, abs=0.05)
+    with pytest.raises(ReductionError, match="features"):
+        OptNeuron(linear_experiment(), steady_state_loss, {"a": [0, 5], "b": [-2, 2]}, LINEAR,
+                  results_soll=[0.0] * 4, method="sbi")

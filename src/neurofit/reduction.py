@@ -113,6 +113,7 @@ class ReductionResult:
     results: Results
     target: object
     wall_time: float
+    posterior_samples: np.ndarray | None = None  # method "sbi": (n, n_free) samples given the target's features
 
     def save(self, json_path, npz_path) -> None:
         """JSON summary + NPZ (loss per evaluation, fitted and target recordings per chunk), atomically."""
@@ -183,12 +184,14 @@ class OptNeuron:
     ``target_neuron_model`` (+ ``target_params``: its results become the target) must be given.
     ``get_loss_function(results_ist, results_soll)`` returns a number or a list (summed).
     ``num_rep_loss`` runs each candidate that many times with different noise; the mean loss is
-    optimised and its SD reported. ``method``: an Optimizer instance or a nevergrad name ("CMA").
+    optimised and its SD reported. ``method``: an Optimizer instance, a nevergrad name ("CMA"), or
+    "sbi": neural posterior estimation conditioned on ``features(results)`` of the target (a summary
+    vector per Results, required for this method), then the best of posterior samples by the loss.
     """
 
     def __init__(self, experiment: Experiment, get_loss_function, variables_bounds: dict, neuron_model,
                  results_soll=None, target_neuron_model=None, target_params: dict | None = None,
-                 num_rep_loss: int = 1, method="CMA", seed: int = 0, backend: str = "auto"):
+                 num_rep_loss: int = 1, method="CMA", seed: int = 0, backend: str = "auto", features=None):
         if (results_soll is None) == (target_neuron_model is None):
             raise ReductionError("give exactly one of results_soll (target data) and target_neuron_model")
         if int(num_rep_loss) < 1:
@@ -197,6 +200,10 @@ class OptNeuron:
         self.model = as_model(neuron_model)
         self.free, self.log_scale, self.constants, self.expressions = _read_bounds(variables_bounds, self.model)
         self.num_rep_loss, self.method, self.seed, self.backend = int(num_rep_loss), method, seed, backend
+        if method == "sbi" and features is None:
+            raise ReductionError("method='sbi' needs features=: a function Results -> summary vector "
+                                 "(the posterior is conditioned on the target's features)")
+        self.features = features
         if target_neuron_model is not None:
             target_model = as_model(target_neuron_model)
             params = {k: np.array([to_si(v, name=k)]) for k, v in (target_params or {}).items()}
@@ -245,7 +252,11 @@ class OptNeuron:
         return mean, per_candidate, sd
 
     def run(self, max_evals: int, n_samples: int | None = None):
-        """Optimise with ``max_evals`` loss evaluations in rounds of ``n_samples`` candidates."""
+        """Optimise with ``max_evals`` loss evaluations in rounds of ``n_samples`` candidates
+        (method "sbi": ``max_evals`` simulations train the posterior; ``n_samples`` posterior draws
+        (default 100) are then scored by the loss)."""
+        if self.method == "sbi":
+            return self._run_sbi(max_evals, n_samples or 100)
         from .optimizers import NevergradOptimizer
         optimizer = NevergradOptimizer(self.method, seed=self.seed) if isinstance(self.method, str) else self.method
         popsize = n_samples or max(4, 4 + int(3 * np.log(len(self.free))))
@@ -260,12 +271,50 @@ class OptNeuron:
                 self.history.append({**c, "loss": float(loss), "loss_sd": float(sd), "parts": part})
                 if best is None or loss < best["loss"]:
                     best = self.history[-1]
+        return self._result(best, start)
+
+    def _result(self, best: dict, start: float, posterior_samples=None) -> ReductionResult:
         best_free = {p: best[p] for p in self.free}
         full = {k: float(v[0]) for k, v in self._params([best_free]).items()}
         results = self.experiment.run(self.model, {k: np.array([v]) for k, v in full.items()}, seed=self.seed,
                                       backend=self.backend)[0]
         return ReductionResult(full, best["loss"], best["loss_sd"], best["parts"], self.history, results,
-                               self.target, time.perf_counter() - start)
+                               self.target, time.perf_counter() - start, posterior_samples)
+
+    def _run_sbi(self, n_simulations: int, n_candidates: int) -> ReductionResult:
+        import torch
+        from sbi.inference import NPE
+
+        from .inference import BoxPrior, set_threads
+        set_threads()
+        start = time.perf_counter()
+        names = list(self.free)
+        prior = BoxPrior([self.free[n][0] for n in names], [self.free[n][1] for n in names],
+                         [n in self.log_scale for n in names])
+        torch.manual_seed(self.seed)
+        theta = prior.sample((n_simulations,)).double().numpy()
+        candidates = [dict(zip(names, row)) for row in theta]
+        runs = self.experiment.run(self.model, self._params(candidates), seed=self.seed, backend=self.backend)
+        x = np.array([np.atleast_1d(self.features(r)) if not r.data["invalid"] else np.full(1, np.nan)
+                      for r in runs[::self.num_rep_loss]], dtype=object)
+        width = max(len(v) for v in x)
+        x = np.array([v if len(v) == width else np.full(width, np.nan) for v in x], dtype=np.float64)
+        valid = np.all(np.isfinite(x), axis=1)
+        if valid.sum() < 10:
+            raise ReductionError(f"method='sbi': only {valid.sum()} of {n_simulations} simulations gave finite "
+                                 f"features; widen the bounds or check features=")
+        inference = NPE(prior=prior, show_progress_bars=False)
+        inference.append_simulations(torch.as_tensor(theta[valid], dtype=torch.float32),
+                                     torch.as_tensor(x[valid], dtype=torch.float32)).train(show_train_summary=False)
+        posterior = inference.build_posterior()
+        x_o = torch.as_tensor(np.atleast_1d(self.features(self.target)), dtype=torch.float32)
+        samples = posterior.sample((n_candidates,), x=x_o, show_progress_bars=False).double().numpy()
+        draws = [dict(zip(names, row)) for row in samples]
+        losses, parts, sds = self._evaluate(draws)
+        for c, loss, part, sd in zip(draws, losses, parts, sds):
+            self.history.append({**c, "loss": float(loss), "loss_sd": float(sd), "parts": part})
+        best = self.history[int(np.argmin([h["loss"] for h in self.history]))]
+        return self._result(best, start, posterior_samples=samples)
 
 
 class SpikeTrainLoss:
