@@ -352,8 +352,9 @@ def test_rate_function_rewrite_uses_exprel():
     # in a model written with plain numbers (v/mV) as well: finite and equal to the limit at -40 mV
     model = nf.Model("dv/dt = k*alpha*mV : volt\nalpha = 0.1*(v/mV + 40)/(1 - exp(-(v/mV + 40)/10))/ms : Hz\n"
                      "k : 1 (constant)")
-    result = nf.simulate(model, {"k": [1.0, 1.0, 1.0]}, {}, dt=1e-5, n_steps=2, init={"v": np.array([-40e-3, -40e-3 + 1e-12, -30e-3])},
-                         record=("alpha",), method="euler", backend="numpy")
+    result = nf.simulate(model, {"k": [1.0, 1.0, 1.0]}, {}, dt=1e-5, n_steps=2,
+                         init={"v": np.array([-40e-3, -40e-3 + 1e-12, -30e-3])}, record=("alpha",), method="euler",
+                         backend="numpy")
     np.testing.assert_allclose(result.traces["alpha"][:, 0, 0],
                                [1000.0, 1000.0, 1000.0 / scipy_exprel(-1.0)], rtol=1e-9)
 
