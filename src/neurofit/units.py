@@ -37,9 +37,13 @@ class Dimension:
         return not any(self.exponents)
 
     def __str__(self) -> str:
-        for name in _DISPLAY_NAMES:
-            if UNITS[name][1] == self:
-                return name
+        if self.is_dimensionless:
+            return "1"
+        for name in _DISPLAY_NAMES:  # volt, volt/second, siemens/metre**2 ...
+            dim = UNITS[name][1]
+            for suffix, other in (("", DIMENSIONLESS), ("/second", TIME), ("/metre**2", LENGTH ** 2)):
+                if dim / other == self:
+                    return name + suffix
         parts = []
         for base, exp in zip(_BASE, self.exponents):
             if exp == 1:
