@@ -3,7 +3,7 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from neurofit.study import describe_validation_error
+from neurofit.study import SCHEMA_PATH, describe_validation_error
 
 min_version("9.0")
 
@@ -12,8 +12,10 @@ configfile: "config/config.yaml"
 
 
 # Fill in defaults and fail before any job, naming the key path, when the config does not match the schema.
+# The schema ships with the package (neurofit/schemas/config.schema.yaml; workflow/schemas/ links to it):
+# the `neurofit` commands check a study against the same file.
 try:
-    validate(config, "workflow/schemas/config.schema.yaml")
+    validate(config, str(SCHEMA_PATH))
 except WorkflowError as err:
     cause = err.__cause__ or err.__context__  # the jsonschema ValidationError
     if not hasattr(cause, "absolute_path"):
@@ -24,6 +26,8 @@ except WorkflowError as err:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/refine.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -130,7 +130,7 @@ def _broken(config, change):
 BAD_CONFIGS = {
     "unknown key": (lambda s: s["simulate"].update(metod="euler"), "studies.tiny.simulate.metod: unknown key"),
     "wrong type": (lambda s: s["simulate"].update(seed="one"), "studies.tiny.simulate.seed"),
-    "unknown builtin": (lambda s: s["model"].update(builtin="lif2"), "unknown built-in model 'lif2'"),
+    "unknown builtin": (lambda s: s["model"].update(builtin="lif2"), "studies.tiny.model.builtin: 'lif2' is not valid"),
     "unknown parameter": (lambda s: s["simulate"]["params"].update(g_x=1.0), "studies.tiny.simulate.params.g_x"),
     "dimension": (lambda s: s["simulate"]["params"].update(C="150 mV"), "'150 mV' has units of volt, expected farad"),
     "unknown unit": (lambda s: s["data"]["inputs"]["I"].update(unit="nAmp"), "unknown unit 'nAmp'"),

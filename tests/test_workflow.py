@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -14,11 +15,11 @@ from neurofit.data import Dataset
 from neurofit.integrators import METHODS
 from neurofit.io import load_simulation
 from neurofit.provenance import check_manifest, read_manifest
-from neurofit.study import REQUIRED, SECTIONS, STUDY_KEYS
+from neurofit.study import SCHEMA_PATH, Study, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 DEFAULT_CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 
@@ -69,22 +70,33 @@ def test_every_schema_key_has_type_default_and_description():
     walk(SCHEMA, "schema")
 
 
-def test_schema_sections_match_the_package():
+def test_one_schema_for_the_workflow_and_the_package():
+    """The schema exists once, in the package; workflow/schemas/ only links to it."""
+    assert SCHEMA_PATH.parent == ROOT / "src" / "neurofit" / "schemas"
+    assert (ROOT / "workflow/schemas/config.schema.yaml").resolve() == SCHEMA_PATH.resolve()
+    assert [p.name for p in (ROOT / "workflow/schemas").iterdir()] == ["config.schema.yaml"]
+    assert (ROOT / "workflow/schemas/config.schema.yaml").is_symlink()
+    assert '"schemas/*.yaml"' in (ROOT / "pyproject.toml").read_text()  # shipped with the package
+    assert "SCHEMA_PATH" in (ROOT / "Snakefile").read_text()
+
+
+def test_package_and_snakemake_fill_the_same_defaults():
+    from snakemake.utils import validate
+
+    by_snakemake = yaml.safe_load(yaml.safe_dump(DEFAULT_CONFIG))
+    validate(by_snakemake, str(SCHEMA_PATH))
+    assert validate_config(DEFAULT_CONFIG) == by_snakemake
+    study = Study.from_config(DEFAULT_CONFIG, "hh_tutorial")
+    assert study.section == by_snakemake["studies"]["hh_tutorial"]
+    assert study.section["fit"]["refine"]["n_starts"] == 8 and study.section["figures"]["dpi"] == 120
+
+
+def test_schema_enums_match_the_package():
     study = SCHEMA["$defs"]["study"]
-    assert list(study["properties"]) == list(STUDY_KEYS)
-    for name, spec in SECTIONS.items():
-        props = study["properties"][name]["properties"]
-        required = set(study["properties"][name].get("required", []))
-        assert list(props) == list(spec), name
-        for key, (types, default) in spec.items():
-            assert _types(props[key]) == set(types), f"{name}.{key}"
-            if default is REQUIRED:
-                assert key in required and "default" not in props[key], f"{name}.{key}"
-            else:
-                assert props[key]["default"] == default, f"{name}.{key}"
     model = study["properties"]["model"]["properties"]
     assert model["builtin"]["enum"] == [None, *models.SPECS]
     assert study["properties"]["simulate"]["properties"]["method"]["enum"] == [None, *METHODS]
+    assert study["properties"]["fit"]["properties"]["method"]["enum"] == [None, *METHODS]
 
 
 # --- snakemake runs ---------------------------------------------------------------------------------
@@ -117,6 +129,16 @@ def test_full_run_of_the_default_study(tmp_path):
     data = Dataset.load_npz(study / "data.npz")
     residual = (data.outputs["v"] - sim.traces["v"][0]) * 1e3
     assert np.all(np.abs(residual.mean(axis=1)) < 0.1) and np.all(residual.std(axis=1) <= 1.05)
+
+    # the fit stage: 2 optimizers x 2 seeds, each refined to the noise floor (the tutorial's bar)
+    table = pd.read_csv(study / "summary" / "fits.csv")
+    assert sorted(zip(table["optimizer"], table["seed"])) == [("CMA", 1), ("CMA", 2), ("DE", 1), ("DE", 2)]
+    assert (table["refined_ratio_to_floor"] <= 1.01).all() and (table["n_evaluations"] == 1000).all()
+    for p in ("gl", "g_na", "g_kd"):
+        assert (table[f"{p}_rel_error"].abs() < 0.02).all(), p
+    for output in ("summary/fits.csv", "figures/fit_convergence.png", "figures/fit_parameters.png",
+                   "figures/fit_traces.png", "fit/DE_1/fit.json", "fit/CMA_2/refined.json"):
+        assert check_manifest(study / output) is None, output
 
     status, out = snakemake("--cores", "2", cwd=work)  # complete: nothing is recomputed
     assert status == 0 and "Nothing to be done" in out, out

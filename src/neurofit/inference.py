@@ -39,6 +39,7 @@ METHODS = {"NPE": "NPE", "NLE": "NLE", "NRE": "NRE", "SNPE": "NPE", "SNLE": "NLE
 DENSITY_ESTIMATORS = ("maf", "mdn", "nsf", "made", "maf_rqs")
 CLASSIFIERS = ("resnet", "mlp", "linear")
 EMBEDDINGS = ("mlp", "cnn")
+_NOISE_STREAM = 0x6F6273  # keeps observation-noise draws apart from other uses of the seed
 POSTERIOR_FORMAT = "neurofit.posterior"
 CHUNK_FORMAT = "neurofit.training_chunk"
 
@@ -168,12 +169,15 @@ class Inferencer:
     ``raw_samples`` samples, fed to an embedding net). window: stimulus (start, end) for the
     features, by default the first to last nonzero input sample of each trace. Training data are
     simulated ``batch_size`` parameter sets at a time; ``threads``: torch (and C backend) threads.
+    noise: {output: SD} observation noise added to simulated traces before their features (the
+    recordings already hold theirs); draws depend on (seed, parameter-set index) only.
     """
 
     def __init__(self, dt, model, input: dict, output: dict, features: dict | None = None, method: str | None = None,
                  threshold=None, reset=None, refractory=None, param_init: dict | None = None,
                  namespace: dict | None = None, backend: str = "auto", dtype: str = "float64", seed: int = 0,
-                 window=None, batch_size: int = 1000, threads: int | None = None, raw_samples: int = 256):
+                 window=None, batch_size: int = 1000, threads: int | None = None, raw_samples: int = 256,
+                 noise: dict | None = None):
         self.threads = set_threads(threads)
         self.dt = to_si(dt, name="dt")
         if not self.dt > 0:
@@ -193,6 +197,10 @@ class Inferencer:
             raise ValueError(f"batch_size = {batch_size}: must be a positive number of parameter sets")
         self.batch_size = int(batch_size)
         self.features = self._build_features(features, window, raw_samples)
+        self.noise = {k: to_si(v, name=f"noise['{k}']") for k, v in (noise or {}).items()}
+        bad = [k for k in self.noise if k not in self.output]
+        if bad:
+            raise ValueError(f"noise: {', '.join(bad)} not a trace output (outputs: {', '.join(self.output)})")
         self.prior = None
         self.bounds, self.log_scale, self.fixed, self.param_names = {}, set(), {}, []
         self.inference = self.posterior = self.samples = None
@@ -314,10 +322,17 @@ class Inferencer:
             stop = min(start + self.batch_size, theta.shape[0])
             result = self._simulate(theta[start:stop], self.features.trace_vars, self.features.needs_spikes,
                                     seed, set_offset + start)
+            self._add_noise(result.traces, seed, set_offset + start)
             with np.errstate(all="ignore"):
                 x[start:stop] = self.features(result.traces, result.spikes)
             x[start:stop][result.invalid_sets] = np.nan
         return x
+
+    def _add_noise(self, traces: dict, seed: int, set_offset: int):
+        for var, sd in self.noise.items():
+            if var in traces:
+                for i, row in enumerate(traces[var]):
+                    row += sd * np.random.default_rng([seed, _NOISE_STREAM, set_offset + i]).standard_normal(row.shape)
 
     def simulate_training_chunk(self, n_samples: int, chunk: int, n_chunks: int, prior=None,
                                 seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:

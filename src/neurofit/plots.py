@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from .io import atomic_write_bytes
 
@@ -126,3 +127,113 @@ def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     return atomic_write_bytes(path, figure_bytes(fig, fmt, dpi))
+
+
+# --- fits -------------------------------------------------------------------------------------------------
+
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def display_scale(values, si_unit: str | None) -> tuple[str, float]:
+    """(unit label, factor from SI) with an SI prefix suited to ``values`` (e.g. siemens around 2e-5 → 'uS')."""
+    symbol = _SYMBOLS.get(si_unit or "")
+    finite = np.abs(np.asarray([v for v in np.ravel(values) if v is not None and np.isfinite(v)], dtype=float))
+    finite = finite[finite > 0]
+    if symbol is None or not finite.size:
+        return ("" if si_unit in (None, "1") else si_unit), 1.0
+    typical = float(np.median(finite))
+    scale, prefix = next(((f, p) for f, p in reversed(_PREFIXES) if typical >= f * 0.9995), _PREFIXES[0])
+    return f"{prefix}{symbol}", 1.0 / scale
+
+
+def plot_fit_convergence(runs: list, noise_floor: float | None = None, title: str | None = None,
+                         error_label: str = "error", error_unit: str | None = None) -> Figure:
+    """Best error so far vs number of evaluations: one colour per optimizer, one line style per seed.
+
+    runs: dicts with ``label``, ``seed``, ``errors`` (every evaluation's error, in order) and optionally
+    ``refined`` (error after refinement: a star just right of the run's last evaluation, joined to it by
+    a thin line; the stars of different runs are spread a little so that equal errors stay visible).
+    """
+    fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    seeds = list(dict.fromkeys(r["seed"] for r in runs))
+    n_max = max((len(r["errors"]) for r in runs), default=1)
+    for i, r in enumerate(runs):
+        errors = np.asarray(r["errors"], dtype=float)
+        best = np.minimum.accumulate(np.where(np.isfinite(errors), errors, np.inf))
+        x = np.arange(1, best.size + 1)
+        color = MODEL_COLORS[labels.index(r["label"]) % len(MODEL_COLORS)]
+        style = LINESTYLES[seeds.index(r["seed"]) % len(LINESTYLES)]
+        shown = np.isfinite(best)
+        ax.plot(x[shown], best[shown], color=color, ls=style, lw=1.4, label=f"{r['label']}, seed {r['seed']}")
+        if r.get("refined") is not None and np.isfinite(r["refined"]) and shown.any():
+            x_star = x[-1] + n_max * (0.03 + 0.025 * i)
+            ax.plot([x[-1], x_star], [best[-1], r["refined"]], color=color, ls=style, lw=0.8, alpha=0.7)
+            ax.plot([x_star], [r["refined"]], marker="*", ms=11, color=color, ls="none", mec="k", mew=0.5)
+    if noise_floor:
+        ax.axhline(noise_floor, color="0.3", ls=(0, (4, 3)), lw=1)
+        ax.annotate("noise floor", (0.01, noise_floor), xycoords=("axes fraction", "data"), ha="left",
+                    va="bottom", fontsize=8, color="0.3")
+    if any(r.get("refined") is not None for r in runs):
+        ax.plot([], [], marker="*", ms=10, color="0.5", mec="k", mew=0.5, ls="none", label="after refine")
+    ax.set_yscale("log")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel(f"best {error_label} so far" + (f" ({error_unit})" if error_unit else ""))
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, ncols=2 if len(runs) > 4 else 1)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_fit_parameters(table, parameters: list, units: dict | None = None, truth: dict | None = None,
+                        title: str | None = None) -> Figure:
+    """Fitted parameters of every run, one panel per parameter.
+
+    table: rows with ``optimizer``, ``seed``, ``<p>_fit`` and ``<p>_refined`` (SI; refined may be
+    missing). With ``truth[p]`` the panel shows the deviation from the truth in % (symmetric log scale,
+    linear within ±1 %); without, the values in readable units.
+    """
+    units, truth = units or {}, truth or {}
+    rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
+    n = len(parameters)
+    fig = Figure(figsize=(max(4.0, 2.6 * n + 1.0), 3.9), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    labels = list(dict.fromkeys(r["optimizer"] for r in rows))
+    ticks = [f"{r['optimizer']}\nseed {r['seed']}" for r in rows]
+    x = np.arange(len(rows))
+    for ax, p in zip(axes, parameters):
+        t = truth.get(p)
+        fit = np.array([r[f"{p}_fit"] for r in rows], dtype=float)
+        refined = np.array([np.nan if r.get(f"{p}_refined") is None else r[f"{p}_refined"] for r in rows], dtype=float)
+        if t:
+            to_y, ylabel = (lambda v, t=t: 100.0 * (v - t) / t), "deviation from truth (%)"
+            ax.axhline(0.0, color="k", lw=1)
+            ax.axhspan(-2.0, 2.0, color="0.9", zorder=0, label="within 2 %")
+            ax.set_yscale("symlog", linthresh=1.0, linscale=0.6)
+            values = np.abs(np.concatenate([to_y(fit), to_y(refined)]))
+            top = max(2.0, float(np.nanmax(values)) if np.isfinite(values).any() else 2.0)
+            steps = [v for v in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 1e4, 1e5) if v <= top * 1.5]
+            ax.set_yticks(sorted({0.0, *steps, *(-v for v in steps)}))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.set_ylim(-top * 1.6, top * 1.6)
+            head = f"{p} (truth {format_quantity(t, units.get(p))})"
+        else:
+            label, factor = display_scale(np.concatenate([fit, refined]), units.get(p))
+            to_y, ylabel = (lambda v, f=factor: v * f), f"{p} ({label})" if label else p
+            head = p
+        colors = [MODEL_COLORS[labels.index(r["optimizer"]) % len(MODEL_COLORS)] for r in rows]
+        ax.scatter(x, to_y(fit), facecolors="none", edgecolors=colors, s=42, label="after fit", zorder=3)
+        if np.isfinite(refined).any():
+            ax.scatter(x, to_y(refined), c=colors, s=26, label="after refine", zorder=4)
+        ax.set_xticks(x, ticks, fontsize=7)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.set_title(head, fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -8,14 +8,18 @@ A config file (YAML, or the same structure as JSON) holds named studies::
         data: {dt: 0.01 ms, inputs: {I: {path: in.csv, unit: amp}}, outputs: {v: {path: out.csv, unit: mV}}}
         simulate: {params: {gl: 10 nS, g_na: 20 uS, g_kd: 6 uS, Cm: 200 pF}}
 
-The Snakemake workflow validates the whole file against ``workflow/schemas/config.schema.yaml``;
-this module checks the one section a command needs with the same keys and defaults (a test keeps
-the two in step), so that ``neurofit`` run by hand gives the same one-line errors naming the key.
+The keys, types and defaults of a config live in ONE place, the JSON schema shipped with the package
+(``SCHEMA_PATH`` = ``neurofit/schemas/config.schema.yaml``): the Snakefile validates the whole file
+against it (``snakemake.utils.validate``), and this module validates the one study a command needs
+against the same file (``jsonschema``, defaults filled in), so that ``neurofit`` run by hand gives the
+same one-line errors naming the key path. Checks a schema cannot express (model choice, units,
+parameter names) follow in ``Study`` and in the modules that read a section (``fit_study``).
 Data paths are relative to the working directory (the one Snakemake runs in).
 """
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,48 +38,78 @@ class ConfigError(ValueError):
     """A config file or section that is not valid (the message names the key path)."""
 
 
-# Keys of each section: name -> (allowed JSON types, default). Mirrors workflow/schemas/config.schema.yaml.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return SCHEMA_PATH.read_text(encoding="utf-8")
+
+
+def load_schema() -> dict:
+    """The config schema (a fresh copy: callers may change it)."""
+    return yaml.safe_load(_schema_text())
+
+
+@functools.lru_cache(maxsize=1)
+def _validator():
+    """A Draft 2020-12 validator of the schema that fills in ``default:`` values while it validates
+    (as ``snakemake.utils.validate`` does, but with a copy of each default, never the schema's object)."""
+    from jsonschema import Draft202012Validator, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    filling = validators.extend(Draft202012Validator, {"properties": properties_with_defaults})
+    return filling(load_schema())
+
+
+def validate_config(doc: dict, label: str | None = "config") -> dict:
+    """A copy of the config document ``doc`` with defaults filled in, if it matches the schema; else
+    ConfigError with one line naming the key path (prefixed by ``label``)."""
+    import jsonschema
+
+    doc = copy.deepcopy(doc)
+    try:
+        _validator().validate(doc)
+    except jsonschema.ValidationError as err:
+        raise ConfigError(describe_validation_error(err, label)) from None
+    return doc
+
+
+def _resolve(prop: dict) -> dict:
+    while "$ref" in prop and "type" not in prop:
+        prop = SCHEMA["$defs"][prop["$ref"].split("/")[-1]]
+    return prop
+
+
+def _keys_of(node: dict) -> dict[str, tuple]:
+    """name -> (allowed JSON types, default or REQUIRED) of an object node of the schema."""
+    required = set(node.get("required", []))
+    spec = {}
+    for key, prop in node["properties"].items():
+        types = _resolve(prop)["type"]
+        types = (types,) if isinstance(types, str) else tuple(types)
+        spec[key] = (types, copy.deepcopy(prop["default"]) if "default" in prop
+                     else REQUIRED if key in required else None)
+    return spec
+
+
+# Views of the schema for code that checks one section by hand (e.g. neurofit.inference): derived from
+# the schema, never written out a second time.
+SCHEMA = load_schema()
+STUDY_KEYS: dict[str, tuple] = _keys_of(SCHEMA["$defs"]["study"])
 SECTIONS: dict[str, dict[str, tuple]] = {
-    "model": {
-        "builtin": (("string", "null"), None),
-        "equations": (("string", "null"), None),
-        "equations_file": (("string", "null"), None),
-        "namespace": (("object",), {}),
-        "free": (("array",), []),
-        "inputs": (("array", "null"), None),
-        "threshold": (("string", "null"), None),
-        "reset": (("string", "null"), None),
-        "refractory": (("string", "number", "null"), None),
-    },
-    "data": {
-        "dt": (("string", "number"), REQUIRED),
-        "inputs": (("object",), REQUIRED),
-        "outputs": (("object",), {}),
-    },
-    "simulate": {
-        "params": (("object",), {}),
-        "init": (("object",), {}),
-        "method": (("string", "null"), None),
-        "backend": (("string",), "auto"),
-        "dtype": (("string",), "float64"),
-        "record": (("array", "null"), None),
-        "spikes": (("boolean", "null"), None),
-        "seed": (("integer",), 0),
-        "threads": (("integer",), 1),
-    },
-    "figures": {
-        "traces": (("boolean",), True),
-        "dpi": (("integer",), 120),
-        "max_traces": (("integer",), 10),
-    },
-}
-STUDY_KEYS: dict[str, tuple] = {
-    "description": (("string",), ""),
-    "model": (("object",), REQUIRED),
-    "data": (("object",), REQUIRED),
-    "simulate": (("object",), None),  # optional section: absent (None) = step skipped
-    "figures": (("object",), {}),
-}
+    key: _keys_of(_resolve(prop)) for key, prop in SCHEMA["$defs"]["study"]["properties"].items()
+    if "properties" in _resolve(prop)}
+
+# --- checking one section by hand against a (types, default) spec such as SECTIONS["simulate"] ------
 _PY_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "object": dict,
              "array": list, "null": type(None)}
 
@@ -95,7 +129,10 @@ def _describe(value) -> str:
 
 
 def _check_keys(section: dict, spec: dict, where: str) -> dict:
-    """``section`` with defaults filled in; ConfigError for unknown keys, wrong types, missing keys."""
+    """``section`` with defaults filled in; ConfigError for unknown keys, wrong types, missing keys.
+
+    For sections that are not (yet) in the schema; a section of the schema is checked by
+    ``validate_config``, which also checks enums, ranges and nested keys."""
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: expected a mapping, got {_describe(section)}")
     unknown = sorted(set(section) - set(spec))
@@ -150,11 +187,7 @@ class Study:
             raise ConfigError(f"{origin}: no 'studies' mapping (expected studies: {{NAME: {{model: ..., data: ...}}}})")
         if name not in studies:
             raise ConfigError(f"{origin}: no study '{name}' under 'studies' (studies: {', '.join(map(str, studies))})")
-        where = f"studies.{name}"
-        section = _check_keys(studies[name], STUDY_KEYS, where)
-        for key, spec in SECTIONS.items():
-            if key in section and section[key] is not None:
-                section[key] = _check_keys(section[key], spec, f"{where}.{key}")
+        section = validate_config({"studies": {name: studies[name]}}, label=None)["studies"][name]
         study = cls(name, section, origin)
         study._check_model_choice()
         return study
@@ -310,10 +343,11 @@ class Study:
         return value
 
 
-def describe_validation_error(err) -> str:
-    """One line for a ``jsonschema.ValidationError`` of the config: the key path and what is wrong."""
+def describe_validation_error(err, label: str | None = "config") -> str:
+    """One line for a ``jsonschema.ValidationError`` of the config: the key path and what is wrong,
+    prefixed by ``label`` (the Snakefile's "config: ...")."""
     path = ".".join(str(p) for p in err.absolute_path)
-    where = f"config: {path}" if path else "config"
+    where = ": ".join(x for x in (label, path) if x) or "config"
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = err.schema.get("properties", {})
         unknown = sorted(k for k in err.instance if k not in allowed)

@@ -1,6 +1,7 @@
 # Helpers shared by the stages (which studies run, their files, their targets); no rules here.
 from snakemake.exceptions import WorkflowError
 
+from neurofit.fit_study import FitPlan, refine_enabled, run_names
 from neurofit.study import ConfigError, Study, config_json
 from neurofit.workflow import put_command_on_path
 
@@ -16,10 +17,14 @@ for _name in RUN:
         )
 
 # The package checks each section once more (model choice, built-in names): still before any job.
+# A fit section's parameter names, units and bounds need the model (no data, no optimizer library).
 try:
     STUDIES = {
         name: Study.from_config(config, name, "config") for name in config["studies"]
     }
+    for _study in STUDIES.values():
+        if _study.section.get("fit") is not None:
+            FitPlan(_study)
 except ConfigError as err:
     raise WorkflowError(f"config: {err}")
 
@@ -29,6 +34,8 @@ TARGETS = []
 
 wildcard_constraints:
     study="[A-Za-z0-9][A-Za-z0-9_-]*",
+    optimizer="[A-Za-z0-9][A-Za-z0-9_-]*",
+    seed="[0-9]+",
 
 
 def all_targets():
@@ -53,3 +60,54 @@ def study_files(wildcards):
 
 def manifest(path):
     return f"{path}.manifest.json"
+
+
+# Fits (used by fit.smk, refine.smk and figures.smk).
+def fit_runs(study):
+    """'<label>_<seed>' folder name of every fit job of a study (none without a fit section)."""
+    section = study_section(study).get("fit")
+    return [] if section is None else [f"{o}_{s}" for o, s in run_names(section)]
+
+
+def fit_files(study, name):
+    """The file `name` (fit.json, history.parquet, refined.json) of every fit run of a study."""
+    return [f"{RESULTS}/{study}/fit/{run}/{name}" for run in fit_runs(study)]
+
+
+def refined_files(study):
+    """refined.json of every fit run of a study whose fits are refined."""
+    section = study_section(study).get("fit")
+    return (
+        fit_files(study, "refined.json") if section and refine_enabled(section) else []
+    )
+
+
+FIT_FIGURES = ("convergence", "parameters", "traces")
+
+
+def fit_summary_targets(study):
+    if study_section(study).get("fit") is None:
+        return []
+    targets = [f"{RESULTS}/{study}/summary/fits.csv"]
+    if study_section(study)["figures"]["fits"]:
+        targets += [f"{RESULTS}/{study}/figures/fit_{kind}.png" for kind in FIT_FIGURES]
+    return targets
+
+
+def fit_results(wildcards):
+    """fit.json, history.parquet and (if refined) refined.json of every fit run of the study."""
+    return {
+        "fits": fit_files(wildcards.study, "fit.json"),
+        "histories": fit_files(wildcards.study, "history.parquet"),
+        "refined": refined_files(wildcards.study),
+    }
+
+
+def fit_figure(kind, description):
+    return report(
+        f"{RESULTS}/{{study}}/figures/fit_{kind}.png",
+        caption=f"../report/fit_{kind}.rst",
+        category="Fits",
+        subcategory="{study}",
+        labels={"study": "{study}", "figure": description},
+    )

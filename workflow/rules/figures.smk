@@ -38,3 +38,68 @@ rule plot_traces:
     shell:
         "neurofit plot-traces --config {input.config} --study {wildcards.study} --data {input.data}"
         " --simulation {input.simulation} --output {output.figure} > {log} 2>&1"
+
+
+# Fits: a summary table of every (optimizer, seed) and three figures comparing them.
+TARGETS.append(fit_summary_targets)
+
+
+rule summarize_fits:
+    input:
+        unpack(fit_results),
+        config=f"{RESULTS}/{{study}}/study.yaml",
+    output:
+        table=report(
+            f"{RESULTS}/{{study}}/summary/fits.csv",
+            caption="../report/fit_summary.rst",
+            category="Fits",
+            subcategory="{study}",
+            labels={
+                "study": "{study}",
+                "table": "fits: errors, evaluations, parameters",
+            },
+        ),
+        manifest=manifest(f"{RESULTS}/{{study}}/summary/fits.csv"),
+    log:
+        f"{RESULTS}/{{study}}/logs/summarize_fits.log",
+    benchmark:
+        f"{RESULTS}/{{study}}/benchmarks/summarize_fits.tsv"
+    conda:
+        "../envs/neurofit.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "neurofit summarize --config {input.config} --study {wildcards.study}"
+        " --fits {input.fits} --refined {input.refined} --output {output.table} > {log} 2>&1"
+
+
+# One job draws the three figures (they read the same files; one Python start-up instead of three).
+rule plot_fits:
+    input:
+        unpack(fit_results),
+        config=f"{RESULTS}/{{study}}/study.yaml",
+        data=f"{RESULTS}/{{study}}/data.npz",
+    output:
+        convergence=fit_figure("convergence", "fits: best error vs evaluations"),
+        parameters=fit_figure("parameters", "fits: parameters vs ground truth"),
+        traces=fit_figure("traces", "fits: best model vs data"),
+        manifests=[
+            manifest(f"{RESULTS}/{{study}}/figures/fit_{kind}.png")
+            for kind in FIT_FIGURES
+        ],
+    log:
+        f"{RESULTS}/{{study}}/logs/plot_fits.log",
+    benchmark:
+        f"{RESULTS}/{{study}}/benchmarks/plot_fits.tsv"
+    conda:
+        "../envs/neurofit.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "neurofit plot-fit --config {input.config} --study {wildcards.study} --data {input.data}"
+        " --fits {input.fits} --refined {input.refined} --convergence {output.convergence}"
+        " --parameters {output.parameters} --traces {output.traces} > {log} 2>&1"

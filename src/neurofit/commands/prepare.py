@@ -27,6 +27,9 @@ def run(args) -> int:
         dataset = study.dataset()
         if study.section.get("simulate") is not None:
             study.simulation_settings(model, dataset)  # fail here, before any simulation job, on bad settings
+        if study.section.get("fit") is not None:
+            from ..fit_study import FitPlan
+            FitPlan(study, model).check(dataset)  # ... and before any fit job (data, metric, every optimizer)
         frozen = yaml.safe_dump(study.to_config(), sort_keys=False, default_flow_style=False, allow_unicode=True)
         atomic_write_text(args.output_config, frozen)
         dataset.save_npz(args.output_data)
