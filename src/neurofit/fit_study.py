@@ -561,14 +561,10 @@ def _restore(plan: FitPlan, fitter, fit_doc: dict, history, dataset) -> None:
             {p: tuple(b) for p, b in fit_doc["bounds"].items()} != plan.bounds:
         raise ConfigError(f"{fit_doc['_path']}: written for other fit settings (parameters or bounds differ "
                           f"from {plan.where('bounds')}); run neurofit fit again")
-    fitter.bounds = dict(plan.bounds)
-    fitter.log_scale = set(plan.log_scale)
-    fitter.metric = plan.metric(dataset)
     columns = [*fitter.parameter_names, "error", "round"]
-    fitter.history = [{k: (int(v) if k == "round" else float(v)) for k, v in row.items()}
-                      for row in history[columns].to_dict("records")]
-    fitter.best_params = dict(fit_doc["best_params"])
-    fitter.best_error = fit_doc["best_error"] if fit_doc["best_error"] is not None else math.inf
+    fitter.restore(plan.bounds, plan.metric(dataset),
+                   [{k: (int(v) if k == "round" else float(v)) for k, v in row.items()}
+                    for row in history[columns].to_dict("records")], log_scale=plan.log_scale)
 
 
 def mse(fitter, params: dict, t_start: float = 0.0) -> float:
@@ -611,8 +607,9 @@ def run_refine(plan: FitPlan, dataset, fit_doc: dict, history, noise_floor: floa
         "ratio_to_floor": _finite_or_none(mse_refined / noise_floor) if noise_floor else None,
         "ratio_to_floor_fit": _finite_or_none(mse_fit / noise_floor) if noise_floor else None,
         "calc_gradient": settings["calc_gradient"], "n_starts": settings["n_starts"],
-        # of the best start (fitting.refine keeps only its result)
+        # of the best start; "simulations" counts every start (residuals and Jacobians)
         "nfev": int(result.nfev), "njev": None if result.njev is None else int(result.njev),
+        "simulations": fitter.refine_evaluations,
         "status": int(result.status), "message": str(result.message),
         "wall_time_s": round(wall, 6),
     }

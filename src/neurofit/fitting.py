@@ -71,7 +71,7 @@ class Fitter:
     def __init__(self, model, input: dict, output, dt, n_samples: int = 10, method: str | None = None,
                  threshold=None, reset=None, refractory=None, param_init: dict | None = None,
                  penalty: str | None = None, use_units: bool = True, namespace: dict | None = None,
-                 backend: str = "auto", dtype: str = "float64", seed: int | None = None):
+                 backend: str = "auto", dtype: str = "float64", seed: int | None = None, threads: int = 1):
         if not isinstance(input, dict) or not input:
             raise FitError("input must be a dict {input_variable: array (n_traces, n_steps)}, e.g. {'I': traces}")
         self.input = {k: _as_traces(k, v, "input") for k, v in input.items()}
@@ -87,7 +87,7 @@ class Fitter:
         self.param_init = dict(param_init or {})
         self.penalty = penalty
         self.use_units = use_units
-        self.backend, self.dtype, self.seed = backend, dtype, seed
+        self.backend, self.dtype, self.seed, self.threads = backend, dtype, seed, threads
         self._set_output(output)
         self.model = self._build_model(model, namespace, threshold, reset, refractory)
         self.parameter_names = [p for p in self.model.parameters if p != "iteration"]
@@ -213,7 +213,20 @@ class Fitter:
     def _simulate(self, params: dict, record=None, spikes=False, **kw):
         return simulate(self.model, params, self._inputs(), self.dt, init=self.param_init,
                         record=self._record() if record is None else record, spikes=spikes, method=self.method,
-                        backend=self.backend, dtype=self.dtype, seed=self.seed, **kw)
+                        backend=self.backend, dtype=self.dtype, seed=self.seed, threads=self.threads, **kw)
+
+    def restore(self, bounds: dict, metric, history: list, log_scale=()) -> None:
+        """Give a fresh fitter a finished fit's state (bounds, metric, evaluated candidates), e.g. to
+        ``refine`` it in another process; ``history`` rows hold the parameters, "error" and "round"."""
+        self.bounds, self.log_scale = _parse_bounds({k: list(v) for k, v in bounds.items()}, self.parameter_names)
+        self.log_scale |= set(log_scale)
+        self.metric = metric
+        self.history = [dict(row) for row in history]
+        finite = [row for row in self.history if np.isfinite(row["error"])]
+        best = min(finite, key=lambda row: row["error"]) if finite else None
+        self.best_params = {p: best[p] for p in self.parameter_names} if best else None
+        self.best_error = best["error"] if best else None
+        self._rounds_done = 1 + max((row.get("round", 0) for row in self.history), default=-1)
 
     # --- checkpoints ----------------------------------------------------------------------------
     def _save_checkpoint(self, path: str):
@@ -345,11 +358,13 @@ class TraceFitter(Fitter):
                                                                             max(1, n_starts))]
         bounds = self.bounds or {p: (-np.inf, np.inf) for p in self.parameter_names}
         best = None
+        self.refine_evaluations = 0  # simulations over all starts
         for start in starts:
             refined, result = least_squares_refine(self, start, bounds, first_step(t_start, self.dt),
                                                    normalization or getattr(metric, "normalization", 1.0),
                                                    getattr(metric, "t_weights", None), calc_gradient,
                                                    **least_squares_kwargs)
+            self.refine_evaluations += int(result.nfev) + int(result.njev or 0)
             if best is None or result.cost < best[1].cost:
                 best = (refined, result)
         refined, result = best
