@@ -47,13 +47,13 @@ def test_calc_bounds_parses_quantities():
 
 
 @pytest.mark.parametrize("bounds, log_scale, message", [
-    ({"a": (1.0, 1.0)}, (), "'a' need lower < upper"),
-    ({"a": (0.0, np.inf)}, (), "'a' must be finite"),
-    ({"a": (0.0, 1.0)}, {"a"}, "'a' is searched on a log scale, so its lower bound must be > 0"),
-    ({}, (), "no bounds for parameter 'a'"),
-    ({"a": (0.0, 1.0), "g": (0.0, 1.0)}, (), "'g', which is not a fitted parameter"),
+    ({"a": (1.0, 1.0)}, (), "'a'.*need finite low < high"),
+    ({"a": (0.0, np.inf)}, (), "'a'.*need finite low < high"),
+    ({"a": (0.0, 1.0)}, {"a"}, "'a'.*log-scale range needs low > 0"),
+    ({}, (), "no bounds for parameter.* a"),
+    ({"a": (0.0, 1.0), "g": (0.0, 1.0)}, (), "'g': not a parameter"),
     ({"a": (0.0, 1.0)}, {"g"}, "log_scale names 'g'"),
-    ({"a": 3.0}, (), "must be a pair"),
+    ({"a": 3.0}, (), "'a'.*expected \\[low, high\\]"),
 ])
 def test_calc_bounds_errors_name_the_parameter(bounds, log_scale, message):
     with pytest.raises(ValueError, match=message) as info:

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from .bounds import BoundsError, parse_bounds
 from .io import atomic_write_bytes
 from .metrics import first_step
 from .model import Model
@@ -37,30 +38,11 @@ def _as_traces(name, value, what):
 
 def _parse_bounds(bounds: dict, parameters: list) -> tuple[dict, set]:
     """name → [lo, hi] or [lo, hi, "log"] (quantity strings allowed) → ({name: (lo, hi)}, log names)."""
-    unknown = [n for n in bounds if n not in parameters]
-    if unknown:
-        raise FitError(f"bounds: {', '.join(unknown)} not a parameter of the model "
-                       f"(parameters: {', '.join(parameters)})")
-    missing = [p for p in parameters if p not in bounds]
-    if missing:
-        raise FitError(f"bounds: no bounds for parameter(s) {', '.join(missing)}; give name=[low, high] "
-                       f"(or declare them as constants in the namespace)")
-    parsed, log_scale = {}, set()
-    for name, spec in bounds.items():
-        spec = list(spec)
-        if len(spec) == 3 and spec[2] in ("log", "linear"):
-            if spec[2] == "log":
-                log_scale.add(name)
-            spec = spec[:2]
-        if len(spec) != 2:
-            raise FitError(f"bounds['{name}'] = {bounds[name]!r}: expected [low, high] or [low, high, 'log']")
-        lo, hi = (to_si(v, name=f"bounds['{name}']") for v in spec)
-        if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
-            raise FitError(f"bounds['{name}'] = [{lo:g}, {hi:g}]: need finite low < high")
-        if name in log_scale and lo <= 0:
-            raise FitError(f"bounds['{name}'] = [{lo:g}, {hi:g}]: a log-scale search needs low > 0")
-        parsed[name] = (lo, hi)
-    return parsed, log_scale
+    try:
+        space = parse_bounds(bounds, parameters)
+    except BoundsError as err:
+        raise FitError(str(err)) from None
+    return space.free, space.log_scale
 
 
 class Fitter:

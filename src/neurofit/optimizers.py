@@ -20,14 +20,13 @@ penalty instead (see the classes), while the history keeps the error as told.
 from __future__ import annotations
 
 import abc
-import math
 import pickle
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .units import to_si
+from .bounds import parse_bounds
 
 __all__ = ["Optimizer", "NevergradOptimizer", "SkoptOptimizer", "calc_bounds"]
 
@@ -39,38 +38,14 @@ _SKOPT_METHODS = ("GP", "RF", "ET", "GBRT")
 
 def calc_bounds(parameter_names: list[str], bounds: Mapping, log_scale: Iterable[str] = ()
                 ) -> dict[str, tuple[float, float]]:
-    """Validated bounds ``{name: (lo, hi)}`` as SI floats (quantity strings allowed).
-
-    Every parameter needs finite bounds with lo < hi, and lo > 0 if it is on a log scale;
-    otherwise a one-line ``ValueError`` names the parameter and what would be valid.
-    """
-    names = list(parameter_names)
-    log_scale = set(log_scale)
-    if len(set(names)) != len(names):
-        raise ValueError(f"parameter names must be unique, got {names}")
-    for extra in sorted(set(bounds) - set(names)):
-        raise ValueError(f"bounds given for '{extra}', which is not a fitted parameter "
-                         f"(fitted: {', '.join(names)})")
+    """Validated bounds ``{name: (lo, hi)}`` as SI floats (quantity strings allowed); one-line
+    ``ValueError`` naming the parameter otherwise (see neurofit.bounds)."""
+    names, log_scale = list(parameter_names), set(log_scale)
     for extra in sorted(log_scale - set(names)):
-        raise ValueError(f"log_scale names '{extra}', which is not a fitted parameter "
-                         f"(fitted: {', '.join(names)})")
-    result = {}
-    for name in names:
-        if name not in bounds:
-            raise ValueError(f"no bounds for parameter '{name}': give {name}=(lower, upper)")
-        pair = bounds[name]
-        if isinstance(pair, str) or not hasattr(pair, "__len__") or len(pair) != 2:
-            raise ValueError(f"bounds of '{name}' must be a pair (lower, upper), got {pair!r}")
-        lo, hi = (to_si(v, name=f"bound of {name}") for v in pair)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"bounds of '{name}' must be finite, got ({lo}, {hi})")
-        if not lo < hi:
-            raise ValueError(f"bounds of '{name}' need lower < upper, got ({lo}, {hi})")
-        if name in log_scale and lo <= 0:
-            raise ValueError(f"'{name}' is searched on a log scale, so its lower bound must be > 0, "
-                             f"got {lo} (e.g. use ({hi * 1e-3:g}, {hi:g}) or a linear scale)")
-        result[name] = (lo, hi)
-    return result
+        raise ValueError(f"log_scale names '{extra}', which is not a fitted parameter (fitted: {', '.join(names)})")
+    spec = {n: ([*b, "log"] if n in log_scale else list(b)) if isinstance(b, (list, tuple)) else b
+            for n, b in bounds.items()}
+    return parse_bounds(spec, names, where=lambda n: f"bounds of '{n}'").free
 
 
 class Optimizer(abc.ABC):

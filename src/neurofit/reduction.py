@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
+from .bounds import BoundsError, parse_bounds
 from .model import Model, as_model
 from .simulate import simulate
 from .units import to_si
@@ -137,44 +138,12 @@ class ReductionResult:
 
 def _read_bounds(bounds: dict, model: Model):
     """→ free {name: (lo, hi)}, log names, constants {name: value}, expressions {name: sympy}."""
-    unknown = [n for n in bounds if n not in model.parameters]
-    if unknown:
-        raise ReductionError(f"variables_bounds: {', '.join(unknown)} not a parameter of the model "
-                             f"(parameters: {', '.join(model.parameters)})")
-    missing = [p for p in model.parameters if p not in bounds]
-    if missing:
-        raise ReductionError(f"variables_bounds: no value for parameter(s) {', '.join(missing)}; give [low, high] "
-                             f"(free), a number (constant) or an expression of other parameters")
-    free, log_scale, constants, expressions = {}, set(), {}, {}
-    for name, spec in bounds.items():
-        if isinstance(spec, (list, tuple)):
-            spec = list(spec)
-            if len(spec) == 3 and spec[2] == "log":
-                log_scale.add(name)
-                spec = spec[:2]
-            if len(spec) != 2:
-                raise ReductionError(f"variables_bounds['{name}'] = {bounds[name]!r}: expected [low, high]")
-            lo, hi = (to_si(v, name=f"variables_bounds['{name}']") for v in spec)
-            if not lo < hi:
-                raise ReductionError(f"variables_bounds['{name}'] = [{lo:g}, {hi:g}]: low must be < high")
-            if name in log_scale and lo <= 0:
-                raise ReductionError(f"variables_bounds['{name}']: a log-scale bound needs low > 0")
-            free[name] = (lo, hi)
-        elif isinstance(spec, str):
-            try:
-                constants[name] = to_si(spec, name=name)
-            except ValueError:
-                expressions[name] = sympy.sympify(spec)
-        else:
-            constants[name] = float(spec)
-    for name, expr in expressions.items():
-        others = {str(s) for s in expr.free_symbols} - set(free) - set(constants)
-        if others:
-            raise ReductionError(f"variables_bounds['{name}'] = '{bounds[name]}': unknown name(s) "
-                                 f"{', '.join(sorted(others))} (must be free or constant parameters)")
-    if not free:
-        raise ReductionError("variables_bounds: no free parameter ([low, high]) to optimise")
-    return free, log_scale, constants, expressions
+    try:
+        space = parse_bounds(bounds, model.parameters, allow_fixed=True, allow_expressions=True,
+                             dimensions=model.dimensions, where=lambda n: f"variables_bounds['{n}']")
+    except BoundsError as err:
+        raise ReductionError(str(err)) from None
+    return space.free, space.log_scale, space.fixed, space.expressions
 
 
 class OptNeuron:
