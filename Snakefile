@@ -11,6 +11,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 # Fill in defaults and fail before any job, naming the key path, when the config does not match the schema.
 # The schema ships with the package (neurofit/schemas/config.schema.yaml; workflow/schemas/ links to it):
 # the `neurofit` commands check a study against the same file.
@@ -29,6 +32,8 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/rate.smk"
+include: "workflow/rules/reduction.smk"
 
 
 localrules:

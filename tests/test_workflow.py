@@ -34,7 +34,7 @@ def absolute_data_paths(config):
     config = yaml.safe_load(yaml.safe_dump(config))
     for study in config["studies"].values():
         for role in ("inputs", "outputs"):
-            for spec in study["data"].get(role, {}).values():
+            for spec in study.get("data", {}).get(role, {}).values():  # rate and reduction studies have none
                 spec["path"] = str((ROOT / spec["path"]).resolve())
     return config
 

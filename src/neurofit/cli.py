@@ -47,8 +47,12 @@ def one_line(err: BaseException) -> str:
 
 
 def main(argv=None) -> int:
+    from .provenance import set_invocation
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_invocation(argv)  # manifests record this command line (what `neurofit audit --rerun` runs again)
     debug = args.debug or os.environ.get("NEUROFIT_DEBUG", "") not in ("", "0")
     try:
         status = args.func(args)
@@ -60,6 +64,8 @@ def main(argv=None) -> int:
             raise
         print(f"neurofit: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    finally:
+        set_invocation(None)
     return int(status or 0)
 
 

@@ -26,6 +26,24 @@ PACKAGES = ("neurofit", "numpy", "scipy", "sympy", "pandas", "matplotlib", "torc
             "scikit-optimize", "efel", "snakemake")
 
 
+_INVOCATION: list | None = None  # the arguments of the running ``neurofit`` command (set by cli.main)
+
+
+def set_invocation(args) -> None:
+    """Record the arguments the ``neurofit`` command runs with (``cli.main`` calls this), so that a
+    manifest's ``command`` is ``["neurofit", *args]`` even when the command runs inside another
+    program (``cli.main([...])`` in a test or a script): the line ``neurofit audit --rerun`` runs again."""
+    global _INVOCATION
+    _INVOCATION = None if args is None else [str(a) for a in args]
+
+
+def invocation() -> list:
+    """The command line of the running neurofit command, as recorded in manifests."""
+    if _INVOCATION is not None:
+        return ["neurofit", *_INVOCATION]
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]
+
+
 def manifest_path(output) -> Path:
     """The manifest that belongs to ``output``: ``<output>.manifest.json``."""
     return Path(f"{output}{MANIFEST_SUFFIX}")
@@ -82,7 +100,7 @@ def write_manifest(output, *, command=None, study: str | None = None, config: di
         "sha256": sha256_file(output),
         "size": output.stat().st_size,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": list(command) if command is not None else [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "command": list(command) if command is not None else invocation(),
         "cwd": os.getcwd(),
         "study": study,
         "config": config,

@@ -206,6 +206,8 @@ class Study:
 
     # --- model -----------------------------------------------------------------------------------
     def _check_model_choice(self):
+        if self.section.get("model") is None:  # a rate or reduction study (the schema requires one of them)
+            return
         m = self.section["model"]
         given = [k for k in ("builtin", "equations", "equations_file") if m.get(k)]
         if len(given) != 1:
@@ -218,25 +220,30 @@ class Study:
             raise ConfigError(f"{self.where('model', 'free')}: only for built-in models; declare the parameter "
                               f"in the equations instead ('Cm : farad (constant)')")
 
+    def _require(self, key: str) -> dict:
+        if self.section.get(key) is None:
+            raise ConfigError(f"{self.where(key)}: missing (this study has no {key} section)")
+        return self.section[key]
+
     @property
     def builtin(self) -> models.ModelSpec | None:
-        name = self.section["model"]["builtin"]
+        name = self._require("model")["builtin"]
         return models.SPECS[name] if name else None
 
     @property
     def model_label(self) -> str:
         """Short name of the model for titles: the built-in's name, the equations file, or 'equations'."""
-        m = self.section["model"]
+        m = self._require("model")
         return m["builtin"] or (Path(m["equations_file"]).name if m["equations_file"] else "equations")
 
     @property
     def model_files(self) -> list[str]:
         """Files the model is read from (inputs of the workflow rules)."""
-        path = self.section["model"]["equations_file"]
+        path = (self.section.get("model") or {}).get("equations_file")
         return [path] if path else []
 
     def model(self) -> Model:
-        m = self.section["model"]
+        m = self._require("model")
         events = {k: m[k] for k in ("threshold", "reset", "refractory") if m[k] is not None}
         namespace = dict(m["namespace"])
         if m["builtin"]:
@@ -259,7 +266,7 @@ class Study:
     @property
     def data_files(self) -> list[str]:
         """Recorded files the study reads (inputs of the workflow rules)."""
-        d = self.section["data"]
+        d = self.section.get("data") or {"inputs": {}, "outputs": {}}
         files = []
         for role in ("inputs", "outputs"):
             for name, spec in d[role].items():
@@ -268,7 +275,7 @@ class Study:
         return files
 
     def dataset(self) -> Dataset:
-        d = self.section["data"]
+        d = self._require("data")
         for role in ("inputs", "outputs"):
             for name, spec in d[role].items():
                 path = spec.get("path") if isinstance(spec, dict) else None
@@ -359,6 +366,16 @@ def describe_validation_error(err, label: str | None = "config") -> str:
     if err.validator == "enum":
         valid = ", ".join("null" if v is None else str(v) for v in err.validator_value)
         return f"{where}: {err.instance!r} is not valid (valid: {valid})"
+    if err.validator == "dependentRequired" and isinstance(err.instance, dict):
+        for key, needs in err.validator_value.items():
+            missing = [k for k in needs if k not in err.instance]
+            if key in err.instance and missing:
+                return f"{where}.{missing[0]}: missing (required with {key})"
+    if err.validator == "anyOf" and all("description" in sub for sub in err.validator_value):
+        options = [sub["description"] for sub in err.validator_value]
+        if all(list(sub) in (["required", "description"], ["description", "required"]) for sub in err.validator_value):
+            return f"{where}: give at least one of {', '.join(options)}"
+        return f"{where}: {err.instance!r} is not valid (expected {', or '.join(options)})"
     return f"{where}: {' '.join(err.message.split())}"
 
 

@@ -2,6 +2,12 @@
 from snakemake.exceptions import WorkflowError
 
 from neurofit.fit_study import FitPlan, refine_enabled, run_names
+from neurofit.rate_section import OUTPUTS as RATE_OUTPUTS, rate_settings
+from neurofit.reduction_study import (
+    FIGURES as REDUCTION_FIGURES,
+    FILES as REDUCTION_FILES,
+    ReductionPlan,
+)
 from neurofit.study import ConfigError, Study, config_json
 from neurofit.workflow import put_command_on_path
 
@@ -17,7 +23,9 @@ for _name in RUN:
         )
 
 # The package checks each section once more (model choice, built-in names): still before any job.
-# A fit section's parameter names, units and bounds need the model (no data, no optimizer library).
+# A fit section's parameter names, units and bounds need the model (no data, no optimizer library);
+# so do a reduction's; a rate section's ranges and chunks need nothing.
+REDUCTIONS = {}
 try:
     STUDIES = {
         name: Study.from_config(config, name, "config") for name in config["studies"]
@@ -25,6 +33,10 @@ try:
     for _study in STUDIES.values():
         if _study.section.get("fit") is not None:
             FitPlan(_study)
+        if _study.section.get("rate") is not None:
+            rate_settings(_study)
+        if _study.section.get("reduction") is not None:
+            REDUCTIONS[_study.name] = ReductionPlan(_study)
 except ConfigError as err:
     raise WorkflowError(f"config: {err}")
 
@@ -36,6 +48,7 @@ wildcard_constraints:
     study="[A-Za-z0-9][A-Za-z0-9_-]*",
     optimizer="[A-Za-z0-9][A-Za-z0-9_-]*",
     seed="[0-9]+",
+    chunk="[0-9]+",
 
 
 def all_targets():
@@ -108,6 +121,60 @@ def fit_figure(kind, description):
         f"{RESULTS}/{{study}}/figures/fit_{kind}.png",
         caption=f"../report/fit_{kind}.rst",
         category="Fits",
+        subcategory="{study}",
+        labels={"study": "{study}", "figure": description},
+    )
+
+
+# Rate-model study (used by rate.smk).
+def rate_chunk_count(study):
+    return study_section(study)["rate"]["bifurcation"]["n_chunks"]
+
+
+def rate_chunk_files(study):
+    """Every chunk of the study's bifurcation map (the scatter of rate_chunk, gathered by rate_study)."""
+    return [
+        f"{RESULTS}/{study}/rate/bifurcation/chunk_{i}.npz"
+        for i in range(rate_chunk_count(study))
+    ]
+
+
+def rate_targets(study):
+    if study_section(study).get("rate") is None:
+        return []
+    return [f"{RESULTS}/{study}/rate/{name}" for name in RATE_OUTPUTS]
+
+
+def rate_figure(name, description):
+    return report(
+        f"{RESULTS}/{{study}}/rate/{name}.png",
+        caption=f"../report/rate_{name}.rst",
+        category="Rate model",
+        subcategory="{study}",
+        labels={"study": "{study}", "figure": description},
+    )
+
+
+# Model reduction (used by reduction.smk).
+def reduction_data_files(study):
+    """Recordings of a reduction whose target is data (inputs of the reduce job)."""
+    plan = REDUCTIONS.get(study)
+    return plan.data_files if plan is not None else []
+
+
+def reduction_targets(study):
+    if study_section(study).get("reduction") is None:
+        return []
+    return [f"{RESULTS}/{study}/reduction/{name}" for name in REDUCTION_FILES] + [
+        f"{RESULTS}/{study}/figures/reduction_{kind}.png" for kind in REDUCTION_FIGURES
+    ]
+
+
+def reduction_figure(kind, description):
+    return report(
+        f"{RESULTS}/{{study}}/figures/reduction_{kind}.png",
+        caption=f"../report/reduction_{kind}.rst",
+        category="Model reduction",
         subcategory="{study}",
         labels={"study": "{study}", "figure": description},
     )
