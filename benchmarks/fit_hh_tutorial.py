@@ -12,7 +12,7 @@ import pandas as pd
 
 from neurofit import MSEMetric, NevergradOptimizer, TraceFitter, models
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "brian2modelfitting")
+DATA = os.path.join(os.path.dirname(__file__), "..", "data", "brian2modelfitting")
 NOISE_FLOOR = 9.95e-7
 BOUNDS = {"gl": [2e-12, 200e-9], "g_na": [200e-9, 0.4e-3], "g_kd": [200e-9, 200e-6], "Cm": [20e-12, 2e-9]}
 

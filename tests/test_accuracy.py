@@ -18,7 +18,7 @@ import neurofit as nf
 from neurofit import models
 from neurofit.analysis.rate import closed_form_w0, euler_rate
 
-SHARED = Path("/work/shared/data/brian2modelfitting")
+SHARED = Path(__file__).resolve().parents[1] / "data" / "brian2modelfitting"
 MS = 1e-3
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from neurofit.data import DataError, Dataset, load_array, load_dataset
 
-SHARED = Path("/work/shared/data/brian2modelfitting")
+SHARED = Path(__file__).resolve().parents[1] / "data" / "brian2modelfitting"
 INPUT_CSV = SHARED / "input_traces_hh.csv"
 OUTPUT_CSV = SHARED / "output_traces_hh.csv"
 

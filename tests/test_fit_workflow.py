@@ -22,7 +22,7 @@ from neurofit.provenance import check_manifest, read_manifest
 from neurofit.study import ConfigError, Study
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = (ROOT / ".." / "shared" / "data" / "brian2modelfitting").resolve()
+DATA = ROOT / "data" / "brian2modelfitting"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 NOISE_FLOOR = 9.95e-7  # V²: MSE of the ground truth against the recordings (data README)
 TRUTH = {"gl": 10e-9, "g_na": 20e-6, "g_kd": 6e-6}

@@ -11,7 +11,7 @@ from neurofit.fitting import FitError, OnlineTraceFitter, SpikeFitter, TraceFitt
 from neurofit.metrics import FeatureMetric, GammaFactor, MSEMetric, TraceMetric
 from neurofit.optimizers import NevergradOptimizer, Optimizer, SkoptOptimizer
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "brian2modelfitting")
+DATA = os.path.join(os.path.dirname(__file__), "..", "data", "brian2modelfitting")
 NOISE_FLOOR = 9.95e-7  # V²: MSE of the ground truth against the recorded traces (data README)
 TRUTH = {"gl": 10e-9, "g_na": 20e-6, "g_kd": 6e-6, "Cm": 200e-12}
 MANUAL_BOUNDS = {"gl": [2e-12, 200e-9], "g_na": [200e-9, 0.4e-3], "g_kd": [200e-9, 200e-6]}

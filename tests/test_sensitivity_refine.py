@@ -9,7 +9,7 @@ import neurofit as nf
 from neurofit import models
 from neurofit.fitting import TraceFitter
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "brian2modelfitting")
+DATA = os.path.join(os.path.dirname(__file__), "..", "data", "brian2modelfitting")
 NOISE_FLOOR = 9.95e-7  # V², MSE of the ground truth against the recorded traces (data README)
 TRUTH = {"gl": 10e-9, "g_na": 20e-6, "g_kd": 6e-6, "Cm": 200e-12}
 

@@ -8,7 +8,7 @@ from neurofit.data import load_array
 from neurofit.stimuli import StimulusError, from_file, ornstein_uhlenbeck, ramp, step, steps
 from neurofit.units import UnitError
 
-SHARED = Path("/work/shared/data/brian2modelfitting")
+SHARED = Path(__file__).resolve().parents[1] / "data" / "brian2modelfitting"
 
 
 # --- steps and ramps ----------------------------------------------------------------------------
