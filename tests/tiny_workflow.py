@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = (ROOT / ".." / "shared" / "data" / "brian2modelfitting").resolve()
+DATA = ROOT / "data" / "brian2modelfitting"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 STUDY = "tiny"
 

@@ -153,6 +153,18 @@ class Locator:
 
 # --- checksums --------------------------------------------------------------------------------------------
 
+_SHA_MEMO: dict = {}
+
+
+def _sha256(path: Path) -> str:
+    """sha256 of a file, computed once per (path, size, mtime) in one audit (many manifests share inputs)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = sha256_file(path)
+    return _SHA_MEMO[key]
+
+
 def check_outputs(top) -> list[Finding]:
     """Findings of every result under ``top`` against its manifest, and of every manifest's inputs."""
     top = Path(top)
@@ -170,7 +182,7 @@ def check_outputs(top) -> list[Finding]:
         if not output.is_file():
             findings.append(Finding("missing", str(output), "its manifest exists but the file does not"))
             continue
-        actual = sha256_file(output)
+        actual = _sha256(output)
         if actual != record["sha256"]:
             findings.append(Finding("changed", str(output), f"sha256 {actual[:12]}... differs from its manifest's "
                                                             f"{str(record['sha256'])[:12]}..."))
@@ -190,7 +202,7 @@ def _check_inputs(manifest: Path, record: dict, top: Path) -> list[Finding]:
             inside = _is_under(path, top.resolve())
             findings.append(Finding("stale" if inside else "note", str(output),
                                     f"input {name} not found{'' if inside else ' here (not checked)'}"))
-        elif sha256_file(path) != expected:
+        elif _sha256(path) != expected:
             findings.append(Finding("stale", str(output), f"input {name} has changed since this result was made "
                                                           f"(sha256 {expected[:12]}... in the manifest)"))
     return findings
@@ -304,7 +316,7 @@ def rerun(top, name: str = "cheapest", keep: bool = False, log=None) -> list[Fin
                 continue
             if not source.is_file():
                 return findings + [Finding("rerun-failed", what, f"input {recorded} not found (looked at {source})")]
-            if sha256_file(source) != expected:
+            if _sha256(source) != expected:
                 return findings + [Finding("rerun-failed", what, f"input {recorded} differs from the checksum in "
                                                                  f"the manifest; cannot re-run with the same inputs")]
             target = _mirror(tmp, where.recorded(recorded))
@@ -347,8 +359,8 @@ def rerun(top, name: str = "cheapest", keep: bool = False, log=None) -> list[Fin
             elif differences:
                 findings.extend(Finding("rerun-mismatch", str(original), d) for d in differences[:5])
             else:
-                findings.append(Finding("ok", str(original), f"re-run of `{label}` ({wall:.1f} s) gave identical "
-                                                             f"numbers"))
+                same = "the same bytes" if original.suffix.lower() in FIGURES else "identical numbers"
+                findings.append(Finding("ok", str(original), f"re-run of `{label}` ({wall:.1f} s) gave {same}"))
         return findings
     finally:
         if keep:
@@ -490,6 +502,7 @@ def audit(top, rerun_name: str | None = None, keep: bool = False, log=None) -> l
     top = Path(top)
     if not top.is_dir():
         raise AuditError(f"{top}: no such folder (give a study's results folder, e.g. results/hh_tutorial)")
+    _SHA_MEMO.clear()  # files may have changed since an earlier audit in this process
     findings = check_outputs(top)
     if rerun_name:
         findings += rerun(top, rerun_name, keep=keep, log=log)

@@ -5,12 +5,14 @@ import sys
 
 HELP = "check every result of a study against its manifest (checksums, inputs) and re-run one to the same numbers"
 
-DESCRIPTION = HELP + """. Prints one line per finding, `<kind>: <file>: <what>`: changed (sha256 differs from the
-manifest), missing (manifest without its file), no-manifest, stale (an input changed since the result was made),
-rerun-mismatch, rerun-failed; `note:` lines do not fail the audit, `ok:` lines confirm a re-run output. logs/,
-benchmarks/, fit checkpoints and report.html are not results. The re-run runs the manifest's command line again
-in a temporary folder, on the same inputs (checked against their checksums), and compares arrays and JSON numbers
-exactly, ignoring run times. Exit status 0 if nothing fails, 1 otherwise."""
+DESCRIPTION = """Check every result of a study against its manifest and re-run one to the same numbers.
+
+Prints one line per finding, `<kind>: <file>: <what>`: changed (sha256 differs from the manifest), missing
+(a manifest without its file), no-manifest, stale (an input changed since the result was made),
+rerun-mismatch, rerun-failed. `note:` lines do not fail the audit; `ok:` lines confirm a re-run output.
+logs/, benchmarks/, fit checkpoints and report.html are not results. The re-run runs the manifest's command
+line again in a temporary folder, on the same inputs (checked against their checksums), and compares arrays
+and JSON numbers exactly, ignoring run times. Exit status 0 if nothing fails, 1 otherwise."""
 
 
 def register(subparsers) -> None:
