@@ -23,7 +23,8 @@ from . import noise as rng
 from .kernel import NOT_REFRACTORY, KernelSpec, noise_symbol
 from .printing import EXPREL_D_SERIES_BELOW, EXPREL_SERIES_BELOW, Printer
 
-LANES = 64
+LANES = 64  # neurons per SIMD block for batches; small batches (e.g. refine's one set) use SMALL_LANES
+SMALL_LANES = 8
 _COMMON_FLAGS = ["-O3", "-march=native", "-fPIC", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 # float32: full fast-math for libmvec's vector exp; float64 keeps IEEE arithmetic (1e-9 agreement
 # with numpy) but still gets vector exp through the declarations in the generated source.
@@ -131,8 +132,8 @@ def _nonfinite(dtype: str) -> str:
     return "uint64_t u; memcpy(&u, &x, 8); return (u & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL;"
 
 
-def generate_source(spec: KernelSpec, dtype: str) -> str:
-    """C source of the simulation loop for ``spec``."""
+def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
+    """C source of the simulation loop for ``spec``, in blocks of ``lanes`` neurons."""
     ctype = "float" if dtype == "float32" else "double"
     pr = Printer("c", dtype)
     small = pr.literal(EXPREL_SERIES_BELOW[dtype])
@@ -141,7 +142,7 @@ def generate_source(spec: KernelSpec, dtype: str) -> str:
     expm1 = "expm1f" if dtype == "float32" else "expm1"
     exp = "expf" if dtype == "float32" else "exp"
     fabs = "fabsf" if dtype == "float32" else "fabs"
-    header = _HEADER.format(T=ctype, LANES=LANES, SIMD_DECLS=_SIMD_DECLS_64 if dtype == "float64" else "",
+    header = _HEADER.format(T=ctype, LANES=lanes, SIMD_DECLS=_SIMD_DECLS_64 if dtype == "float64" else "",
                             NONFINITE=_nonfinite(dtype),
                             EXPREL=f"{fabs}(z) < {small} ? ({series}) : {expm1}(z) / z",
                             EXPREL_D=f"{fabs}(z) < {pr.literal(EXPREL_D_SERIES_BELOW[dtype])} ? "
@@ -267,14 +268,20 @@ class CKernel:
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.source = generate_source(spec, dtype)
-        path = _build(self.source, _DTYPE_FLAGS[dtype], dtype)
-        self.lib = ctypes.CDLL(str(path))
-        self.fn = self.lib.nf_run
-        ptr = ctypes.c_void_p
-        i64 = ctypes.c_int64
-        self.fn.argtypes = [i64, i64, i64, ctypes.c_double, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, i64,
-                            ptr, ctypes.c_uint64, i64, ctypes.c_int]
-        self.fn.restype = ctypes.c_int
+        self._functions = {}
+        self._function(LANES)  # compile now: errors surface at construction
+
+    def _function(self, lanes: int):
+        """The compiled loop for blocks of ``lanes`` neurons (built on first use, cached on disk)."""
+        if lanes not in self._functions:
+            source = self.source if lanes == LANES else generate_source(self.spec, self.dtype.name, lanes)
+            fn = ctypes.CDLL(str(_build(source, _DTYPE_FLAGS[self.dtype.name], self.dtype.name))).nf_run
+            ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+            fn.argtypes = [i64, i64, i64, ctypes.c_double, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, i64,
+                           ptr, ctypes.c_uint64, i64, ctypes.c_int]
+            fn.restype = ctypes.c_int
+            self._functions[lanes] = fn
+        return self._functions[lanes]
 
     def run(self, params: dict, inputs: dict, init: dict, dt: float, n_steps: int, seed: int, set_offset: int,
             targets: dict, target_start: int, threads: int = 1, spike_cap: int | None = None):
@@ -282,7 +289,8 @@ class CKernel:
         first = init[spec.states[0]]
         n_sets, n_traces = first.shape
         n_neurons = n_sets * n_traces
-        n_blocks = -(-n_neurons // LANES)
+        lanes = SMALL_LANES if n_neurons <= 4 * SMALL_LANES else LANES
+        n_blocks = -(-n_neurons // lanes)
 
         def c(a):
             return a.ctypes.data_as(ctypes.c_void_p) if a is not None else None
@@ -293,7 +301,7 @@ class CKernel:
             inp = np.ascontiguousarray(np.stack([np.asarray(inputs[u], dtype=dtype).T for u in spec.inputs]))
         # neuron order inside C: trace-major (trace * n_sets + set)
         st = np.ascontiguousarray(np.stack([np.asarray(init[s], dtype=dtype).T.reshape(-1) for s in spec.states]))
-        rec = np.empty(max(1, n_blocks * len(spec.record) * n_steps * LANES), dtype=dtype)
+        rec = np.empty(max(1, n_blocks * len(spec.record) * n_steps * lanes), dtype=dtype)
         tg = np.zeros(1, dtype=dtype)
         if spec.targets:
             tg = np.ascontiguousarray(np.stack([np.asarray(targets[v], dtype=dtype).T for v in spec.targets]))
@@ -303,7 +311,7 @@ class CKernel:
         cap = spike_cap or (min(n_steps, 256) if spec.threshold is not None else 1)
         steps = np.zeros(max(1, n_neurons * cap), dtype=np.int32)
         counts = np.zeros(n_neurons, dtype=np.int64)
-        self.fn(n_sets, n_traces, n_steps, float(dt), c(par), c(inp), c(st), c(rec), c(tg), int(target_start),
+        self._function(lanes)(n_sets, n_traces, n_steps, float(dt), c(par), c(inp), c(st), c(rec), c(tg), int(target_start),
                 c(err), c(bad), c(last), c(steps), cap, c(counts), int(seed) & 0xFFFFFFFFFFFFFFFF, int(set_offset),
                 int(threads))
         if spec.threshold is not None and counts.max(initial=0) > cap:
@@ -316,8 +324,8 @@ class CKernel:
 
         records = {}
         if spec.record:
-            r = rec.reshape(n_blocks, len(spec.record), n_steps, LANES).transpose(1, 0, 3, 2)
-            r = r.reshape(len(spec.record), n_blocks * LANES, n_steps)[:, :n_neurons]
+            r = rec.reshape(n_blocks, len(spec.record), n_steps, lanes).transpose(1, 0, 3, 2)
+            r = r.reshape(len(spec.record), n_blocks * lanes, n_steps)[:, :n_neurons]
             r = r.reshape(len(spec.record), n_traces, n_sets, n_steps).transpose(0, 2, 1, 3)
             records = {name: np.ascontiguousarray(r[i]) for i, name in enumerate(spec.record)}
         final = {s: to_sets(st[i]).copy() for i, s in enumerate(spec.states)}

@@ -1,6 +1,7 @@
 """The symbolic model: equations + namespace (+ threshold, reset, refractory) → one sympy model."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -227,8 +228,9 @@ class Model:
     def recordable(self) -> list[str]:
         return self.states + list(self.subexpressions)
 
-    @property
+    @functools.cached_property
     def content_hash(self) -> str:
+        """Identifies the model (equations, namespace, inputs, events): equal models share compiled kernels."""
         text = repr((self.equations, sorted((k, str(v)) for k, v in self.namespace_text.items()), self.inputs,
                      self.threshold_text, self.reset_text, str(self.refractory_spec)))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
