@@ -1,6 +1,5 @@
 """The `neurofit` command: simulate / prepare / plot-traces, manifests, one-line user errors."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from neurofit import models
 from neurofit.cli import main
 from neurofit.io import atomic_save_npz, load_simulation
 from neurofit.provenance import check_manifest, manifest_path, read_manifest
+from helpers import run_cli, write_yaml
 
 DT = 1e-4
 CURRENTS = np.array([0.15e-9, 0.3e-9, 0.5e-9])  # below, above and well above the LIF rheobase (0.2 nA)
@@ -31,19 +31,8 @@ def tiny(tmp_path, monkeypatch):
         "data": {"dt": "0.1 ms", "inputs": {"I": {"path": "current_nA.csv", "unit": "nA"}}},
         "simulate": {"params": {"gl": ["10 nS", "12 nS"], "C": "150 pF"}, "backend": "numpy"},
     }}}
-    write_config(tmp_path / "config.yaml", config)
+    write_yaml(tmp_path / "config.yaml", config)
     return tmp_path, config
-
-
-def write_config(path, config):
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def run_cli(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_simulate_writes_the_traces_of_a_direct_simulate_call(tiny, capsys):
@@ -147,7 +136,7 @@ BAD_CONFIGS = {
 def test_user_mistakes_print_one_line_and_exit_2(tiny, capsys, case):
     tmp_path, config = tiny
     change, fragment = BAD_CONFIGS[case]
-    write_config(tmp_path / "bad.yaml", _broken(config, change))
+    write_yaml(tmp_path / "bad.yaml", _broken(config, change))
     status, out, err = run_cli(capsys, "simulate", "--config", "bad.yaml", "--study", "tiny", "--output", "o.npz")
     assert status == 2
     lines = err.strip().splitlines()
@@ -173,7 +162,7 @@ def test_other_file_mistakes(tiny, capsys):
 
 def test_installed_command_exit_status_and_no_traceback(tiny):
     tmp_path, config = tiny
-    write_config(tmp_path / "bad.yaml", _broken(config, BAD_CONFIGS["unknown key"][0]))
+    write_yaml(tmp_path / "bad.yaml", _broken(config, BAD_CONFIGS["unknown key"][0]))
     proc = subprocess.run([sys.executable, "-m", "neurofit", "simulate", "--config", "bad.yaml", "--study", "tiny",
                            "--output", "o.npz"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
@@ -189,7 +178,7 @@ def test_installed_command_exit_status_and_no_traceback(tiny):
 
 def test_debug_shows_the_traceback(tiny, capsys):
     tmp_path, config = tiny
-    write_config(tmp_path / "bad.yaml", _broken(config, BAD_CONFIGS["unknown key"][0]))
+    write_yaml(tmp_path / "bad.yaml", _broken(config, BAD_CONFIGS["unknown key"][0]))
     with pytest.raises(ValueError, match="metod"):
         main(["--debug", "simulate", "--config", "bad.yaml", "--study", "tiny", "--output", "o.npz"])
 

@@ -20,6 +20,7 @@ from neurofit.metrics import MSEMetric
 from neurofit.optimizers import NevergradOptimizer
 from neurofit.provenance import check_manifest, read_manifest
 from neurofit.study import ConfigError, Study
+from helpers import run_cli, snakemake, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "brian2modelfitting"
@@ -44,17 +45,6 @@ def hh_study(**fit):
     }}}
 
 
-def write(path, config):
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def cli(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def numbers(doc):
     """A fit.json without what differs between runs (wall time, whether it resumed, its own path)."""
     return {k: v for k, v in doc.items() if k not in ("wall_time_s", "resumed_from_round", "_path")}
@@ -66,7 +56,7 @@ def numbers(doc):
 def tutorial_fit(tmp_path_factory):
     """CLI fit + refine of the tutorial (DE, seed 1, 100 x 10) and the same fit made directly."""
     work = tmp_path_factory.mktemp("fit")
-    config = write(work / "config.yaml", hh_study())
+    config = write_yaml(work / "config.yaml", hh_study())
     run = work / "DE_1"
     assert main(list(map(str, ["fit", "--config", config, "--study", "hh", "--optimizer", "DE", "--seed", "1",
                                "--output", run / "fit.json"]))) == 0
@@ -127,7 +117,7 @@ def test_cli_refine_writes_the_fitters_numbers_at_the_noise_floor(tutorial_fit):
 
 def test_noise_floor_from_the_command_line(tutorial_fit, capsys):
     run = tutorial_fit["run"]
-    status, out, err = cli(capsys, "refine", "--config", tutorial_fit["config"], "--study", "hh", "--fit",
+    status, out, err = run_cli(capsys, "refine", "--config", tutorial_fit["config"], "--study", "hh", "--fit",
                            run / "fit.json", "--output", run.parent / "r2.json", "--noise-floor", 2 * NOISE_FLOOR)
     assert status == 0, err
     doc = json.loads((run.parent / "r2.json").read_text())
@@ -136,7 +126,7 @@ def test_noise_floor_from_the_command_line(tutorial_fit, capsys):
 
 def test_summarize_and_plot_fit(tutorial_fit, capsys):
     run, config, work = tutorial_fit["run"], tutorial_fit["config"], tutorial_fit["work"]
-    status, out, err = cli(capsys, "summarize", "--config", config, "--study", "hh", "--fits", run / "fit.json",
+    status, out, err = run_cli(capsys, "summarize", "--config", config, "--study", "hh", "--fits", run / "fit.json",
                            "--refined", run / "refined.json", "--output", work / "fits.csv")
     assert status == 0, err
     table = pd.read_csv(work / "fits.csv")
@@ -150,7 +140,7 @@ def test_summarize_and_plot_fit(tutorial_fit, capsys):
         assert row[f"{p}_rel_error"] == pytest.approx(row[f"{p}_refined"] / truth - 1, abs=1e-9)
         assert abs(row[f"{p}_rel_error"]) < 0.02
     kinds = ("convergence", "parameters", "traces")
-    status, out, err = cli(capsys, "plot-fit", "--config", config, "--study", "hh", "--fits", run / "fit.json",
+    status, out, err = run_cli(capsys, "plot-fit", "--config", config, "--study", "hh", "--fits", run / "fit.json",
                            "--refined", run / "refined.json",
                            *(a for kind in kinds for a in (f"--{kind}", work / f"fit_{kind}.png")))
     assert status == 0, err
@@ -163,7 +153,7 @@ def test_summarize_and_plot_fit(tutorial_fit, capsys):
 
 @pytest.mark.slow
 def test_killed_fit_resumes_and_ends_with_the_uninterrupted_numbers(tmp_path):
-    config = write(tmp_path / "config.yaml", hh_study(n_samples=40, n_rounds=30))
+    config = write_yaml(tmp_path / "config.yaml", hh_study(n_samples=40, n_rounds=30))
     command = [sys.executable, "-m", "neurofit", "fit", "--config", str(config), "--study", "hh", "--optimizer", "DE",
                "--seed", "3"]
     killed = tmp_path / "killed"
@@ -242,9 +232,9 @@ def test_bad_fit_config_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatc
     config = hh_study()
     change, fragment = BAD_FITS[case]
     change(config["studies"]["hh"]["fit"])
-    write(tmp_path / "bad.yaml", config)
+    write_yaml(tmp_path / "bad.yaml", config)
     optimizer = config["studies"]["hh"]["fit"]["optimizers"][-1]["name"]
-    status, out, err = cli(capsys, "fit", "--config", "bad.yaml", "--study", "hh", "--optimizer", optimizer,
+    status, out, err = run_cli(capsys, "fit", "--config", "bad.yaml", "--study", "hh", "--optimizer", optimizer,
                            "--seed", "1", "--output", "r/fit.json")
     assert status == 2, err
     lines = err.strip().splitlines()
@@ -253,8 +243,8 @@ def test_bad_fit_config_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatc
 
 
 def test_unknown_optimizer_label_on_the_command_line(tmp_path, capsys):
-    write(tmp_path / "c.yaml", hh_study())
-    status, out, err = cli(capsys, "fit", "--config", tmp_path / "c.yaml", "--study", "hh", "--optimizer", "CMA",
+    write_yaml(tmp_path / "c.yaml", hh_study())
+    status, out, err = run_cli(capsys, "fit", "--config", tmp_path / "c.yaml", "--study", "hh", "--optimizer", "CMA",
                            "--seed", "1", "--output", tmp_path / "fit.json")
     assert status == 2 and err.strip() == ("neurofit: error: studies.hh.fit.optimizers: no optimizer labelled 'CMA' "
                                            "(labels: DE)")
@@ -298,12 +288,6 @@ def test_spike_fit_plan():
 
 # --- the workflow -------------------------------------------------------------------------------------
 
-def snakemake(*args, cwd=ROOT, timeout=600):
-    proc = subprocess.run([str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
 def test_dry_run_of_the_default_config_lists_the_fit_jobs():
     status, out = snakemake("-n", "--forceall", "--nolock", "--cores", "2")
     assert status == 0, out
@@ -324,7 +308,7 @@ def test_bad_fit_config_fails_before_any_job(tmp_path):
     config = hh_study()
     config["studies"]["hh"]["fit"]["bounds"]["gl"] = ["200 nS", "2 pS"]
     (tmp_path / "config").mkdir()
-    write(tmp_path / "config" / "config.yaml", config)
+    write_yaml(tmp_path / "config" / "config.yaml", config)
     status, out = snakemake("--cores", "1", cwd=tmp_path)
     assert status != 0 and "config: studies.hh.fit.bounds.gl: [200 nS, 2 pS]" in out, out
     assert not (tmp_path / "results").exists()
@@ -335,7 +319,7 @@ def test_full_run_of_a_tiny_fit_study(tmp_path):
     config = hh_study(n_samples=30, n_rounds=3, refine={"n_starts": 2}, fixed={"Cm": "200 pF"})
     config["studies"]["hh"]["model"]["free"] = ["Cm"]
     (tmp_path / "config").mkdir()
-    write(tmp_path / "config" / "config.yaml", config)
+    write_yaml(tmp_path / "config" / "config.yaml", config)
     status, out = snakemake("--cores", "2", cwd=tmp_path)
     assert status == 0, out
     study = tmp_path / "results" / "hh"

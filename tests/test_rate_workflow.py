@@ -1,6 +1,5 @@
 """`neurofit rate-chunk` / `rate-study` and the rate stage of the workflow (the Neuromatch tutorial as a study)."""
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from neurofit.cli import main
 from neurofit.provenance import check_manifest, read_manifest
 from neurofit.rate_section import OUTPUTS
 from neurofit.study import Study, validate_config
+from helpers import run_cli, snakemake, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -32,23 +32,6 @@ def config(**rate_section):
     return {"studies": {"tiny": {"description": "tiny rate study", "rate": rate_section}}}
 
 
-def write(path, doc):
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-def cli(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def snakemake(*args, cwd=ROOT, timeout=600):
-    proc = subprocess.run([str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
 def test_schema_defaults_are_the_package_defaults():
     section = validate_config(config())["studies"]["tiny"]
     assert section["rate"] == rate_study.DEFAULT_CONFIG
@@ -61,7 +44,7 @@ def test_schema_defaults_are_the_package_defaults():
 def tiny_run(tmp_path_factory):
     """The commands on the tiny study: two chunks, then the study gathering them."""
     work = tmp_path_factory.mktemp("rate")
-    path = write(work / "config.yaml", config(**TINY))
+    path = write_yaml(work / "config.yaml", config(**TINY))
     chunks = [work / "chunks" / f"chunk_{i}.npz" for i in range(2)]
     for i, chunk in enumerate(chunks):
         assert main(list(map(str, ["rate-chunk", "--config", path, "--study", "tiny", "--chunk", i,
@@ -106,8 +89,8 @@ def test_gathered_chunks_equal_the_unchunked_map(tiny_run):
 
 
 def test_rate_study_without_chunks_or_fit(tmp_path, capsys):
-    path = write(tmp_path / "config.yaml", config(**{**TINY, "fit": {"enabled": False}}))
-    status, out, err = cli(capsys, "rate-study", "--config", path, "--study", "tiny", "--output-dir", tmp_path / "r")
+    path = write_yaml(tmp_path / "config.yaml", config(**{**TINY, "fit": {"enabled": False}}))
+    status, out, err = run_cli(capsys, "rate-study", "--config", path, "--study", "tiny", "--output-dir", tmp_path / "r")
     assert status == 0, err
     summary = json.loads((tmp_path / "r" / "rate_study.json").read_text())
     assert "fit" not in summary and summary["bifurcation"]["n_bistable_points"] >= 1
@@ -126,22 +109,22 @@ def test_rate_study_without_chunks_or_fit(tmp_path, capsys):
 ], ids=["unknown key", "wrong type", "x range", "too many chunks", "bound order", "step after T", "chunk index"])
 def test_bad_rate_config_prints_one_line_and_exits_2(tmp_path, capsys, section, argv, message):
     bifurcation = {**TINY["bifurcation"], **section.pop("bifurcation", {})}
-    path = write(tmp_path / "config.yaml", config(**{**TINY, **section, "bifurcation": bifurcation}))
-    status, out, err = cli(capsys, "rate-chunk", "--config", path, "--study", "tiny",
+    path = write_yaml(tmp_path / "config.yaml", config(**{**TINY, **section, "bifurcation": bifurcation}))
+    status, out, err = run_cli(capsys, "rate-chunk", "--config", path, "--study", "tiny",
                            *(argv or ["--chunk", "0"]), "--output", tmp_path / "c.npz")
     assert status == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "c.npz").exists()
 
 
 def test_unknown_optimizer_and_foreign_chunks_fail_the_study(tmp_path, capsys):
-    path = write(tmp_path / "config.yaml", config(**{**TINY, "fit": {"method": "NoSuchOptimizer"}}))
-    status, _, err = cli(capsys, "rate-study", "--config", path, "--study", "tiny", "--output-dir", tmp_path / "r")
+    path = write_yaml(tmp_path / "config.yaml", config(**{**TINY, "fit": {"method": "NoSuchOptimizer"}}))
+    status, _, err = run_cli(capsys, "rate-study", "--config", path, "--study", "tiny", "--output-dir", tmp_path / "r")
     assert status == 2 and "studies.tiny.rate.fit.method: 'NoSuchOptimizer' is not a nevergrad optimizer" in err
-    other = write(tmp_path / "other.yaml", config(**{**TINY, "bifurcation": {**TINY["bifurcation"], "n_w": 6}}))
-    assert cli(capsys, "rate-chunk", "--config", other, "--study", "tiny", "--chunk", "0", "--of", "1",
+    other = write_yaml(tmp_path / "other.yaml", config(**{**TINY, "bifurcation": {**TINY["bifurcation"], "n_w": 6}}))
+    assert run_cli(capsys, "rate-chunk", "--config", other, "--study", "tiny", "--chunk", "0", "--of", "1",
                "--output", tmp_path / "c.npz")[0] == 0
-    good = write(tmp_path / "good.yaml", config(**TINY))
-    status, _, err = cli(capsys, "rate-study", "--config", good, "--study", "tiny", "--chunks", tmp_path / "c.npz",
+    good = write_yaml(tmp_path / "good.yaml", config(**TINY))
+    status, _, err = run_cli(capsys, "rate-study", "--config", good, "--study", "tiny", "--chunks", tmp_path / "c.npz",
                          "--output-dir", tmp_path / "r")
     assert status == 2 and "computed on another (w, I_ext) grid than studies.tiny.rate.bifurcation" in err, err
     assert not (tmp_path / "r" / "rate_study.json").exists()
@@ -153,8 +136,8 @@ def test_unknown_optimizer_and_foreign_chunks_fail_the_study(tmp_path, capsys):
     ({"rate": {}, "simulate": {}}, "studies.s.model: missing (required with simulate)"),
 ])
 def test_a_study_needs_model_and_data_together_or_a_rate_section(tmp_path, capsys, study, message):
-    path = write(tmp_path / "config.yaml", {"studies": {"s": study}})
-    status, _, err = cli(capsys, "rate-chunk", "--config", path, "--study", "s", "--chunk", "0",
+    path = write_yaml(tmp_path / "config.yaml", {"studies": {"s": study}})
+    status, _, err = run_cli(capsys, "rate-chunk", "--config", path, "--study", "s", "--chunk", "0",
                          "--output", tmp_path / "c.npz")
     assert status == 2 and message in err and err.count("\n") == 1, err
 
@@ -181,7 +164,7 @@ def test_dry_run_of_the_default_config_lists_the_rate_jobs():
 
 def test_bad_rate_config_fails_before_any_job(tmp_path):
     (tmp_path / "config").mkdir()
-    write(tmp_path / "config" / "config.yaml", config(**{**TINY, "bifurcation": {"n_w": 2, "n_I": 2, "n_chunks": 9}}))
+    write_yaml(tmp_path / "config" / "config.yaml", config(**{**TINY, "bifurcation": {"n_w": 2, "n_I": 2, "n_chunks": 9}}))
     status, out = snakemake("--cores", "1", cwd=tmp_path)
     assert status != 0 and "config: studies.tiny.rate.bifurcation.n_chunks: 9 chunks for a 2 x 2 grid" in out, out
     assert not (tmp_path / "results").exists()
@@ -190,7 +173,7 @@ def test_bad_rate_config_fails_before_any_job(tmp_path):
 @pytest.mark.slow
 def test_full_run_of_a_tiny_rate_study(tmp_path):
     (tmp_path / "config").mkdir()
-    write(tmp_path / "config" / "config.yaml", config(**TINY))
+    write_yaml(tmp_path / "config" / "config.yaml", config(**TINY))
     status, out = snakemake("--cores", "2", cwd=tmp_path)
     assert status == 0, out
     folder = tmp_path / "results" / "tiny" / "rate"

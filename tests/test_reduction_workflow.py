@@ -1,13 +1,11 @@
 """`neurofit reduce` / `plot-reduction` and the model-reduction stage of the workflow (HH → AdEx)."""
 import copy
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from neurofit import models
 from neurofit.cli import main
@@ -16,6 +14,7 @@ from neurofit.provenance import check_manifest, read_manifest
 from neurofit.reduction import Experiment, OptNeuron, SpikeTrainLoss
 from neurofit.reduction_study import FILES, ReductionPlan
 from neurofit.study import Study, validate_config
+from helpers import run_cli, snakemake, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -41,23 +40,6 @@ def config(section=None, name="tiny"):
     return {"studies": {name: {"reduction": copy.deepcopy(section or TINY)}}}
 
 
-def write(path, doc):
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-def cli(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def snakemake(*args, cwd=ROOT, timeout=600):
-    proc = subprocess.run([str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
 def protocol(amplitudes, init):
     return Experiment.steps("I", amplitudes, dt="0.01 ms", duration="40 ms", start="5 ms", stop="40 ms",
                             record=("v",), spikes=True, init=init, method="euler")
@@ -72,7 +54,7 @@ HH_INIT = {**models.SPECS["hh_traub"].init, "v": -65e-3}
 def tiny_run(tmp_path_factory):
     """`neurofit reduce` and `plot-reduction` on the tiny study, and the same reduction made directly."""
     work = tmp_path_factory.mktemp("reduction")
-    path = write(work / "config.yaml", config())
+    path = write_yaml(work / "config.yaml", config())
     out = work / "reduction"
     assert main(list(map(str, ["reduce", "--config", path, "--study", "tiny", "--output-dir", out]))) == 0
     figures = {kind: work / "figures" / f"reduction_{kind}.png" for kind in ("loss", "train", "heldout")}
@@ -136,8 +118,8 @@ def test_recorded_target_gives_the_target_models_numbers(tiny_run, tmp_path, cap
     section = copy.deepcopy(TINY)
     section["target"] = {"data": {"train": {"path": "train_mV.npy", "unit": "mV"},
                                   "heldout": {"path": "heldout_mV.npy", "unit": "mV"}, "spike_threshold": "-20 mV"}}
-    write(tmp_path / "data.yaml", config(section))
-    status, _, err = cli(capsys, "reduce", "--config", "data.yaml", "--study", "tiny", "--output-dir", "out")
+    write_yaml(tmp_path / "data.yaml", config(section))
+    status, _, err = run_cli(capsys, "reduce", "--config", "data.yaml", "--study", "tiny", "--output-dir", "out")
     assert status == 0, err
     summary = json.loads((tmp_path / "out" / "reduction.json").read_text())
     assert summary["target"] == "data"
@@ -190,8 +172,8 @@ def test_recorded_target_gives_the_target_models_numbers(tiny_run, tmp_path, cap
 def test_bad_reduction_config_prints_one_line_and_exits_2(tmp_path, capsys, change, message):
     section = copy.deepcopy(TINY)
     change(section)
-    write(tmp_path / "config.yaml", config(section))
-    status, _, err = cli(capsys, "reduce", "--config", tmp_path / "config.yaml", "--study", "tiny",
+    write_yaml(tmp_path / "config.yaml", config(section))
+    status, _, err = run_cli(capsys, "reduce", "--config", tmp_path / "config.yaml", "--study", "tiny",
                          "--output-dir", tmp_path / "out")
     assert status == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out" / "reduction.json").exists()
@@ -222,7 +204,7 @@ def test_bad_reduction_config_fails_before_any_job(tmp_path):
     section = copy.deepcopy(TINY)
     section["variables_bounds"]["tau_x"] = [1, 2]
     (tmp_path / "config").mkdir()
-    write(tmp_path / "config" / "config.yaml", config(section))
+    write_yaml(tmp_path / "config" / "config.yaml", config(section))
     status, out = snakemake("--cores", "1", cwd=tmp_path)
     assert status != 0 and "config: studies.tiny.reduction.variables_bounds.tau_x: not a parameter" in out, out
     assert not (tmp_path / "results").exists()
@@ -231,7 +213,7 @@ def test_bad_reduction_config_fails_before_any_job(tmp_path):
 @pytest.mark.slow
 def test_full_run_of_a_tiny_reduction_study(tmp_path, tiny_run):
     (tmp_path / "config").mkdir()
-    write(tmp_path / "config" / "config.yaml", config())
+    write_yaml(tmp_path / "config" / "config.yaml", config())
     status, out = snakemake("--cores", "2", cwd=tmp_path)
     assert status == 0, out
     study = tmp_path / "results" / "tiny"

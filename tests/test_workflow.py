@@ -1,7 +1,4 @@
 """The Snakemake workflow: schema in step with the package, dry run, a full run, bad configs."""
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,17 +13,12 @@ from neurofit.integrators import METHODS
 from neurofit.io import load_simulation
 from neurofit.provenance import check_manifest, read_manifest
 from neurofit.study import SCHEMA_PATH, Study, validate_config
+from helpers import snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 DEFAULT_CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-
-
-def snakemake(*args, cwd=ROOT, timeout=300):
-    proc = subprocess.run([str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
 
 
 def absolute_data_paths(config):
