@@ -42,8 +42,9 @@ class SBCResult:
     def checks(self) -> dict:
         """``sbi.diagnostics.check_sbc``: KS p-values of rank uniformity and the data-averaged posterior C2ST."""
         from sbi.diagnostics import check_sbc
-        out = check_sbc(torch.as_tensor(self.ranks), torch.as_tensor(self.theta, dtype=torch.float32),
-                        torch.as_tensor(self.dap_samples, dtype=torch.float32), self.num_posterior_samples)
+        ranks, theta, dap = (torch.as_tensor(a, dtype=torch.float32)
+                             for a in (self.ranks, self.theta, self.dap_samples))
+        out = check_sbc(ranks, theta, dap, self.num_posterior_samples)
         return {k: v.detach().cpu().numpy() for k, v in out.items()}
 
 
@@ -152,15 +153,17 @@ def plot_coverage(levels, coverage, labels=None, n_tests: int | None = None) -> 
     return fig
 
 
-def plot_predictive(t, data, predicted, inputs=None, unit: str = "volt", var: str = "v",
+def plot_predictive(t, data, predicted, inputs=None, var: str = "v", units: dict | None = None,
                     max_traces: int = 6) -> Figure:
     """Recorded traces (n_traces, n_steps) under the posterior predictive (n_samples, n_traces, n_steps):
-    median and 5–95 % band of the simulations, per trace; optional inputs {name: (n_traces, n_steps)}."""
+    median and 5–95 % band of the simulations, per trace; optional inputs {name: (n_traces, n_steps)}.
+    units: variable → SI unit name ("volt", "amp", "1"); by default v is in volts and I* in amperes."""
+    units = units or {}
     data, predicted = np.atleast_2d(data), np.asarray(predicted)
     if predicted.ndim == 2:
         predicted = predicted[None]
     shown = min(data.shape[0], max_traces)
-    label, factor = display_unit(unit)
+    label, factor = display_unit(units.get(var, "volt" if var == "v" else None))
     t_label, t_factor = display_unit("second")
     tt = np.asarray(t) * t_factor
     heights = ([3, 1] if inputs else [1]) * shown
@@ -182,7 +185,7 @@ def plot_predictive(t, data, predicted, inputs=None, unit: str = "volt", var: st
             ax_in = fig.add_subplot(grid[row, 0], sharex=ax)
             row += 1
             for name, arr in inputs.items():
-                in_label, in_factor = display_unit("amp" if name.startswith("I") else None)
+                in_label, in_factor = display_unit(units.get(name, "amp" if name.startswith("I") else None))
                 ax_in.plot(tt, np.atleast_2d(arr)[j] * in_factor, color="k", lw=0.8)
                 ax_in.set_ylabel(f"{name} ({in_label})" if in_label else name, fontsize=8)
     fig.axes[-1].set_xlabel(f"t ({t_label})")

@@ -11,6 +11,10 @@ Parameters are SI floats; priors are uniform or log-uniform boxes. Training data
 seeded prior up front and simulated in batches, so a chunk of them (``simulate_training_chunk``)
 is exactly the corresponding slice of an unchunked run. Simulations whose features are NaN/inf are
 counted and left out of training.
+
+The workflow's scatter / gather: ``run_training_chunk`` (one chunk of a study's training data →
+.npz), ``gather_training_chunks`` (→ theta, x) and ``run_inference`` (→ posterior, samples,
+figures), all configured by a study's config section with an ``infer`` part (``INFER_KEYS``).
 """
 from __future__ import annotations
 
@@ -27,9 +31,10 @@ import torch
 from torch.distributions import TransformedDistribution, constraints
 from torch.distributions.transforms import Transform
 
+from . import models
+from .data import Dataset
 from .features import SPIKES, FeatureSet, RawTraces, detect_spikes, stimulus_windows
 from .io import atomic_save_npz, atomic_write_bytes
-from . import models
 from .model import Model
 from .simulate import simulate
 from .study import REQUIRED, SECTIONS, ConfigError, Study, _check_keys
@@ -237,6 +242,8 @@ class Inferencer:
         if isinstance(model, Model):
             if any(e is not None for e in events.values()):
                 model = model.with_events(**events)
+            if namespace:
+                model = model.with_namespace(namespace)
         elif isinstance(model, str):
             model = Model(model, namespace=namespace, inputs=list(self.input), **events)
         else:
@@ -360,9 +367,8 @@ class Inferencer:
         params.update(self.fixed)
         inputs = {k: v for k, v in self.input.items() if k in self.model.inputs}
         return simulate(self.model, params, inputs, self.dt, init=self.param_init if init is None else init,
-                        record=tuple(record),
-                        spikes=spikes, method=self.method, backend=self.backend, dtype=self.dtype, seed=seed,
-                        set_offset=set_offset, threads=self.threads)
+                        record=tuple(record), spikes=spikes, method=self.method, backend=self.backend,
+                        dtype=self.dtype, seed=seed, n_steps=self.n_steps, set_offset=set_offset, threads=self.threads)
 
     def save_summary_statistics(self, path, theta=None, x=None):
         """Write theta and x (default: the last training data) to ``path`` (.npz, atomic)."""
@@ -370,9 +376,9 @@ class Inferencer:
         x = self.x if x is None else x
         if theta is None or x is None:
             raise ValueError("save_summary_statistics: give theta and x (or run infer / infer_step first)")
-        atomic_save_npz(path, {"theta": np.asarray(theta, dtype=np.float64), "x": np.asarray(x, dtype=np.float64),
-                               "param_names": np.array(self.param_names), "feature_names": np.array(self.feature_names)},
-                        compress=True)
+        arrays = {"theta": np.asarray(theta, dtype=np.float64), "x": np.asarray(x, dtype=np.float64),
+                  "param_names": np.array(self.param_names), "feature_names": np.array(self.feature_names)}
+        atomic_save_npz(path, arrays, compress=True)
 
     def load_summary_statistics(self, path) -> tuple[np.ndarray, np.ndarray]:
         """(theta, x) from a file written by ``save_summary_statistics`` (keys theta, x or arr_0, arr_1)."""
@@ -395,26 +401,24 @@ class Inferencer:
         if prior is None:
             self._require_prior()
             prior = self.prior
-        kwargs = dict(inference_kwargs)
-        show = kwargs.pop("show_progress_bars", False)
-        embedding = kwargs.pop("embedding_net", kwargs.pop("embedding_net_x", None) if method == "NRE" else None)
-        if embedding is None and isinstance(self.features, RawTraces) and method != "NLE":
-            embedding = "mlp"
-        if embedding is not None and method != "NLE":
-            embedding = self._embedding(embedding)
         valid = CLASSIFIERS if method == "NRE" else DENSITY_ESTIMATORS
         if density_estimator_model not in valid and not str(density_estimator_model).startswith("zuko_"):
             raise ValueError(f"density_estimator_model = {density_estimator_model!r} is not valid for {method} "
                              f"(valid: {', '.join(valid)})")
+        kwargs = dict(inference_kwargs)
+        show = kwargs.pop("show_progress_bars", False)
+        if method != "NLE":  # for NLE, sbi's embedding_net embeds theta and is passed through as given
+            key = "embedding_net_x" if method == "NRE" else "embedding_net"
+            embedding = kwargs.pop(key, kwargs.pop("embedding_net", None))
+            if embedding is None and isinstance(self.features, RawTraces):
+                embedding = "mlp"
+            if embedding is not None:
+                kwargs[key] = self._embedding(embedding)
         device = _device(sbi_device)
         self.inference_method = method
         if method == "NRE":
-            if embedding is not None:
-                kwargs["embedding_net_x"] = embedding
             return NRE(prior=prior, classifier=classifier_nn(model=density_estimator_model, **kwargs), device=device,
                        show_progress_bars=show)
-        if embedding is not None:
-            kwargs["embedding_net"] = embedding
         builder = (posterior_nn if method == "NPE" else likelihood_nn)(model=density_estimator_model, **kwargs)
         cls = NPE if method == "NPE" else NLE
         return cls(prior=prior, density_estimator=builder, device=device, show_progress_bars=show)
@@ -468,7 +472,8 @@ class Inferencer:
 
     def infer_step(self, proposal, inference, n_samples: int | None = None, theta=None, x=None,
                    train_kwargs: dict | None = None, posterior_kwargs: dict | None = None, seed: int | None = None):
-        """One round: draw ``n_samples`` from ``proposal`` and simulate (or use theta, x), train, build the posterior."""
+        """One round: draw ``n_samples`` from ``proposal`` and simulate them (or use theta, x), train, and build
+        the posterior."""
         seed = self.seed if seed is None else seed
         if theta is None:
             if x is not None or n_samples is None:
@@ -478,8 +483,10 @@ class Inferencer:
             x = self.extract_summary_statistics(theta, seed=seed)
         self.theta, self.x = np.asarray(theta), np.asarray(x)
         from sbi.inference.trainers.npe.npe_base import PosteriorEstimatorTrainer
-        npe_proposal = proposal if isinstance(inference, PosteriorEstimatorTrainer) and proposal is not self.prior else None
-        inference = self.train(inference, theta, x, npe_proposal, **(train_kwargs or {}))
+        is_npe = isinstance(inference, PosteriorEstimatorTrainer)
+        npe_proposal = proposal if is_npe and proposal is not self.prior else None
+        with _seeded(seed):  # network initialisation and batch order
+            inference = self.train(inference, theta, x, npe_proposal, **(train_kwargs or {}))
         inference, posterior = self.build_posterior(inference, **(posterior_kwargs or {}))
         self.inference, self.posterior = inference, posterior
         return posterior
@@ -490,7 +497,8 @@ class Inferencer:
               sbi_device: str = "cpu", **bounds):
         """Train and return the posterior. The first call (or ``restart=True``) starts from the prior given by
         ``bounds``; later calls continue with the current posterior as proposal (multi-round inference).
-        ``n_rounds`` > 1 runs that many rounds, each drawing ``n_samples`` from the previous posterior."""
+        ``n_rounds`` > 1 runs that many rounds, each drawing ``n_samples`` from the previous posterior.
+        Parameters named like an argument of ``infer`` (theta, x, ...) get their bounds from ``init_prior``."""
         if not isinstance(n_rounds, int) or n_rounds < 1:
             raise ValueError(f"n_rounds = {n_rounds!r}: must be a positive integer (1: amortized inference)")
         if n_samples is None and theta is None:
@@ -502,8 +510,11 @@ class Inferencer:
                                                  **(inference_kwargs or {}))
             proposal, self._round = self.prior, 0
         else:
-            if bounds and parse_bounds(bounds, self.model.parameters)[0] != self.bounds:
-                raise ValueError("infer: bounds changed while continuing; pass restart=True to start from the new prior")
+            current = {p: [*b, "log" if p in self.log_scale else "linear"] for p, b in self.bounds.items()}
+            if bounds and parse_bounds({**current, **self.fixed, **bounds}, self.model.parameters) != \
+                    (self.bounds, self.log_scale, self.fixed):
+                raise ValueError("infer: bounds changed while continuing; pass restart=True to start from the new "
+                                 "prior")
             if self.inference is None:  # a loaded posterior: new networks, trained on proposal draws
                 self.inference = self.init_inference(inference_method, density_estimator_model, self.prior,
                                                      sbi_device, **(inference_kwargs or {}))
@@ -539,7 +550,8 @@ class Inferencer:
         """Write the posterior (with prior, parameter names and x_o) to ``path`` (torch.save, atomic)."""
         posterior = self._posterior()
         buffer = io.BytesIO()
-        torch.save({"format": POSTERIOR_FORMAT, "version": 1, "posterior": posterior, "method": self.inference_method,
+        torch.save({"format": POSTERIOR_FORMAT, "version": 1, "posterior": posterior, "prior": self.prior,
+                    "method": self.inference_method,
                     "param_names": self.param_names, "bounds": self.bounds, "log_scale": sorted(self.log_scale),
                     "fixed": self.fixed, "feature_names": self.feature_names, "x_o": self.x_o.tolist()}, buffer)
         atomic_write_bytes(path, buffer.getvalue())
@@ -557,7 +569,7 @@ class Inferencer:
             raise ValueError(f"{path}: trained on features {state['feature_names'][:4]}...; this inferencer has "
                              f"{self.feature_names[:4]}...")
         self.posterior = state["posterior"]
-        self.prior = self.posterior.prior
+        self.prior = state["prior"]
         self.param_names, self.bounds = list(state["param_names"]), dict(state["bounds"])
         self.log_scale, self.fixed = set(state["log_scale"]), dict(state["fixed"])
         self.inference_method, self.inference = state["method"], None
@@ -599,9 +611,9 @@ class Inferencer:
 
     def _labels_ticks(self, labels, ticks):
         labels = self._per_parameter(labels, "labels", default=lambda p: p) or list(self.param_names)
-        if ticks is not None:
-            ticks = [[to_si(v, name=f"ticks['{p}']") for v in row] if row is not None else [] for p, row in
-                     zip(self.param_names, self._per_parameter(ticks, "ticks"))]
+        if ticks is not None:  # sbi needs ticks for every parameter: the others get their bounds
+            ticks = [[to_si(v, name=f"ticks['{p}']") for v in row] for p, row in
+                     zip(self.param_names, self._per_parameter(ticks, "ticks", default=lambda p: self.bounds[p]))]
         return labels, ticks
 
     def pairplot(self, samples=None, points=None, limits=None, subset=None, labels=None, ticks=None, **kwargs):
@@ -663,7 +675,8 @@ class Inferencer:
             out[SPIKES] = result.spikes
         if reduce == "mean":
             out = {k: v[0] for k, v in out.items()}
-        return out[names[0]] if isinstance(output_var, str) or len(names) == 1 else out
+        single = isinstance(output_var, str) or (output_var is None and len(names) == 1)
+        return out[names[0]] if single else out
 
 
 def _draw(distribution, shape: tuple, seed: int, x=None) -> np.ndarray:
@@ -689,9 +702,9 @@ def chunk_range(n_samples: int, chunk: int, n_chunks: int) -> tuple[int, int]:
 
 # --- config-driven training data (the workflow's scatter / gather) ------------------------------------
 
-def inferencer_from_config(section: dict, name: str = "study") -> tuple[Inferencer, dict]:
-    """An Inferencer (prior set) and the validated ``infer`` settings from the config section of study
-    ``name`` (keys model, data, simulate, infer; see INFER_KEYS)."""
+def inferencer_from_config(section: dict, name: str = "study") -> tuple[Inferencer, dict, Dataset]:
+    """An Inferencer (prior set), the validated ``infer`` settings and the dataset from the config section
+    of study ``name`` (keys model, data, simulate, infer; see INFER_KEYS)."""
     where = f"studies.{name}"
     if not isinstance(section, dict) or "infer" not in section:
         raise ConfigError(f"{where}.infer: missing (the settings of simulation-based inference)")
@@ -715,16 +728,17 @@ def inferencer_from_config(section: dict, name: str = "study") -> tuple[Inferenc
                               f"the voltage threshold of a spike (e.g. '0 mV')")
         first = next(iter(output.values()))
         output[SPIKES] = detect_spikes(first, dataset.dt, to_si(infer["spike_threshold"], name="spike_threshold"))
+    method = simulate_section["method"] or (spec.method if spec else None)
     inferencer = Inferencer(dataset.dt, model, {i: dataset.inputs[i] for i in model.inputs}, output,
-                            features=infer["features"], method=simulate_section["method"] or (spec.method if spec else None),
+                            features=infer["features"], method=method,
                             param_init=init, backend=simulate_section["backend"], dtype=simulate_section["dtype"],
                             seed=infer["seed"], window=infer["window"], batch_size=infer["batch_size"],
-                            threads=infer["threads"], raw_samples=infer["raw_samples"])
+                            threads=infer["threads"], raw_samples=infer["raw_samples"], noise=infer["noise"])
     try:
         inferencer.init_prior(**bounds)
     except ValueError as err:
         raise ConfigError(f"{where}.infer.bounds: {err}") from None
-    return inferencer, infer
+    return inferencer, infer, dataset
 
 
 INFER_KEYS = {
@@ -732,6 +746,7 @@ INFER_KEYS = {
     "features": (("object", "null"), None),
     "window": (("array", "null"), None),
     "spike_threshold": (("string", "number", "null"), None),
+    "noise": (("object", "null"), None),
     "n_samples": (("integer",), 10000),
     "method": (("string",), "NPE"),
     "density_estimator": (("string",), "maf"),
@@ -753,7 +768,7 @@ def _config_hash(section: dict) -> str:
 
 def run_training_chunk(config_section: dict, chunk: int, n_chunks: int, out_path, name: str = "study") -> Path:
     """Simulate chunk ``chunk`` (0 .. n_chunks-1) of a study's training data and write theta, x (.npz, atomic)."""
-    inferencer, infer = inferencer_from_config(config_section, name)
+    inferencer, infer, _ = inferencer_from_config(config_section, name)
     theta, x = inferencer.simulate_training_chunk(infer["n_samples"], chunk, n_chunks)
     start, stop = chunk_range(infer["n_samples"], chunk, n_chunks)
     meta = {"format": CHUNK_FORMAT, "version": 1, "chunk": chunk, "n_chunks": n_chunks, "start": start, "stop": stop,
@@ -787,3 +802,60 @@ def gather_training_chunks(paths) -> tuple[np.ndarray, np.ndarray]:
                          f"once" + (f" (missing {missing})" if missing else ""))
     parts.sort(key=lambda p: p[0]["chunk"])
     return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+
+
+def run_inference(config_section: dict, chunk_paths, out_dir, name: str = "study") -> dict:
+    """Gather training chunks, train, and write the posterior (posterior.pt), samples (samples.parquet,
+    SI), pairplot.png, predictive.png, summary.json, and with ``infer.sbc_simulations`` > 0 the
+    calibration (sbc_ranks.png, coverage.png) into ``out_dir``; returns {name: path}."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from . import diagnostics
+    from .io import atomic_write_json
+    from .plots import save_figure
+    out_dir = Path(out_dir)
+    inferencer, infer, dataset = inferencer_from_config(config_section, name)
+    theta, x = gather_training_chunks(chunk_paths)
+    if theta.shape[1] != len(inferencer.param_names) or x.shape[1] != len(inferencer.feature_names):
+        raise ValueError(f"training chunks hold {theta.shape[1]} parameters and {x.shape[1]} features; the study "
+                         f"infers {len(inferencer.param_names)} with {len(inferencer.feature_names)} features")
+    inference = inferencer.init_inference(infer["method"], infer["density_estimator"], **infer["inference_kwargs"])
+    inferencer.infer_step(inferencer.prior, inference, theta=theta, x=x, train_kwargs=infer["train"],
+                          posterior_kwargs=infer["posterior"])
+    paths = {"posterior": out_dir / "posterior.pt", "samples": out_dir / "samples.parquet",
+             "pairplot": out_dir / "pairplot.png", "predictive": out_dir / "predictive.png",
+             "summary": out_dir / "summary.json"}
+    inferencer.save_posterior(paths["posterior"])
+    samples = inferencer.sample((infer["num_posterior_samples"],))
+    buffer = io.BytesIO()
+    pd.DataFrame(samples, columns=inferencer.param_names).to_parquet(buffer, index=False)
+    atomic_write_bytes(paths["samples"], buffer.getvalue())
+    fig, _ = inferencer.pairplot(samples, limits={p: list(b) for p, b in inferencer.bounds.items()})
+    save_figure(fig, paths["pairplot"])
+    plt.close(fig)
+    var = inferencer.features.trace_vars[0] if inferencer.features.trace_vars else next(iter(inferencer.output), None)
+    if var is not None:
+        predicted = inferencer.generate_traces(n_samples=50, output_var=var, reduce=None)
+        t = np.arange(inferencer.n_steps) * inferencer.dt
+        save_figure(diagnostics.plot_predictive(t, inferencer.output[var], predicted, inferencer.input, var=var,
+                                                units=dataset.units), paths["predictive"])
+    else:
+        del paths["predictive"]
+    summary = {"n_simulations": int(theta.shape[0]), "n_invalid": inferencer.n_invalid, "method": infer["method"],
+               "parameters": {p: {"mean": float(samples[:, k].mean()), "median": float(np.median(samples[:, k])),
+                                  "q05": float(np.quantile(samples[:, k], 0.05)),
+                                  "q95": float(np.quantile(samples[:, k], 0.95))}
+                              for k, p in enumerate(inferencer.param_names)}}
+    if infer["sbc_simulations"] > 0:
+        result = diagnostics.simulation_based_calibration(inferencer, infer["sbc_simulations"],
+                                                          num_posterior_samples=1000, seed=infer["seed"] + 1)
+        coverage = result.coverage()
+        paths["sbc_ranks"], paths["coverage"] = out_dir / "sbc_ranks.png", out_dir / "coverage.png"
+        save_figure(diagnostics.plot_rank_histograms(result, inferencer.param_names), paths["sbc_ranks"])
+        save_figure(diagnostics.plot_coverage(diagnostics.LEVELS, coverage, inferencer.param_names,
+                                              result.ranks.shape[0]), paths["coverage"])
+        summary["coverage"] = {"levels": diagnostics.LEVELS.round(2).tolist(),
+                               **{p: coverage[:, k].tolist() for k, p in enumerate(inferencer.param_names)},
+                               "n_tests": int(result.ranks.shape[0]), "n_invalid": result.n_invalid}
+    atomic_write_json(paths["summary"], summary)
+    return paths
