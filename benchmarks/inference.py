@@ -17,26 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurofit import models
 from neurofit.inference import Inferencer
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brian2modelfitting" / "input_traces_hh.csv"
-EQS = """
-dv/dt = - (g_Na * m ** 3 * h * (v - E_Na) + g_K * n ** 4 * (v - E_K) + g_l * (v - E_l) - I) / Cm : volt
-dm/dt = alpha_m * (1 - m) - beta_m * m : 1
-dn/dt = alpha_n * (1 - n) - beta_n * n : 1
-dh/dt = alpha_h * (1 - h) - beta_h * h : 1
-alpha_m = ((-0.32 / mV) * (v - VT - 13.*mV)) / (exp((-(v - VT - 13.*mV)) / (4.*mV)) - 1) / ms : Hz
-beta_m = ((0.28/mV) * (v - VT - 40.*mV)) / (exp((v - VT - 40.*mV) / (5.*mV)) - 1) / ms : Hz
-alpha_h = 0.128 * exp(-(v - VT - 17.*mV) / (18.*mV)) / ms : Hz
-beta_h = 4 / (1 + exp((-(v - VT - 40.*mV)) / (5.*mV))) / ms : Hz
-alpha_n = ((-0.032/mV) * (v - VT - 15.*mV)) / (exp((-(v - VT - 15.*mV)) / (5.*mV)) - 1) / ms : Hz
-beta_n = 0.5 * exp(-(v - VT - 10.*mV) / (40.*mV)) / ms : Hz
-g_Na : siemens (constant)
-g_K : siemens (constant)
-"""
-NAMESPACE = {"E_Na": "53 mV", "E_K": "-107 mV", "E_l": "-70 mV", "VT": "-60 mV", "g_l": "10 nS", "Cm": "200 pF"}
-INIT = {"v": "E_l", "m": "1 / (1 + beta_m / alpha_m)", "h": "1 / (1 + beta_h / alpha_h)",
-        "n": "1 / (1 + beta_n / alpha_n)"}
+DATA = Path(__file__).resolve().parents[1] / "data" / "brian2modelfitting" / "input_traces_hh.csv"
+SPEC = models.SPECS["hh_inferencer"]  # the manual's Inferencer tutorial model
+EQS = SPEC.equations()
+NAMESPACE = {name: quantity for name, (quantity, _) in SPEC.constants.items()}
+INIT = SPEC.init
 TRACE_FEATURES = ["v_max", "v_mean", "v_std", "resting_potential"]
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from neurofit import Model, diagnostics, simulate
+from neurofit import Model, diagnostics, models, simulate
 from neurofit.features import FeatureSet, RawTraces, detect_spikes, stimulus_windows
 from neurofit.inference import (BoxPrior, Inferencer, chunk_range, gather_training_chunks, parse_bounds,
                                 run_inference, run_training_chunk, set_threads)
@@ -20,23 +20,10 @@ from neurofit.stimuli import step, steps
 
 torch.set_num_threads(1)
 
-HH_EQS = """
-dv/dt = - (g_Na * m ** 3 * h * (v - E_Na) + g_K * n ** 4 * (v - E_K) + g_l * (v - E_l) - I) / Cm : volt
-dm/dt = alpha_m * (1 - m) - beta_m * m : 1
-dn/dt = alpha_n * (1 - n) - beta_n * n : 1
-dh/dt = alpha_h * (1 - h) - beta_h * h : 1
-alpha_m = ((-0.32 / mV) * (v - VT - 13.*mV)) / (exp((-(v - VT - 13.*mV)) / (4.*mV)) - 1) / ms : Hz
-beta_m = ((0.28/mV) * (v - VT - 40.*mV)) / (exp((v - VT - 40.*mV) / (5.*mV)) - 1) / ms : Hz
-alpha_h = 0.128 * exp(-(v - VT - 17.*mV) / (18.*mV)) / ms : Hz
-beta_h = 4 / (1 + exp((-(v - VT - 40.*mV)) / (5.*mV))) / ms : Hz
-alpha_n = ((-0.032/mV) * (v - VT - 15.*mV)) / (exp((-(v - VT - 15.*mV)) / (5.*mV)) - 1) / ms : Hz
-beta_n = 0.5 * exp(-(v - VT - 10.*mV) / (40.*mV)) / ms : Hz
-g_Na : siemens (constant)
-g_K : siemens (constant)
-"""
-HH_NS = {"E_Na": "53 mV", "E_K": "-107 mV", "E_l": "-70 mV", "VT": "-60 mV", "g_l": "10 nS", "Cm": "200 pF"}
-HH_INIT = {"v": "E_l", "m": "1 / (1 + beta_m / alpha_m)", "h": "1 / (1 + beta_h / alpha_h)",
-           "n": "1 / (1 + beta_n / alpha_n)"}
+HH_SPEC = models.SPECS["hh_inferencer"]  # the manual's Inferencer tutorial model
+HH_EQS = HH_SPEC.equations()
+HH_NS = {name: quantity for name, (quantity, _) in HH_SPEC.constants.items()}
+HH_INIT = HH_SPEC.init
 HH_EVENTS = {"threshold": "m > 0.5", "refractory": "m > 0.5"}
 HH_DT, HH_STEPS, NOISE = 0.1e-3, 10_000, 0.2e-3  # 1 s at 0.1 ms as in the tutorial's synthetic data
 

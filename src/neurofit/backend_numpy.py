@@ -19,6 +19,31 @@ def _function_source(name: str, args: list, body: list, returns: list, printer: 
     return "\n".join(lines)
 
 
+def helper_namespace(dtype) -> dict:
+    """The functions generated numpy code calls (exprel, its derivative, a dtype-keeping where)."""
+    dtype = np.dtype(dtype)
+    small, small_d, one = EXPREL_SERIES_BELOW[dtype.name], EXPREL_D_SERIES_BELOW[dtype.name], dtype.type(1.0)
+
+    def _exprel(z):
+        z = np.asarray(z)
+        tiny = np.abs(z) < small
+        safe = np.where(tiny, one, z)
+        series = 1 + z / 2 + z * z / 6 if dtype == np.float64 else 1 + z / 2
+        return np.where(tiny, series, np.expm1(safe) / safe).astype(dtype, copy=False)
+
+    def _exprel_d(z):
+        z = np.asarray(z)
+        tiny = np.abs(z) < small_d
+        safe = np.where(tiny, one, z)
+        closed = (np.exp(safe) * (safe - 1) + 1) / (safe * safe)
+        return np.where(tiny, 0.5 + z / 3 + z * z / 8, closed).astype(dtype, copy=False)
+
+    def _where(cond, a, b):
+        return np.where(cond, a, b).astype(dtype, copy=False)
+
+    return {"np": np, "_exprel": _exprel, "_exprel_d": _exprel_d, "_where": _where}
+
+
 class NumpyKernel:
     """Compiles a KernelSpec into Python functions over numpy arrays."""
 
@@ -39,29 +64,7 @@ class NumpyKernel:
         if spec.refractory is not None:
             sources.append(_function_source("refractory", event_args, [], [spec.refractory[1]], printer))
         self.source = "\n\n".join(sources)
-        small = EXPREL_SERIES_BELOW[self.dtype.name]
-        dt_ = self.dtype.type
-
-        def _exprel(z):
-            z = np.asarray(z)
-            tiny = np.abs(z) < small
-            safe = np.where(tiny, dt_(1.0), z)
-            series = 1 + z / 2 + z * z / 6 if self.dtype == np.float64 else 1 + z / 2
-            return np.where(tiny, series, np.expm1(safe) / safe).astype(self.dtype, copy=False)
-
-        small_d = EXPREL_D_SERIES_BELOW[self.dtype.name]
-
-        def _exprel_d(z):
-            z = np.asarray(z)
-            tiny = np.abs(z) < small_d
-            safe = np.where(tiny, dt_(1.0), z)
-            closed = (np.exp(safe) * (safe - 1) + 1) / (safe * safe)
-            return np.where(tiny, 0.5 + z / 3 + z * z / 8, closed).astype(self.dtype, copy=False)
-
-        def _where(cond, a, b):
-            return np.where(cond, a, b).astype(self.dtype, copy=False)
-
-        namespace = {"np": np, "_exprel": _exprel, "_exprel_d": _exprel_d, "_where": _where}
+        namespace = helper_namespace(self.dtype)
         exec(compile(self.source, f"<neurofit numpy kernel {spec.method}>", "exec"), namespace)
         self.step = namespace["step"]
         self.threshold = namespace.get("threshold")

@@ -516,17 +516,18 @@ def write_fit(run: FitRun, fit_path, history_path) -> None:
 
 def read_fit(path) -> dict:
     """A fit.json written by ``write_fit``."""
-    doc = _read_json(path)
-    if doc.get("format") != FIT_FORMAT:
-        raise ConfigError(f"{path}: not a fit result (format {doc.get('format')!r}; expected {FIT_FORMAT!r})")
-    doc["_path"] = str(path)
-    return doc
+    return _read_result(path, FIT_FORMAT, "a fit result")
 
 
 def read_refined(path) -> dict:
+    """A refined.json written by the refine command."""
+    return _read_result(path, REFINED_FORMAT, "a refine result")
+
+
+def _read_result(path, expected_format: str, what: str) -> dict:
     doc = _read_json(path)
-    if doc.get("format") != REFINED_FORMAT:
-        raise ConfigError(f"{path}: not a refine result (format {doc.get('format')!r}; expected {REFINED_FORMAT!r})")
+    if doc.get("format") != expected_format:
+        raise ConfigError(f"{path}: not {what} (format {doc.get('format')!r}; expected {expected_format!r})")
     doc["_path"] = str(path)
     return doc
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from .equations import EquationError
 from .expressions import ExpressionError, parse_expression
+from .backend_numpy import helper_namespace
 from .integrators import resolve_method
 from .kernel import build_kernel
 from .model import as_model
@@ -104,15 +105,20 @@ def _as_array(name, value, what, expected=None):
         raise SimulationError(f"{what}['{name}'] = {value!r} is not a number, array or quantity string") from None
 
 
-def _check_params(model, params: dict) -> tuple[dict, int]:
-    unknown = sorted(set(params) - set(model.parameters))
+def _check_names(given, expected: list, what: str, label: str, unknown_text: str, missing_text: str) -> None:
+    """One-line errors for names not in ``expected`` and expected names not given."""
+    unknown = sorted(set(given) - set(expected))
     if unknown:
-        raise SimulationError(f"params: unknown parameter(s) {', '.join(unknown)} "
-                              f"(model parameters: {', '.join(model.parameters) or 'none'})")
-    missing = [p for p in model.parameters if p not in params]
+        raise SimulationError(f"{what}: {unknown_text.format(', '.join(unknown))} "
+                              f"(model {label}: {', '.join(expected) or 'none'})")
+    missing = [n for n in expected if n not in given]
     if missing:
-        raise SimulationError(f"params: missing value(s) for {', '.join(missing)} "
-                              f"(give a number or an array with one value per parameter set)")
+        raise SimulationError(f"{what}: {missing_text.format(', '.join(missing))}")
+
+
+def _check_params(model, params: dict) -> tuple[dict, int]:
+    _check_names(params, model.parameters, "params", "parameters", "unknown parameter(s) {}",
+                 "missing value(s) for {} (give a number or an array with one value per parameter set)")
     arrays = {k: _as_array(k, v, "params", model.dimensions.get(k)).reshape(-1) for k, v in params.items()}
     sizes = {a.size for a in arrays.values() if a.size != 1}
     if len(sizes) > 1:
@@ -123,14 +129,8 @@ def _check_params(model, params: dict) -> tuple[dict, int]:
 
 
 def _check_inputs(model, inputs: dict, n_steps: int | None) -> tuple[dict, int, int]:
-    unknown = sorted(set(inputs) - set(model.inputs))
-    if unknown:
-        raise SimulationError(f"inputs: {', '.join(unknown)} not used by the model "
-                              f"(model inputs: {', '.join(model.inputs) or 'none'})")
-    missing = [i for i in model.inputs if i not in inputs]
-    if missing:
-        raise SimulationError(f"inputs: missing input variable(s) {', '.join(missing)}; give an array "
-                              f"(n_traces, n_steps) for each")
+    _check_names(inputs, model.inputs, "inputs", "inputs", "{} not used by the model",
+                 "missing input variable(s) {}; give an array (n_traces, n_steps) for each")
     arrays = {}
     for name, value in inputs.items():
         a = np.asarray(value, dtype=np.float64)
@@ -189,15 +189,8 @@ def _initial_state(model, init: dict | None, params: dict, inputs: dict, n_sets:
         env.update({"t": 0.0, "dt": dt})
         source = Printer("numpy")(expr)
         with np.errstate(all="ignore"):
-            values[name][:] = eval(source, {"np": np, "_where": np.where, "_exprel": _exprel_np}, env)
+            values[name][:] = eval(source, helper_namespace(np.float64), env)
     return values
-
-
-def _exprel_np(z):
-    z = np.asarray(z, dtype=np.float64)
-    tiny = np.abs(z) < 1e-5
-    safe = np.where(tiny, 1.0, z)
-    return np.where(tiny, 1 + z / 2 + z * z / 6, np.expm1(safe) / safe)
 
 
 def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, record=("v",), spikes: bool = False,

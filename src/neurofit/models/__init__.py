@@ -51,6 +51,14 @@ SPECS = {
                    "VT": ("-63 mV", "volt"), "Cm": ("200 pF", "farad")},
         defaults={"gl": 10e-9, "g_na": 20e-6, "g_kd": 6e-6}, init={"v": -65e-3, "m": 0.0, "n": 0.0, "h": 0.0},
         method="exponential_euler"),
+    "hh_inferencer": ModelSpec(
+        "hh_inferencer.eqs",
+        constants={"E_Na": ("53 mV", "volt"), "E_K": ("-107 mV", "volt"), "E_l": ("-70 mV", "volt"),
+                   "VT": ("-60 mV", "volt"), "g_l": ("10 nS", "siemens"), "Cm": ("200 pF", "farad")},
+        threshold="m > 0.5", refractory="m > 0.5", defaults={"g_Na": 32e-6, "g_K": 1e-6},
+        init={"v": "E_l", "m": "1 / (1 + beta_m / alpha_m)", "h": "1 / (1 + beta_h / alpha_h)",
+              "n": "1 / (1 + beta_n / alpha_n)"},
+        method="exponential_euler"),
     "hh_classic": ModelSpec(
         "hh_classic.eqs",
         constants={"ENa": ("50 mV", "volt"), "EK": ("-77 mV", "volt"), "El": ("-54.4 mV", "volt"),
