@@ -34,6 +34,7 @@ include: "workflow/rules/refine.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/rate.smk"
 include: "workflow/rules/reduction.smk"
+include: "workflow/rules/infer.smk"
 
 
 localrules:

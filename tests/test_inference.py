@@ -14,8 +14,10 @@ from matplotlib.figure import Figure
 
 from neurofit import Model, diagnostics, models, simulate
 from neurofit.features import FeatureSet, RawTraces, detect_spikes, stimulus_windows
-from neurofit.inference import (BoxPrior, Inferencer, chunk_range, gather_training_chunks, parse_bounds,
-                                run_inference, run_training_chunk, set_threads)
+from neurofit.inference import BoxPrior, Inferencer, chunk_range, set_threads
+from neurofit.inference_study import (CALIBRATION_FILES, INFERENCE_FILES, gather_training_chunks, run_calibration,
+                                      run_inference, run_training_chunk)
+from neurofit.study import ConfigError, Study
 from neurofit.stimuli import step, steps
 
 torch.set_num_threads(1)
@@ -127,10 +129,11 @@ def test_raw_traces_are_block_averaged():
 
 def test_priors_uniform_and_log_uniform_in_si():
     from sbi.utils.user_input_checks import process_prior
-    bounds, log_scale, fixed = parse_bounds({"g": ["1 uS", "100 uS", "log"], "c": [0, 2], "e": "-70 mV"},
-                                            ["g", "c", "e"])
-    assert bounds == {"g": pytest.approx((1e-6, 1e-4)), "c": (0, 2)} and log_scale == {"g"}
-    assert fixed == {"e": pytest.approx(-0.07)}
+    inferencer = rate_inferencer()
+    inferencer.init_prior(a=["0.1", 2.0, "log"], theta=[1, 4])
+    assert inferencer.bounds == {"a": pytest.approx((0.1, 2.0)), "theta": (1, 4)} and inferencer.log_scale == {"a"}
+    inferencer.init_prior(a=[0.5, 2.0], theta="2.8")
+    assert inferencer.fixed == {"theta": pytest.approx(2.8)} and inferencer.param_names == ["a"]
     prior = BoxPrior([1e-6, 0.0], [1e-4, 2.0], [True, False])
     checked, n_params, _ = process_prior(prior)
     assert n_params == 2
@@ -142,10 +145,10 @@ def test_priors_uniform_and_log_uniform_in_si():
     lp = prior.log_prob(torch.tensor([[1e-5, 1.0]]))
     np.testing.assert_allclose(lp.item(), -np.log(1e-5 * np.log(100)) - np.log(2), rtol=1e-5)
     assert not prior.support.check(torch.tensor([[2e-4, 1.0]])).item()
-    with pytest.raises(ValueError, match="bounds: no bounds for parameter"):
-        parse_bounds({"g": [1, 2]}, ["g", "c"])
-    with pytest.raises(ValueError, match="log-uniform prior needs low > 0"):
-        parse_bounds({"g": [0, 2, "log"]}, ["g"])
+    with pytest.raises(ValueError, match="no bounds for parameter"):
+        rate_inferencer().init_prior(a=[1, 2])
+    with pytest.raises(ValueError, match="a log-scale range needs low > 0"):
+        rate_inferencer().init_prior(a=[0, 2, "log"], theta=[1, 4])
 
 
 # --- the manual's toy case ---------------------------------------------------------------------------
@@ -339,7 +342,7 @@ def test_invalid_simulations_are_excluded_and_counted():
         inferencer.train(inferencer.init_inference("NPE", "mdn"), theta[:10], np.full((10, 2), np.nan))
 
 
-def _study(tmp_path, sbc=0):
+def _study(tmp_path, sbc=0) -> dict:
     current = steps(400, 0.5e-3, [1.0, 2.0, 4.0], "20 ms", "200 ms")
     result = simulate(Model(RATE_EQS, namespace=RATE_NS), RATE_TRUTH, {"I_ext": current}, 0.5e-3, init={"r": 0.0},
                       record="r", method="euler", seed=123)
@@ -355,34 +358,52 @@ def _study(tmp_path, sbc=0):
                       "sbc_simulations": sbc}}
 
 
+def _load(section: dict) -> Study:
+    return Study.from_config({"studies": {"study": section}}, "study")
+
+
 def test_config_chunks_gather_and_infer(tmp_path):
-    section = _study(tmp_path, sbc=30)
-    paths = [run_training_chunk(section, i, 3, tmp_path / f"chunk_{i}.npz") for i in (2, 0, 1)]
+    study = _load(_study(tmp_path, sbc=30))
+    paths = [run_training_chunk(study, i, 3, tmp_path / f"chunk_{i}.npz") for i in (2, 0, 1)]
     theta, x = gather_training_chunks(paths)
     reference = rate_inferencer(batch_size=64, noise={"r": 0.01})
     np.testing.assert_array_equal(theta, reference.generate_training_data(300))
     np.testing.assert_array_equal(x, reference.extract_summary_statistics(theta))
     with pytest.raises(ValueError, match=r"need each of 0 .. 2 once \(missing \[1\]\)"):
         gather_training_chunks(paths[:2])
-    written = run_inference(section, paths, tmp_path / "out")
-    assert set(written) == {"posterior", "samples", "pairplot", "predictive", "summary", "sbc_ranks", "coverage"}
-    assert all(p.exists() for p in written.values())
-    samples = pd.read_parquet(written["samples"])
+    written = run_inference(study, paths, tmp_path / "out")
+    assert sorted(written) == sorted(INFERENCE_FILES) and all(p.exists() for p in written.values())
+    samples = pd.read_parquet(written["samples.parquet"])
     assert list(samples.columns) == ["a", "theta"] and len(samples) == 500
-    summary = json.loads(written["summary"].read_text())
-    assert summary["n_simulations"] == 300 and summary["coverage"]["n_tests"] == 30
+    summary = json.loads(written["summary.json"].read_text())
+    assert summary["n_simulations"] == 300 and summary["n_invalid"] == 0
+    for name in ("a", "theta"):
+        assert summary["parameters"][name]["mean"] == pytest.approx(samples[name].mean(), rel=1e-12)
+    calibration = run_calibration(study, written["posterior.pt"], tmp_path / "out")
+    assert sorted(calibration) == sorted(CALIBRATION_FILES) and all(p.exists() for p in calibration.values())
+    report = json.loads(calibration["calibration.json"].read_text())
+    assert report["n_tests"] == 30 and len(report["coverage"]["a"]) == len(report["levels"])
+    assert report["coverage"]["a"][-1] >= 0.8  # the widest (0.95) intervals hold nearly every truth
 
 
 def test_config_errors_name_the_key(tmp_path):
-    from neurofit.study import ConfigError
     section = _study(tmp_path)
     section["infer"]["n_sample"] = 10
-    with pytest.raises(ConfigError, match=r"studies.study.infer.n_sample: unknown key"):
-        run_training_chunk(section, 0, 1, tmp_path / "c.npz")
+    with pytest.raises(ConfigError, match=r"studies.study.infer.n_sample: unknown key \(valid keys: bounds, "):
+        _load(section)
+    section = _study(tmp_path)
+    section["infer"]["method"] = "SMC"
+    with pytest.raises(ConfigError, match=r"studies.study.infer.method: 'SMC' is not valid \(valid: NPE, NLE"):
+        _load(section)
     section = _study(tmp_path)
     section["infer"]["bounds"] = {"a": [0.5, 2.0]}
-    with pytest.raises(ConfigError, match=r"infer.bounds: bounds: no bounds for parameter\(s\) theta"):
-        run_training_chunk(section, 0, 1, tmp_path / "c.npz")
+    with pytest.raises(ConfigError, match=r"studies.study.infer.bounds: no bounds for parameter\(s\) theta"):
+        run_training_chunk(_load(section), 0, 1, tmp_path / "c.npz")
+    section = _study(tmp_path)
+    section["infer"]["bounds"]["a"] = [2.0, 0.5]
+    with pytest.raises(ConfigError, match=r"studies.study.infer.bounds.a = \[2, 0.5\]: need finite low < high"):
+        run_training_chunk(_load(section), 0, 1, tmp_path / "c.npz")
+    assert not (tmp_path / "c.npz").exists()
 
 
 # --- set-up errors and threads --------------------------------------------------------------------------

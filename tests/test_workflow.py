@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from neurofit import models
+from neurofit import inference, models
 from neurofit.data import Dataset
 from neurofit.integrators import METHODS
 from neurofit.io import load_simulation
@@ -58,7 +58,8 @@ def test_every_schema_key_has_type_default_and_description():
                     assert "default" in prop or key in node.get("required", []) or optional_section or \
                         "additionalProperties" in prop, f"{path}.{key}: no default"
             for key, value in node.items():
-                walk(value, f"{path}.{key}")
+                if key != "if":  # a condition's 'properties' (e.g. kind: {const: steps}) declare no keys
+                    walk(value, f"{path}.{key}")
     walk(SCHEMA, "schema")
 
 
@@ -89,6 +90,7 @@ def test_schema_enums_match_the_package():
     assert model["builtin"]["enum"] == [None, *models.SPECS]
     assert study["properties"]["simulate"]["properties"]["method"]["enum"] == [None, *METHODS]
     assert study["properties"]["fit"]["properties"]["method"]["enum"] == [None, *METHODS]
+    assert SCHEMA["$defs"]["infer"]["properties"]["method"]["enum"] == list(inference.METHODS)
 
 
 # --- snakemake runs ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .inference import InferenceError
 from .plots import DATA_COLOR, display_unit
 
 LEVELS = np.linspace(0.05, 0.95, 19)
@@ -54,12 +55,12 @@ def run_sbc(posterior, theta, x, num_posterior_samples: int = 1000, kind: str = 
     from sbi.diagnostics import run_sbc as sbi_run_sbc
     from .inference import _seeded
     if kind not in ("marginal", "hpd"):
-        raise ValueError(f"kind = {kind!r} is not valid (valid: 'marginal', 'hpd')")
+        raise InferenceError(f"kind = {kind!r} is not valid (valid: 'marginal', 'hpd')")
     theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     ok = np.all(np.isfinite(x), axis=1)
     if not ok.any():
-        raise ValueError("run_sbc: every test simulation is invalid (NaN/inf features)")
+        raise InferenceError("run_sbc: every test simulation is invalid (NaN/inf features)")
     reduce = "marginals" if kind == "marginal" else _log_prob(posterior)
     with _seeded(seed):
         ranks, dap = sbi_run_sbc(torch.as_tensor(theta[ok], dtype=torch.float32),

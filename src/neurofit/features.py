@@ -26,6 +26,10 @@ import numpy as np
 
 from .units import TIME, to_si
 
+
+class FeatureError(ValueError):
+    """A feature name, window or spike threshold that cannot be used (the message names it)."""
+
 TRACE_FEATURES = ("v_max", "v_mean", "v_std", "v_kurtosis", "resting_potential", "voltage_deflection")
 SPIKE_FEATURES = ("spike_count", "mean_isi", "first_spike_latency")
 SPIKES = "spikes"  # the output name of spike trains
@@ -38,11 +42,11 @@ def stimulus_windows(inputs: dict, dt: float, window=None) -> list[tuple[int, in
     n_traces, n_steps = arrays[0].shape
     if window is not None:
         if len(window) != 2:
-            raise ValueError(f"window = {window!r}: expected [start, end], e.g. ['10 ms', '50 ms']")
+            raise FeatureError(f"window = {window!r}: expected [start, end], e.g. ['10 ms', '50 ms']")
         start, end = (to_si(w, TIME, name="window") for w in window)
         i0, i1 = round(start / dt), round(end / dt)
         if not 0 <= i0 < i1 <= n_steps:
-            raise ValueError(f"window = {window!r}: need 0 <= start < end <= {n_steps * dt:g} s (the trace length)")
+            raise FeatureError(f"window = {window!r}: need 0 <= start < end <= {n_steps * dt:g} s (the trace length)")
         return [(i0, i1)] * n_traces
     on = np.zeros((n_traces, n_steps), dtype=bool)
     for a in arrays:
@@ -107,13 +111,13 @@ class FeatureSet:
 
     def __init__(self, features: dict, windows: list, dt: float, n_steps: int):
         if not isinstance(features, dict) or not features:
-            raise ValueError("features must be a dict {output: [feature, ...]}, e.g. {'v': ['v_max', 'v_mean']}")
+            raise FeatureError("features must be a dict {output: [feature, ...]}, e.g. {'v': ['v_max', 'v_mean']}")
         self.windows, self.dt, self.n_steps = list(windows), float(dt), int(n_steps)
         self.spec = {}
         efel_names = None
         for var, items in features.items():
             if isinstance(items, (str, bytes)) or callable(items) or not hasattr(items, "__iter__"):
-                raise ValueError(f"features['{var}'] must be a list of feature names or callables, e.g. ['v_max']")
+                raise FeatureError(f"features['{var}'] must be a list of feature names or callables, e.g. ['v_max']")
             parsed = []
             for k, item in enumerate(items):
                 if callable(item):
@@ -121,7 +125,7 @@ class FeatureSet:
                     parsed.append(("callable", item, f"f{k}" if name in ("", "<lambda>") else name))
                     continue
                 if not isinstance(item, str):
-                    raise ValueError(f"features['{var}'][{k}] = {item!r}: expected a feature name or a callable")
+                    raise FeatureError(f"features['{var}'][{k}] = {item!r}: expected a feature name or a callable")
                 library = SPIKE_FEATURES if var == SPIKES else TRACE_FEATURES
                 if item in library:
                     parsed.append(("library", item, item))
@@ -129,8 +133,8 @@ class FeatureSet:
                 efel_name = item[len("efel:"):] if item.startswith("efel:") else item
                 efel_names = efel_names if efel_names is not None else _efel_names()
                 if var == SPIKES or efel_name not in efel_names:
-                    raise ValueError(f"features['{var}']: unknown feature '{item}' (library: {', '.join(library)}"
-                                     + ("" if var == SPIKES else "; or an eFEL feature name") + ")")
+                    raise FeatureError(f"features['{var}']: unknown feature '{item}' (library: {', '.join(library)}"
+                                       + ("" if var == SPIKES else "; or an eFEL feature name") + ")")
                 parsed.append(("efel", efel_name, item))
             self.spec[var] = parsed
         self._check_windows()
@@ -142,9 +146,9 @@ class FeatureSet:
             for j, (i0, _) in enumerate(self.windows):
                 r0, r1 = _resting_range(i0)
                 if needs_rest and r1 <= r0:
-                    raise ValueError(f"features['{var}']: resting_potential / voltage_deflection need time before "
-                                     f"the stimulus, but the stimulus of trace {j} starts at sample {i0}; give "
-                                     f"window=[start, end] or drop these features")
+                    raise FeatureError(f"features['{var}']: resting_potential / voltage_deflection need time before "
+                                       f"the stimulus, but the stimulus of trace {j} starts at sample {i0}; give "
+                                       f"window=[start, end] or drop these features")
 
     @property
     def trace_vars(self) -> list[str]:
@@ -212,9 +216,9 @@ class RawTraces:
 
     def __init__(self, trace_vars: list, n_traces: int, n_steps: int, max_samples: int = 256):
         if not trace_vars:
-            raise ValueError("automatic features (features=None) need a trace output such as {'v': traces}")
+            raise FeatureError("automatic features (features=None) need a trace output such as {'v': traces}")
         if max_samples < 1:
-            raise ValueError(f"max_samples = {max_samples}: must be a positive number of samples per trace")
+            raise FeatureError(f"max_samples = {max_samples}: must be a positive number of samples per trace")
         self.vars, self.n_traces = list(trace_vars), int(n_traces)
         self.factor = math.ceil(n_steps / max_samples)
         self.n_blocks = n_steps // self.factor

@@ -12,33 +12,30 @@ seeded prior up front and simulated in batches, so a chunk of them (``simulate_t
 is exactly the corresponding slice of an unchunked run. Simulations whose features are NaN/inf are
 counted and left out of training.
 
-The workflow's scatter / gather: ``run_training_chunk`` (one chunk of a study's training data →
-.npz), ``gather_training_chunks`` (→ theta, x) and ``run_inference`` (→ posterior, samples,
-figures), all configured by a study's config section with an ``infer`` part (``INFER_KEYS``).
+A study's ``infer`` section drives the same through the workflow: see ``neurofit.inference_study``.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.distributions import TransformedDistribution, constraints
 from torch.distributions.transforms import Transform
 
-from . import models
-from .data import Dataset
-from .features import SPIKES, FeatureSet, RawTraces, detect_spikes, stimulus_windows
+from .bounds import parse_bounds
+from .features import SPIKES, FeatureSet, RawTraces, stimulus_windows
 from .io import atomic_save_npz, atomic_write_bytes
 from .model import Model
 from .simulate import simulate
-from .study import REQUIRED, SECTIONS, ConfigError, Study, _check_keys
 from .units import to_si
+
+class InferenceError(ValueError):
+    """Inference set-up or data that cannot be used (one line naming the argument and what would be valid)."""
+
 
 METHODS = {"NPE": "NPE", "NLE": "NLE", "NRE": "NRE", "SNPE": "NPE", "SNLE": "NLE", "SNRE": "NRE"}
 DENSITY_ESTIMATORS = ("maf", "mdn", "nsf", "made", "maf_rqs")
@@ -46,14 +43,13 @@ CLASSIFIERS = ("resnet", "mlp", "linear")
 EMBEDDINGS = ("mlp", "cnn")
 _NOISE_STREAM = 0x6F6273  # keeps observation-noise draws apart from other uses of the seed
 POSTERIOR_FORMAT = "neurofit.posterior"
-CHUNK_FORMAT = "neurofit.training_chunk"
 
 
 def set_threads(threads: int | None = None) -> int:
     """``torch.set_num_threads`` from ``threads``, else env NEUROFIT_THREADS, else 1; returns the number."""
     n = threads if threads is not None else int(os.environ.get("NEUROFIT_THREADS", "1"))
     if n < 1:
-        raise ValueError(f"threads = {n}: must be a positive number of threads (e.g. the cores given to the job)")
+        raise InferenceError(f"threads = {n}: must be a positive number of threads (e.g. the cores given to the job)")
     torch.set_num_threads(n)
     return n
 
@@ -116,46 +112,11 @@ class BoxPrior(TransformedDistribution):
         return constraints.independent(constraints.interval(self.low, self.high), 1)
 
 
-def parse_bounds(bounds: dict, parameters: list) -> tuple[dict, set, dict]:
-    """name → [low, high] | [low, high, "log"] | a fixed value (quantity strings allowed), for every
-    model parameter → ({name: (low, high)}, names on a log scale, {name: fixed value}), SI."""
-    unknown = [n for n in bounds if n not in parameters]
-    if unknown:
-        raise ValueError(f"bounds: {', '.join(unknown)} not a parameter of the model "
-                         f"(parameters: {', '.join(parameters)})")
-    missing = [p for p in parameters if p not in bounds]
-    if missing:
-        raise ValueError(f"bounds: no bounds for parameter(s) {', '.join(missing)}; give name=[low, high] "
-                         f"(or name=value to fix it)")
-    parsed, log_scale, fixed = {}, set(), {}
-    for name in parameters:
-        spec = bounds[name]
-        if isinstance(spec, (str, int, float)):
-            fixed[name] = to_si(spec, name=f"bounds['{name}']")
-            continue
-        spec = list(spec)
-        if len(spec) == 3 and spec[2] in ("log", "linear"):
-            if spec[2] == "log":
-                log_scale.add(name)
-            spec = spec[:2]
-        if len(spec) != 2:
-            raise ValueError(f"bounds['{name}'] = {bounds[name]!r}: expected [low, high], [low, high, 'log'] "
-                             f"or a fixed value")
-        lo, hi = (to_si(v, name=f"bounds['{name}']") for v in spec)
-        if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
-            raise ValueError(f"bounds['{name}'] = [{lo:g}, {hi:g}]: need finite low < high")
-        if name in log_scale and lo <= 0:
-            raise ValueError(f"bounds['{name}'] = [{lo:g}, {hi:g}]: a log-uniform prior needs low > 0")
-        parsed[name] = (lo, hi)
-    if not parsed:
-        raise ValueError("bounds: every parameter is fixed; give at least one name=[low, high] to infer")
-    return parsed, log_scale, fixed
-
-
 def _method(name: str) -> str:
     key = str(name).upper()
     if key not in METHODS:
-        raise ValueError(f"inference_method = {name!r} is not valid (valid: NPE, NLE, NRE; aliases SNPE, SNLE, SNRE)")
+        raise InferenceError(f"inference_method = {name!r} is not valid (valid: NPE, NLE, NRE; aliases SNPE, SNLE, "
+                             f"SNRE)")
     return METHODS[key]
 
 
@@ -186,26 +147,26 @@ class Inferencer:
         self.threads = set_threads(threads)
         self.dt = to_si(dt, name="dt")
         if not self.dt > 0:
-            raise ValueError(f"dt = {dt!r}: must be a positive time step (e.g. '0.01 ms')")
+            raise InferenceError(f"dt = {dt!r}: must be a positive time step (e.g. '0.01 ms')")
         if not isinstance(input, dict) or not input:
-            raise ValueError("input must be a dict {input_variable: array (n_traces, n_steps)}, e.g. {'I': traces}")
+            raise InferenceError("input must be a dict {input_variable: array (n_traces, n_steps)}, e.g. {'I': traces}")
         self.input = {k: np.atleast_2d(np.asarray(v, dtype=np.float64)) for k, v in input.items()}
         shapes = {a.shape for a in self.input.values()}
         if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-            raise ValueError(f"input arrays must share one shape (n_traces, n_steps); got {sorted(shapes)}")
+            raise InferenceError(f"input arrays must share one shape (n_traces, n_steps); got {sorted(shapes)}")
         self.n_traces, self.n_steps = shapes.pop()
         self.output, self.output_spikes = self._read_output(output)
         self.model = self._build_model(model, namespace, threshold, reset, refractory)
         self.method, self.param_init = method, dict(param_init or {})
         self.backend, self.dtype, self.seed = backend, dtype, int(seed)
         if batch_size < 1:
-            raise ValueError(f"batch_size = {batch_size}: must be a positive number of parameter sets")
+            raise InferenceError(f"batch_size = {batch_size}: must be a positive number of parameter sets")
         self.batch_size = int(batch_size)
         self.features = self._build_features(features, window, raw_samples)
         self.noise = {k: to_si(v, name=f"noise['{k}']") for k, v in (noise or {}).items()}
         bad = [k for k in self.noise if k not in self.output]
         if bad:
-            raise ValueError(f"noise: {', '.join(bad)} not a trace output (outputs: {', '.join(self.output)})")
+            raise InferenceError(f"noise: {', '.join(bad)} not a trace output (outputs: {', '.join(self.output)})")
         self.prior = None
         self.bounds, self.log_scale, self.fixed, self.param_names = {}, set(), {}, []
         self.inference = self.posterior = self.samples = None
@@ -218,54 +179,55 @@ class Inferencer:
     # --- set-up ---------------------------------------------------------------------------------
     def _read_output(self, output) -> tuple[dict, list | None]:
         if not isinstance(output, dict) or not output:
-            raise ValueError("output must be a dict {variable: array (n_traces, n_steps)} and/or "
-                             "{'spikes': [spike times per trace]}")
+            raise InferenceError("output must be a dict {variable: array (n_traces, n_steps)} and/or "
+                                 "{'spikes': [spike times per trace]}")
         traces, spikes = {}, None
         for name, value in output.items():
             if name == SPIKES:
                 spikes = [np.asarray(s, dtype=np.float64).reshape(-1) for s in value]
                 if len(spikes) != self.n_traces:
-                    raise ValueError(f"output['spikes'] has {len(spikes)} spike trains; expected one per input "
-                                     f"trace ({self.n_traces})")
+                    raise InferenceError(f"output['spikes'] has {len(spikes)} spike trains; expected one per input "
+                                         f"trace ({self.n_traces})")
                 continue
             a = np.atleast_2d(np.asarray(value, dtype=np.float64))
             if a.shape != (self.n_traces, self.n_steps):
-                raise ValueError(f"output['{name}'] has shape {a.shape}; expected {(self.n_traces, self.n_steps)} "
-                                 f"like the input")
+                raise InferenceError(f"output['{name}'] has shape {a.shape}; expected {(self.n_traces, self.n_steps)} "
+                                     f"like the input")
             if not np.all(np.isfinite(a)):
-                raise ValueError(f"output['{name}'] contains NaN or inf; recordings must be finite")
+                raise InferenceError(f"output['{name}'] contains NaN or inf; recordings must be finite")
             traces[name] = a
         return traces, spikes
 
     def _build_model(self, model, namespace, threshold, reset, refractory) -> Model:
         events = {"threshold": threshold, "reset": reset, "refractory": refractory}
         if isinstance(model, Model):
+            if namespace:
+                raise InferenceError("namespace: a neurofit.Model carries its own; pass namespace= with the equations "
+                                     "text, or build the Model with Model(equations, namespace=...)")
             if any(e is not None for e in events.values()):
                 model = model.with_events(**events)
-            if namespace:
-                model = model.with_namespace(namespace)
         elif isinstance(model, str):
             model = Model(model, namespace=namespace, inputs=list(self.input), **events)
         else:
-            raise ValueError(f"model must be equations text or a neurofit.Model, not {type(model).__name__}")
+            raise InferenceError(f"model must be equations text or a neurofit.Model, not {type(model).__name__}")
         bad = [v for v in self.output if v not in model.recordable()]
         if bad:
-            raise ValueError(f"output: {', '.join(bad)} not a variable of the model "
-                             f"(recordable: {', '.join(model.recordable())})")
+            raise InferenceError(f"output: {', '.join(bad)} not a variable of the model "
+                                 f"(recordable: {', '.join(model.recordable())})")
         if self.output_spikes is not None and model.threshold is None:
-            raise ValueError("output['spikes'] needs a model threshold (threshold='v > -50*mV')")
+            raise InferenceError("output['spikes'] needs a model threshold (threshold='v > -50*mV')")
         return model
 
     def _build_features(self, features, window, raw_samples):
         if features is None:
             return RawTraces(list(self.output), self.n_traces, self.n_steps, raw_samples)
         if not isinstance(features, dict):
-            raise ValueError("features must be a dict {output: [feature, ...]} or None (automatic)")
+            raise InferenceError("features must be a dict {output: [feature, ...]} or None (automatic)")
         bad = [k for k in features if k != SPIKES and k not in self.output]
         if bad or (SPIKES in features and self.output_spikes is None):
             name = bad[0] if bad else SPIKES
-            raise ValueError(f"features['{name}']: not an output (outputs: "
-                             f"{', '.join(list(self.output) + ([SPIKES] if self.output_spikes else []))})")
+            raise InferenceError(f"features['{name}']: not an output (outputs: "
+                                 f"{', '.join(list(self.output) + ([SPIKES] if self.output_spikes else []))})")
         windows = stimulus_windows(self.input, self.dt, window)
         return FeatureSet(features, windows, self.dt, self.n_steps)
 
@@ -277,8 +239,8 @@ class Inferencer:
             x = self.features(traces, [self.output_spikes])[0]
             bad = [n for n, value in zip(self.features.names, x) if not np.isfinite(value)]
             if bad:
-                raise ValueError(f"features of the data are NaN/inf: {', '.join(bad[:5])}; choose features "
-                                 f"defined for the recordings")
+                raise InferenceError(f"features of the data are NaN/inf: {', '.join(bad[:5])}; choose features "
+                                     f"defined for the recordings")
             self._x_o = x
         return self._x_o
 
@@ -289,7 +251,8 @@ class Inferencer:
     # --- prior and training data -----------------------------------------------------------------
     def init_prior(self, **bounds):
         """Uniform prior over name=[low, high] (log-uniform for [low, high, "log"]); name=value fixes a parameter."""
-        self.bounds, self.log_scale, self.fixed = parse_bounds(bounds, self.model.parameters)
+        space = parse_bounds(bounds, self.model.parameters, allow_fixed=True, dimensions=self.model.dimensions)
+        self.bounds, self.log_scale, self.fixed = space.free, space.log_scale, space.fixed
         self.param_names = list(self.bounds)
         low = [self.bounds[p][0] for p in self.param_names]
         high = [self.bounds[p][1] for p in self.param_names]
@@ -303,7 +266,7 @@ class Inferencer:
 
     def _require_prior(self):
         if self.prior is None:
-            raise ValueError("no prior yet: call init_prior(name=[low, high], ...) or infer(..., name=[low, high])")
+            raise InferenceError("no prior yet: call init_prior(name=[low, high], ...) or infer(..., name=[low, high])")
 
     def generate_training_data(self, n_samples: int, prior=None, seed: int | None = None) -> np.ndarray:
         """``n_samples`` parameter sets (n_samples, n_parameters) SI drawn from ``prior`` (default: the prior)."""
@@ -311,7 +274,7 @@ class Inferencer:
             self._require_prior()
             prior = self.prior
         if int(n_samples) < 1:
-            raise ValueError(f"n_samples = {n_samples}: must be a positive number of simulations")
+            raise InferenceError(f"n_samples = {n_samples}: must be a positive number of simulations")
         return _draw(prior, (int(n_samples),), self.seed if seed is None else seed)
 
     def extract_summary_statistics(self, theta, training_data: dict | None = None, seed: int | None = None,
@@ -347,7 +310,7 @@ class Inferencer:
         from the seeded prior, the chunk's slice is simulated; the chunks concatenated equal one
         unchunked ``generate_training_data`` + ``extract_summary_statistics`` with the same seed."""
         if not 0 <= chunk < n_chunks:
-            raise ValueError(f"chunk = {chunk}: must be in 0 .. {n_chunks - 1} (n_chunks = {n_chunks})")
+            raise InferenceError(f"chunk = {chunk}: must be in 0 .. {n_chunks - 1} (n_chunks = {n_chunks})")
         theta = self.generate_training_data(n_samples, prior, seed)
         start, stop = chunk_range(n_samples, chunk, n_chunks)
         x = self.extract_summary_statistics(theta[start:stop], seed=seed, set_offset=start)
@@ -358,8 +321,8 @@ class Inferencer:
         if not self.param_names:
             self._require_prior()
         if theta.shape[1] != len(self.param_names):
-            raise ValueError(f"theta has {theta.shape[1]} columns; expected one per inferred parameter "
-                             f"({', '.join(self.param_names)})")
+            raise InferenceError(f"theta has {theta.shape[1]} columns; expected one per inferred parameter "
+                                 f"({', '.join(self.param_names)})")
         return theta
 
     def _simulate(self, theta, record, spikes, seed, set_offset=0, init=None):
@@ -375,7 +338,7 @@ class Inferencer:
         theta = self.theta if theta is None else theta
         x = self.x if x is None else x
         if theta is None or x is None:
-            raise ValueError("save_summary_statistics: give theta and x (or run infer / infer_step first)")
+            raise InferenceError("save_summary_statistics: give theta and x (or run infer / infer_step first)")
         arrays = {"theta": np.asarray(theta, dtype=np.float64), "x": np.asarray(x, dtype=np.float64),
                   "param_names": np.array(self.param_names), "feature_names": np.array(self.feature_names)}
         atomic_save_npz(path, arrays, compress=True)
@@ -385,7 +348,7 @@ class Inferencer:
         with np.load(path, allow_pickle=False) as f:
             keys = ("theta", "x") if "theta" in f.files else ("arr_0", "arr_1")
             if not set(keys) <= set(f.files):
-                raise ValueError(f"{path}: expected arrays 'theta' and 'x' (found: {', '.join(f.files)})")
+                raise InferenceError(f"{path}: expected arrays 'theta' and 'x' (found: {', '.join(f.files)})")
             self.theta, self.x = f[keys[0]], f[keys[1]]
         return self.theta, self.x
 
@@ -403,8 +366,8 @@ class Inferencer:
             prior = self.prior
         valid = CLASSIFIERS if method == "NRE" else DENSITY_ESTIMATORS
         if density_estimator_model not in valid and not str(density_estimator_model).startswith("zuko_"):
-            raise ValueError(f"density_estimator_model = {density_estimator_model!r} is not valid for {method} "
-                             f"(valid: {', '.join(valid)})")
+            raise InferenceError(f"density_estimator_model = {density_estimator_model!r} is not valid for {method} "
+                                 f"(valid: {', '.join(valid)})")
         kwargs = dict(inference_kwargs)
         show = kwargs.pop("show_progress_bars", False)
         if method != "NLE":  # for NLE, sbi's embedding_net embeds theta and is passed through as given
@@ -432,19 +395,20 @@ class Inferencer:
             return FCEmbedding(input_dim=n_x)
         if embedding == "cnn":
             return CNNEmbedding(input_shape=(n_x,))
-        raise ValueError(f"embedding_net = {embedding!r} is not valid (valid: {', '.join(EMBEDDINGS)} "
-                         f"or a torch.nn.Module)")
+        raise InferenceError(f"embedding_net = {embedding!r} is not valid (valid: {', '.join(EMBEDDINGS)} "
+                             f"or a torch.nn.Module)")
 
     def _valid(self, theta, x) -> tuple[np.ndarray, np.ndarray]:
         theta = self._check_theta(theta)
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         if x.shape[0] != theta.shape[0]:
-            raise ValueError(f"theta has {theta.shape[0]} rows but x has {x.shape[0]}; one row of x per parameter set")
+            raise InferenceError(f"theta has {theta.shape[0]} rows but x has {x.shape[0]}; one row of x per "
+                                 f"parameter set")
         ok = np.all(np.isfinite(x), axis=1)
         self.n_invalid = int((~ok).sum())
         if not ok.any():
-            raise ValueError(f"all {x.shape[0]} simulations are invalid (NaN/inf features); check the bounds, "
-                             f"the features and the integration method")
+            raise InferenceError(f"all {x.shape[0]} simulations are invalid (NaN/inf features); check the bounds, "
+                                 f"the features and the integration method")
         if self.n_invalid:
             warnings.warn(f"{self.n_invalid} of {x.shape[0]} simulations are invalid (NaN/inf features) and left "
                           f"out of training", stacklevel=3)
@@ -477,7 +441,7 @@ class Inferencer:
         seed = self.seed if seed is None else seed
         if theta is None:
             if x is not None or n_samples is None:
-                raise ValueError("infer_step: give n_samples (to simulate) or theta (and optionally x)")
+                raise InferenceError("infer_step: give n_samples (to simulate) or theta (and optionally x)")
             theta = self.generate_training_data(n_samples, proposal, seed)
         if x is None:
             x = self.extract_summary_statistics(theta, seed=seed)
@@ -500,9 +464,9 @@ class Inferencer:
         ``n_rounds`` > 1 runs that many rounds, each drawing ``n_samples`` from the previous posterior.
         Parameters named like an argument of ``infer`` (theta, x, ...) get their bounds from ``init_prior``."""
         if not isinstance(n_rounds, int) or n_rounds < 1:
-            raise ValueError(f"n_rounds = {n_rounds!r}: must be a positive integer (1: amortized inference)")
+            raise InferenceError(f"n_rounds = {n_rounds!r}: must be a positive integer (1: amortized inference)")
         if n_samples is None and theta is None:
-            raise ValueError("infer: give n_samples (number of simulations per round) or theta and x")
+            raise InferenceError("infer: give n_samples (number of simulations per round) or theta and x")
         if restart or self.posterior is None:
             if bounds or self.prior is None:
                 self.init_prior(**bounds)
@@ -513,8 +477,8 @@ class Inferencer:
             current = {p: [*b, "log" if p in self.log_scale else "linear"] for p, b in self.bounds.items()}
             if bounds and parse_bounds({**current, **self.fixed, **bounds}, self.model.parameters) != \
                     (self.bounds, self.log_scale, self.fixed):
-                raise ValueError("infer: bounds changed while continuing; pass restart=True to start from the new "
-                                 "prior")
+                raise InferenceError("infer: bounds changed while continuing; pass restart=True to start from the new "
+                                     "prior")
             if self.inference is None:  # a loaded posterior: new networks, trained on proposal draws
                 self.inference = self.init_inference(inference_method, density_estimator_model, self.prior,
                                                      sbi_device, **(inference_kwargs or {}))
@@ -531,7 +495,7 @@ class Inferencer:
     def _posterior(self, posterior=None):
         posterior = self.posterior if posterior is None else posterior
         if posterior is None:
-            raise ValueError("no posterior yet: call infer(...) or load_posterior(path) first")
+            raise InferenceError("no posterior yet: call infer(...) or load_posterior(path) first")
         return posterior
 
     def sample(self, shape, posterior=None, x=None, seed: int | None = None, **kwargs) -> np.ndarray:
@@ -560,14 +524,14 @@ class Inferencer:
         """Read a posterior written by ``save_posterior``; it becomes this inferencer's posterior."""
         state = torch.load(path, weights_only=False)
         if not isinstance(state, dict) or state.get("format") != POSTERIOR_FORMAT:
-            raise ValueError(f"{path}: not a neurofit posterior (written by Inferencer.save_posterior)")
+            raise InferenceError(f"{path}: not a neurofit posterior (written by Inferencer.save_posterior)")
         bad = [p for p in state["param_names"] + list(state["fixed"]) if p not in self.model.parameters]
         if bad:
-            raise ValueError(f"{path}: parameter(s) {', '.join(bad)} not in this model "
-                             f"(parameters: {', '.join(self.model.parameters)})")
+            raise InferenceError(f"{path}: parameter(s) {', '.join(bad)} not in this model "
+                                 f"(parameters: {', '.join(self.model.parameters)})")
         if state["feature_names"] != self.feature_names:
-            raise ValueError(f"{path}: trained on features {state['feature_names'][:4]}...; this inferencer has "
-                             f"{self.feature_names[:4]}...")
+            raise InferenceError(f"{path}: trained on features {state['feature_names'][:4]}...; this inferencer has "
+                                 f"{self.feature_names[:4]}...")
         self.posterior = state["posterior"]
         self.prior = state["prior"]
         self.param_names, self.bounds = list(state["param_names"]), dict(state["bounds"])
@@ -582,7 +546,7 @@ class Inferencer:
             return None
         bad = [k for k in values if k not in self.param_names]
         if bad:
-            raise ValueError(f"{what}: {', '.join(bad)} not an inferred parameter ({', '.join(self.param_names)})")
+            raise InferenceError(f"{what}: {', '.join(bad)} not an inferred parameter ({', '.join(self.param_names)})")
         return [values.get(p, default(p) if default else None) for p in self.param_names]
 
     def _limits(self, limits: dict | None, fallback: bool = False):
@@ -598,7 +562,7 @@ class Inferencer:
         values = self._per_parameter(points, "points")
         missing = [p for p, v in zip(self.param_names, values) if v is None]
         if missing:
-            raise ValueError(f"points: missing value(s) for {', '.join(missing)}")
+            raise InferenceError(f"points: missing value(s) for {', '.join(missing)}")
         return np.array([[to_si(v, name="points") for v in values]])
 
     def _subset(self, subset):
@@ -606,7 +570,7 @@ class Inferencer:
             return None
         bad = [s for s in subset if s not in self.param_names]
         if bad:
-            raise ValueError(f"subset: {', '.join(bad)} not an inferred parameter ({', '.join(self.param_names)})")
+            raise InferenceError(f"subset: {', '.join(bad)} not an inferred parameter ({', '.join(self.param_names)})")
         return [self.param_names.index(s) for s in subset]
 
     def _labels_ticks(self, labels, ticks):
@@ -622,7 +586,7 @@ class Inferencer:
         from sbi.analysis import pairplot
         samples = self.samples if samples is None else samples
         if samples is None:
-            raise ValueError("pairplot: no samples; call sample(shape) first or pass samples=")
+            raise InferenceError("pairplot: no samples; call sample(shape) first or pass samples=")
         labels, ticks = self._labels_ticks(labels, ticks)
         return pairplot(np.asarray(samples), points=self._points(points), limits=self._limits(limits),
                         subset=self._subset(subset), labels=labels, ticks=ticks, **kwargs)
@@ -657,7 +621,7 @@ class Inferencer:
         posterior predictive, one simulation per sample → (n_samples, n_traces, n_steps). output_var: a
         variable, "spikes" (spike trains), or a list (→ dict); default: the outputs."""
         if reduce not in ("mean", None):
-            raise ValueError(f"reduce = {reduce!r} is not valid (valid: 'mean', None)")
+            raise InferenceError(f"reduce = {reduce!r} is not valid (valid: 'mean', None)")
         samples = _draw(self._posterior(posterior), (int(n_samples),), self.seed if seed is None else seed,
                         x=self.x_o)
         theta = samples.mean(axis=0, keepdims=True) if reduce == "mean" else samples
@@ -666,8 +630,8 @@ class Inferencer:
         record = [v for v in names if v != SPIKES]
         bad = [v for v in record if v not in self.model.recordable()]
         if bad:
-            raise ValueError(f"output_var: {', '.join(bad)} not a variable of the model "
-                             f"(recordable: {', '.join(self.model.recordable())}, or 'spikes')")
+            raise InferenceError(f"output_var: {', '.join(bad)} not a variable of the model "
+                                 f"(recordable: {', '.join(self.model.recordable())}, or 'spikes')")
         result = self._simulate(theta, record, SPIKES in names, self.seed if seed is None else seed,
                                 init={**self.param_init, **(param_init or {})})
         out = {v: result.traces[v] for v in record}
@@ -696,166 +660,5 @@ def _draw(distribution, shape: tuple, seed: int, x=None) -> np.ndarray:
 def chunk_range(n_samples: int, chunk: int, n_chunks: int) -> tuple[int, int]:
     """Rows [start, stop) of chunk ``chunk`` of ``n_samples`` split into ``n_chunks`` near-equal parts."""
     if n_chunks < 1 or not 0 <= chunk < n_chunks:
-        raise ValueError(f"chunk = {chunk} of n_chunks = {n_chunks}: need n_chunks >= 1 and 0 <= chunk < n_chunks")
+        raise InferenceError(f"chunk = {chunk} of n_chunks = {n_chunks}: need n_chunks >= 1 and 0 <= chunk < n_chunks")
     return chunk * n_samples // n_chunks, (chunk + 1) * n_samples // n_chunks
-
-
-# --- config-driven training data (the workflow's scatter / gather) ------------------------------------
-
-def inferencer_from_config(section: dict, name: str = "study") -> tuple[Inferencer, dict, Dataset]:
-    """An Inferencer (prior set), the validated ``infer`` settings and the dataset from the config section
-    of study ``name`` (keys model, data, simulate, infer; see INFER_KEYS)."""
-    where = f"studies.{name}"
-    if not isinstance(section, dict) or "infer" not in section:
-        raise ConfigError(f"{where}.infer: missing (the settings of simulation-based inference)")
-    infer = _check_keys(section["infer"], INFER_KEYS, f"{where}.infer")
-    study = Study.from_config({"studies": {name: {k: v for k, v in section.items() if k != "infer"}}}, name)
-    model, dataset = study.model(), study.dataset()
-    simulate_section = _check_keys(section.get("simulate") or {}, SECTIONS["simulate"], f"{where}.simulate")
-    spec = models.SPECS.get(section["model"].get("builtin") or "")
-    init = {**(spec.init if spec else {}), **simulate_section["init"]}
-    bounds = dict(infer["bounds"])
-    for p in model.parameters:  # parameters without bounds are fixed at simulate.params (or the built-in default)
-        if p not in bounds:
-            if p in simulate_section["params"]:
-                bounds[p] = simulate_section["params"][p]
-            elif spec and p in spec.defaults:
-                bounds[p] = spec.defaults[p]
-    output = dict(dataset.outputs)
-    if infer["features"] and SPIKES in infer["features"]:
-        if infer["spike_threshold"] is None or not output:
-            raise ConfigError(f"{where}.infer.spike_threshold: spike features need the data's spike times: give "
-                              f"the voltage threshold of a spike (e.g. '0 mV')")
-        first = next(iter(output.values()))
-        output[SPIKES] = detect_spikes(first, dataset.dt, to_si(infer["spike_threshold"], name="spike_threshold"))
-    method = simulate_section["method"] or (spec.method if spec else None)
-    inferencer = Inferencer(dataset.dt, model, {i: dataset.inputs[i] for i in model.inputs}, output,
-                            features=infer["features"], method=method,
-                            param_init=init, backend=simulate_section["backend"], dtype=simulate_section["dtype"],
-                            seed=infer["seed"], window=infer["window"], batch_size=infer["batch_size"],
-                            threads=infer["threads"], raw_samples=infer["raw_samples"], noise=infer["noise"])
-    try:
-        inferencer.init_prior(**bounds)
-    except ValueError as err:
-        raise ConfigError(f"{where}.infer.bounds: {err}") from None
-    return inferencer, infer, dataset
-
-
-INFER_KEYS = {
-    "bounds": (("object",), REQUIRED),
-    "features": (("object", "null"), None),
-    "window": (("array", "null"), None),
-    "spike_threshold": (("string", "number", "null"), None),
-    "noise": (("object", "null"), None),
-    "n_samples": (("integer",), 10000),
-    "method": (("string",), "NPE"),
-    "density_estimator": (("string",), "maf"),
-    "inference_kwargs": (("object",), {}),
-    "train": (("object",), {}),
-    "posterior": (("object",), {}),
-    "num_posterior_samples": (("integer",), 10000),
-    "sbc_simulations": (("integer",), 0),
-    "seed": (("integer",), 0),
-    "batch_size": (("integer",), 1000),
-    "raw_samples": (("integer",), 256),
-    "threads": (("integer", "null"), None),
-}
-
-
-def _config_hash(section: dict) -> str:
-    return hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def run_training_chunk(config_section: dict, chunk: int, n_chunks: int, out_path, name: str = "study") -> Path:
-    """Simulate chunk ``chunk`` (0 .. n_chunks-1) of a study's training data and write theta, x (.npz, atomic)."""
-    inferencer, infer, _ = inferencer_from_config(config_section, name)
-    theta, x = inferencer.simulate_training_chunk(infer["n_samples"], chunk, n_chunks)
-    start, stop = chunk_range(infer["n_samples"], chunk, n_chunks)
-    meta = {"format": CHUNK_FORMAT, "version": 1, "chunk": chunk, "n_chunks": n_chunks, "start": start, "stop": stop,
-            "n_samples": infer["n_samples"], "seed": infer["seed"], "config_hash": _config_hash(config_section),
-            "param_names": inferencer.param_names, "feature_names": inferencer.feature_names,
-            "n_invalid": int((~np.all(np.isfinite(x), axis=1)).sum())}
-    return atomic_save_npz(out_path, {"theta": theta, "x": x, "__meta__": np.array(json.dumps(meta))})
-
-
-def gather_training_chunks(paths) -> tuple[np.ndarray, np.ndarray]:
-    """(theta, x) of all chunks, in chunk order: exactly the arrays of one unchunked run."""
-    parts = []
-    for path in paths:
-        with np.load(path, allow_pickle=False) as f:
-            if "__meta__" not in f.files:
-                raise ValueError(f"{path}: not a training chunk (written by run_training_chunk)")
-            meta = json.loads(str(f["__meta__"]))
-            parts.append((meta, f["theta"], f["x"], str(path)))
-    if not parts:
-        raise ValueError("gather_training_chunks: no chunk files given")
-    first = parts[0][0]
-    for meta, _, _, path in parts:
-        for key in ("n_chunks", "n_samples", "seed", "config_hash"):
-            if meta[key] != first[key]:
-                raise ValueError(f"{path}: {key} = {meta[key]!r} but {parts[0][3]} has {first[key]!r}; "
-                                 f"all chunks must come from one run")
-    found = sorted(meta["chunk"] for meta, *_ in parts)
-    if found != list(range(first["n_chunks"])):
-        missing = sorted(set(range(first["n_chunks"])) - set(found))
-        raise ValueError(f"gather_training_chunks: chunks {found} given; need each of 0 .. {first['n_chunks'] - 1} "
-                         f"once" + (f" (missing {missing})" if missing else ""))
-    parts.sort(key=lambda p: p[0]["chunk"])
-    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
-
-
-def run_inference(config_section: dict, chunk_paths, out_dir, name: str = "study") -> dict:
-    """Gather training chunks, train, and write the posterior (posterior.pt), samples (samples.parquet,
-    SI), pairplot.png, predictive.png, summary.json, and with ``infer.sbc_simulations`` > 0 the
-    calibration (sbc_ranks.png, coverage.png) into ``out_dir``; returns {name: path}."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    from . import diagnostics
-    from .io import atomic_write_json
-    from .plots import save_figure
-    out_dir = Path(out_dir)
-    inferencer, infer, dataset = inferencer_from_config(config_section, name)
-    theta, x = gather_training_chunks(chunk_paths)
-    if theta.shape[1] != len(inferencer.param_names) or x.shape[1] != len(inferencer.feature_names):
-        raise ValueError(f"training chunks hold {theta.shape[1]} parameters and {x.shape[1]} features; the study "
-                         f"infers {len(inferencer.param_names)} with {len(inferencer.feature_names)} features")
-    inference = inferencer.init_inference(infer["method"], infer["density_estimator"], **infer["inference_kwargs"])
-    inferencer.infer_step(inferencer.prior, inference, theta=theta, x=x, train_kwargs=infer["train"],
-                          posterior_kwargs=infer["posterior"])
-    paths = {"posterior": out_dir / "posterior.pt", "samples": out_dir / "samples.parquet",
-             "pairplot": out_dir / "pairplot.png", "predictive": out_dir / "predictive.png",
-             "summary": out_dir / "summary.json"}
-    inferencer.save_posterior(paths["posterior"])
-    samples = inferencer.sample((infer["num_posterior_samples"],))
-    buffer = io.BytesIO()
-    pd.DataFrame(samples, columns=inferencer.param_names).to_parquet(buffer, index=False)
-    atomic_write_bytes(paths["samples"], buffer.getvalue())
-    fig, _ = inferencer.pairplot(samples, limits={p: list(b) for p, b in inferencer.bounds.items()})
-    save_figure(fig, paths["pairplot"])
-    plt.close(fig)
-    var = inferencer.features.trace_vars[0] if inferencer.features.trace_vars else next(iter(inferencer.output), None)
-    if var is not None:
-        predicted = inferencer.generate_traces(n_samples=50, output_var=var, reduce=None)
-        t = np.arange(inferencer.n_steps) * inferencer.dt
-        save_figure(diagnostics.plot_predictive(t, inferencer.output[var], predicted, inferencer.input, var=var,
-                                                units=dataset.units), paths["predictive"])
-    else:
-        del paths["predictive"]
-    summary = {"n_simulations": int(theta.shape[0]), "n_invalid": inferencer.n_invalid, "method": infer["method"],
-               "parameters": {p: {"mean": float(samples[:, k].mean()), "median": float(np.median(samples[:, k])),
-                                  "q05": float(np.quantile(samples[:, k], 0.05)),
-                                  "q95": float(np.quantile(samples[:, k], 0.95))}
-                              for k, p in enumerate(inferencer.param_names)}}
-    if infer["sbc_simulations"] > 0:
-        result = diagnostics.simulation_based_calibration(inferencer, infer["sbc_simulations"],
-                                                          num_posterior_samples=1000, seed=infer["seed"] + 1)
-        coverage = result.coverage()
-        paths["sbc_ranks"], paths["coverage"] = out_dir / "sbc_ranks.png", out_dir / "coverage.png"
-        save_figure(diagnostics.plot_rank_histograms(result, inferencer.param_names), paths["sbc_ranks"])
-        save_figure(diagnostics.plot_coverage(diagnostics.LEVELS, coverage, inferencer.param_names,
-                                              result.ranks.shape[0]), paths["coverage"])
-        summary["coverage"] = {"levels": diagnostics.LEVELS.round(2).tolist(),
-                               **{p: coverage[:, k].tolist() for k, p in enumerate(inferencer.param_names)},
-                               "n_tests": int(result.ranks.shape[0]), "n_invalid": result.n_invalid}
-    atomic_write_json(paths["summary"], summary)
-    return paths

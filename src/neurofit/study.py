@@ -13,7 +13,8 @@ The keys, types and defaults of a config live in ONE place, the JSON schema ship
 against it (``snakemake.utils.validate``), and this module validates the one study a command needs
 against the same file (``jsonschema``, defaults filled in), so that ``neurofit`` run by hand gives the
 same one-line errors naming the key path. Checks a schema cannot express (model choice, units,
-parameter names) follow in ``Study`` and in the modules that read a section (``fit_study``).
+parameter names) follow in ``Study`` and in the modules that read a section (``fit_study``,
+``inference``).
 Data paths are relative to the working directory (the one Snakemake runs in).
 """
 from __future__ import annotations
@@ -29,10 +30,7 @@ import yaml
 from . import models
 from .data import Dataset, load_dataset
 from .model import Model
-from .units import UnitError, to_si
-
-REQUIRED = object()  # marks a key without a default
-
+from .units import TIME, UnitError, to_si
 
 class ConfigError(ValueError):
     """A config file or section that is not valid (the message names the key path)."""
@@ -83,73 +81,7 @@ def validate_config(doc: dict, label: str | None = "config") -> dict:
     return doc
 
 
-def _resolve(prop: dict) -> dict:
-    while "$ref" in prop and "type" not in prop:
-        prop = SCHEMA["$defs"][prop["$ref"].split("/")[-1]]
-    return prop
-
-
-def _keys_of(node: dict) -> dict[str, tuple]:
-    """name -> (allowed JSON types, default or REQUIRED) of an object node of the schema."""
-    required = set(node.get("required", []))
-    spec = {}
-    for key, prop in node["properties"].items():
-        types = _resolve(prop)["type"]
-        types = (types,) if isinstance(types, str) else tuple(types)
-        spec[key] = (types, copy.deepcopy(prop["default"]) if "default" in prop
-                     else REQUIRED if key in required else None)
-    return spec
-
-
-# Views of the schema for code that checks one section by hand (e.g. neurofit.inference): derived from
-# the schema, never written out a second time.
-SCHEMA = load_schema()
-STUDY_KEYS: dict[str, tuple] = _keys_of(SCHEMA["$defs"]["study"])
-SECTIONS: dict[str, dict[str, tuple]] = {
-    key: _keys_of(_resolve(prop)) for key, prop in SCHEMA["$defs"]["study"]["properties"].items()
-    if "properties" in _resolve(prop)}
-
-# --- checking one section by hand against a (types, default) spec such as SECTIONS["simulate"] ------
-_PY_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "object": dict,
-             "array": list, "null": type(None)}
-
-
-def _type_ok(value, types) -> bool:
-    for t in types:
-        if t in ("number", "integer") and isinstance(value, bool):
-            continue
-        if isinstance(value, _PY_TYPES[t]):
-            return True
-    return False
-
-
-def _describe(value) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
-            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
-
-
-def _check_keys(section: dict, spec: dict, where: str) -> dict:
-    """``section`` with defaults filled in; ConfigError for unknown keys, wrong types, missing keys.
-
-    For sections that are not (yet) in the schema; a section of the schema is checked by
-    ``validate_config``, which also checks enums, ranges and nested keys."""
-    if not isinstance(section, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {_describe(section)}")
-    unknown = sorted(set(section) - set(spec))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (valid keys: {', '.join(spec)})")
-    out = {}
-    for key, (types, default) in spec.items():
-        if key not in section:
-            if default is REQUIRED:
-                raise ConfigError(f"{where}.{key}: missing (required)")
-            out[key] = copy.deepcopy(default)
-            continue
-        value = section[key]
-        if not _type_ok(value, types):
-            raise ConfigError(f"{where}.{key}: {value!r} is {_describe(value)}; expected {' or '.join(types)}")
-        out[key] = copy.deepcopy(value)
-    return out
+SCHEMA = load_schema()  # for reading descriptions and defaults; validate with validate_config
 
 
 def read_config(path=None, text: str | None = None) -> tuple[dict, str]:
@@ -168,7 +100,7 @@ def read_config(path=None, text: str | None = None) -> tuple[dict, str]:
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{origin}:{line} not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(doc, dict):
-        raise ConfigError(f"{origin}: expected a mapping with a 'studies' key, got {_describe(doc)}")
+        raise ConfigError(f"{origin}: expected a mapping with a 'studies' key, got {type(doc).__name__}")
     return doc, origin
 
 
@@ -266,16 +198,24 @@ class Study:
     @property
     def data_files(self) -> list[str]:
         """Recorded files the study reads (inputs of the workflow rules)."""
-        d = self.section.get("data") or {"inputs": {}, "outputs": {}}
+        d = self.section.get("data") or {}
+        if "synthetic" in d:
+            return []
         files = []
         for role in ("inputs", "outputs"):
-            for name, spec in d[role].items():
+            for name, spec in (d.get(role) or {}).items():
                 if isinstance(spec, dict) and isinstance(spec.get("path"), str):
                     files.append(spec["path"])
         return files
 
     def dataset(self) -> Dataset:
+        """The recordings: read from the files under data.inputs/outputs, or generated by data.synthetic."""
         d = self._require("data")
+        if "synthetic" in d:
+            if d.get("inputs") or d["outputs"]:
+                raise ConfigError(f"{self.where('data')}: give inputs (recorded files) or synthetic (generated), "
+                                  f"not both")
+            return self._synthetic_dataset(d)
         for role in ("inputs", "outputs"):
             for name, spec in d[role].items():
                 path = spec.get("path") if isinstance(spec, dict) else None
@@ -285,6 +225,32 @@ class Study:
                     raise ConfigError(f"{self.where('data', role, name, 'path')}: {path}: file not found{hint}")
         return load_dataset(inputs=d["inputs"], outputs=d["outputs"], dt=d["dt"])
 
+    def _synthetic_dataset(self, d: dict) -> Dataset:
+        """data.synthetic: the model simulated at the ground truth (built-in defaults for the rest)."""
+        from .synthetic import synthetic_dataset  # it imports ConfigError from here
+
+        model = self.model()
+        s = d["synthetic"]
+        truth = self.section["ground_truth"]
+        unknown = [p for p in truth if p not in model.parameters]
+        if unknown:
+            raise ConfigError(f"{self.where('ground_truth', unknown[0])}: not a parameter of the model "
+                              f"(parameters: {', '.join(model.parameters) or 'none'})")
+        params = {**self._default_params(model), **truth}
+        missing = [p for p in model.parameters if p not in params]
+        if missing:
+            raise ConfigError(f"{self.where('ground_truth')}: missing value for {', '.join(missing)} (synthetic "
+                              f"data are simulated at the ground truth; only built-in models have defaults)")
+        params = {p: self._quantity(v, model, p, ("ground_truth", p)) for p, v in params.items()}
+        try:
+            dt = to_si(d["dt"], TIME, name=self.where("data", "dt"))
+        except UnitError as err:
+            raise ConfigError(str(err)) from None
+        spec = self.builtin
+        settings = dict(s, init=self._initial_values(model, s["init"], ("data", "synthetic", "init")),
+                        method=s["method"] or (spec.method if spec is not None else None))
+        return synthetic_dataset(model, settings, dt, params, self.where("data", "synthetic"))
+
     # --- simulation ------------------------------------------------------------------------------
     def simulation_settings(self, model: Model, dataset: Dataset) -> dict:
         """Keyword arguments of ``neurofit.simulate`` (without the model) from the 'simulate' section."""
@@ -292,11 +258,7 @@ class Study:
         if s is None:
             raise ConfigError(f"{self.where('simulate')}: missing (this study has no simulate section)")
         spec = self.builtin
-        params = {}
-        if spec is not None:
-            params.update({p: v for p, v in spec.defaults.items() if p in model.parameters})
-            free = self.section["model"]["free"]
-            params.update({c: spec.constants[c][0] for c in free})
+        params = self._default_params(model)
         params.update(s["params"])
         unknown = [p for p in s["params"] if p not in model.parameters]
         if unknown:
@@ -306,13 +268,7 @@ class Study:
         if missing:
             raise ConfigError(f"{self.where('simulate', 'params')}: missing value for {', '.join(missing)}")
         params = {p: self._quantity(v, model, p, ("simulate", "params", p)) for p, v in params.items()}
-        init = dict(spec.init) if spec is not None else {}
-        init.update(s["init"])
-        bad = [k for k in init if k not in model.states]
-        if bad:
-            raise ConfigError(f"{self.where('simulate', 'init', bad[0])}: not a state variable "
-                              f"(states: {', '.join(model.states)})")
-        init = {k: self._init_value(v, model, k) for k, v in init.items()}
+        init = self._initial_values(model, s["init"], ("simulate", "init"))
         missing_inputs = [i for i in model.inputs if i not in dataset.inputs]
         if missing_inputs:
             raise ConfigError(f"{self.where('data', 'inputs')}: the model needs input(s) {', '.join(missing_inputs)} "
@@ -339,10 +295,31 @@ class Study:
                 raise ConfigError(str(err)) from None
         return out if isinstance(value, list) else out[0]
 
-    def _init_value(self, value, model: Model, state: str):
+    def _default_params(self, model: Model) -> dict:
+        """The built-in's typical values of the model's parameters, freed constants at their constant's value
+        (nothing for equations)."""
+        spec = self.builtin
+        if spec is None:
+            return {}
+        params = {p: v for p, v in spec.defaults.items() if p in model.parameters}
+        params.update({c: spec.constants[c][0] for c in self.section["model"]["free"]})
+        return params
+
+    def _initial_values(self, model: Model, given: dict, keys: tuple) -> dict:
+        """The built-in's initial values overridden by ``given`` (the section at ``keys``), SI where a quantity."""
+        spec = self.builtin
+        init = dict(spec.init) if spec is not None else {}
+        init.update(given)
+        bad = [k for k in init if k not in model.states]
+        if bad:
+            raise ConfigError(f"{self.where(*keys, bad[0])}: not a state variable "
+                              f"(states: {', '.join(model.states)})")
+        return {k: self._init_value(v, model, k, keys) for k, v in init.items()}
+
+    def _init_value(self, value, model: Model, state: str, keys: tuple):
         if isinstance(value, str):
             try:
-                return to_si(value, model.dimensions.get(state), name=self.where("simulate", "init", state))
+                return to_si(value, model.dimensions.get(state), name=self.where(*keys, state))
             except UnitError as err:
                 if "has units of" in str(err):
                     raise ConfigError(str(err)) from None

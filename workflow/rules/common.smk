@@ -2,6 +2,7 @@
 from snakemake.exceptions import WorkflowError
 
 from neurofit.fit_study import FitPlan, refine_enabled, run_names
+from neurofit.inference_study import CALIBRATION_FILES, INFERENCE_FILES, check_infer_section
 from neurofit.rate_section import OUTPUTS as RATE_OUTPUTS, rate_settings
 from neurofit.reduction_study import (
     FIGURES as REDUCTION_FIGURES,
@@ -24,7 +25,7 @@ for _name in RUN:
 
 # The package checks each section once more (model choice, built-in names): still before any job.
 # A fit section's parameter names, units and bounds need the model (no data, no optimizer library);
-# so do a reduction's; a rate section's ranges and chunks need nothing.
+# so do a reduction's and an infer section's prior; a rate section's ranges and chunks need nothing.
 REDUCTIONS = {}
 try:
     STUDIES = {
@@ -37,6 +38,8 @@ try:
             rate_settings(_study)
         if _study.section.get("reduction") is not None:
             REDUCTIONS[_study.name] = ReductionPlan(_study)
+        if _study.section.get("infer") is not None:
+            check_infer_section(_study)
 except ConfigError as err:
     raise WorkflowError(f"config: {err}")
 
@@ -175,6 +178,39 @@ def reduction_figure(kind, description):
         f"{RESULTS}/{{study}}/figures/reduction_{kind}.png",
         caption=f"../report/reduction_{kind}.rst",
         category="Model reduction",
+        subcategory="{study}",
+        labels={"study": "{study}", "figure": description},
+    )
+
+
+# Simulation-based inference (used by infer.smk).
+def infer_section(study):
+    return study_section(study).get("infer")
+
+
+def infer_chunk_files(study):
+    """Every chunk of the study's training data (the scatter of simulate_training, gathered by infer)."""
+    return [
+        f"{RESULTS}/{study}/infer/chunks/chunk_{i}.npz"
+        for i in range(infer_section(study)["n_chunks"])
+    ]
+
+
+def infer_targets(study):
+    section = infer_section(study)
+    if section is None:
+        return []
+    names = list(INFERENCE_FILES)
+    if section["sbc_simulations"] > 0:
+        names += CALIBRATION_FILES
+    return [f"{RESULTS}/{study}/infer/{name}" for name in names]
+
+
+def infer_figure(name, description):
+    return report(
+        f"{RESULTS}/{{study}}/infer/{name}.png",
+        caption=f"../report/infer_{name}.rst",
+        category="Inference",
         subcategory="{study}",
         labels={"study": "{study}", "figure": description},
     )

@@ -6,4 +6,5 @@ Modules import heavy dependencies inside ``run`` so that ``neurofit --help`` sta
 Add a new step of the workflow (fit, refine, infer, audit, ...) by adding a module and its
 name to ``MODULES``.
 """
-MODULES = ("prepare", "simulate", "figures", "fit", "refine", "summarize", "fit_figures", "audit", "rate_chunk", "rate_study", "reduce", "plot_reduction")
+MODULES = ("prepare", "simulate", "figures", "fit", "refine", "summarize", "fit_figures", "audit", "rate_chunk",
+           "rate_study", "reduce", "plot_reduction", "infer", "calibrate")

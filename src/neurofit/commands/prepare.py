@@ -30,6 +30,9 @@ def run(args) -> int:
         if study.section.get("fit") is not None:
             from ..fit_study import FitPlan
             FitPlan(study, model).check(dataset)  # ... and before any fit job (data, metric, every optimizer)
+        if study.section.get("infer") is not None:
+            from ..inference_study import inferencer_from_config
+            inferencer_from_config(study, dataset)[0].x_o  # ... and before any training job (prior, data features)
         frozen = yaml.safe_dump(study.to_config(), sort_keys=False, default_flow_style=False, allow_unicode=True)
         atomic_write_text(args.output_config, frozen)
         dataset.save_npz(args.output_data)

@@ -1,0 +1,255 @@
+"""A study's ``infer`` section → simulation-based inference in workflow jobs (scatter / gather).
+
+``run_training_chunk`` simulates one chunk of the training data (→ .npz with theta, x), any number of
+which ``gather_training_chunks`` joins into exactly the arrays of one unchunked run; ``run_inference``
+trains and writes the posterior, samples and figures; ``run_calibration`` checks the posterior by
+simulation-based calibration. ``check_infer_section`` is the cheap check the workflow runs before any
+job. Keys and defaults of the section: the config schema. torch is imported only by the jobs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .data import Dataset
+from .bounds import BoundsError, parse_bounds
+from .io import atomic_save_npz, atomic_write_bytes
+from .study import ConfigError, Study, validate_config
+from .units import to_si
+
+if TYPE_CHECKING:
+    from .inference import Inferencer
+
+CHUNK_FORMAT = "neurofit.training_chunk"
+INFERENCE_FILES = ("posterior.pt", "samples.parquet", "summary.json", "pairplot.png", "predictive.png")
+CALIBRATION_FILES = ("sbc_ranks.png", "coverage.png", "calibration.json")
+
+
+class TrainingDataError(ValueError):
+    """Training-data chunks that cannot be gathered (the message names the file)."""
+
+
+TRAINING_KEYS = ("bounds", "features", "window", "spike_threshold", "noise", "n_samples", "seed", "batch_size",
+                 "raw_samples")  # the infer settings that determine the training data
+
+
+def _simulation(study: Study) -> dict:
+    """The study's simulate section with defaults filled in (all defaults when it has none)."""
+    section = {**study.section, "simulate": study.section.get("simulate") or {}}
+    return validate_config({"studies": {study.name: section}}, label=None)["studies"][study.name]["simulate"]
+
+
+def _prior_bounds(study: Study, model, simulation: dict) -> dict:
+    """infer.bounds plus a fixed value for every other parameter: simulate.params, else the built-in's default."""
+    spec = study.builtin
+    bounds = dict(study.section["infer"]["bounds"])
+    for p in model.parameters:
+        if p not in bounds:
+            if p in simulation["params"]:
+                bounds[p] = simulation["params"][p]
+            elif spec and p in spec.defaults:
+                bounds[p] = spec.defaults[p]
+    return bounds
+
+
+def check_infer_section(study: Study) -> None:
+    """Before any job (no data, no torch): the prior names parameters of the model, with valid ranges, and
+    spike features have a spike threshold. ConfigError naming the key otherwise."""
+    from .features import SPIKES
+    model = study.model()
+    infer = study.section["infer"]
+    try:
+        parse_bounds(_prior_bounds(study, model, _simulation(study)), model.parameters, allow_fixed=True,
+                     dimensions=model.dimensions, where=lambda name: study.where("infer", "bounds", name))
+    except BoundsError as err:
+        raise ConfigError(f"{study.where('infer', 'bounds')}: {err}" if str(err).startswith("no ") else str(err)) \
+            from None
+    if infer["features"] and SPIKES in infer["features"] and infer["spike_threshold"] is None:
+        raise ConfigError(f"{study.where('infer', 'spike_threshold')}: spike features need the data's spike "
+                          f"times: give the voltage threshold of a spike (e.g. '0 mV')")
+
+
+def inferencer_from_config(study: Study, dataset: Dataset | None = None) -> tuple["Inferencer", dict, Dataset]:
+    """An Inferencer (prior set), the study's ``infer`` settings (defaults filled in) and the dataset, for a
+    study with an ``infer`` section; ``dataset`` (e.g. data.npz of ``neurofit prepare``) replaces reading
+    the recordings. Simulation settings (init, method, backend, dtype) come from its ``simulate`` section."""
+    from .features import SPIKES, detect_spikes
+    from .inference import Inferencer
+    infer = study.section.get("infer")
+    if infer is None:
+        raise ConfigError(f"{study.where('infer')}: missing (the settings of simulation-based inference)")
+    check_infer_section(study)
+    model = study.model()
+    dataset = dataset if dataset is not None else study.dataset()
+    simulation = _simulation(study)
+    spec = study.builtin
+    init = {**(spec.init if spec else {}), **simulation["init"]}
+    output = dict(dataset.outputs)
+    if infer["features"] and SPIKES in infer["features"]:
+        if not output:
+            raise ConfigError(f"{study.where('infer', 'features')}: spike features need a recorded voltage "
+                              f"(data outputs)")
+        first = next(iter(output.values()))
+        output[SPIKES] = detect_spikes(first, dataset.dt, to_si(infer["spike_threshold"], name="spike_threshold"))
+    missing = [i for i in model.inputs if i not in dataset.inputs]
+    if missing:
+        raise ConfigError(f"{study.where('data', 'inputs')}: the model needs input(s) {', '.join(missing)} "
+                          f"(given: {', '.join(dataset.inputs) or 'none'})")
+    method = simulation["method"] or (spec.method if spec else None)
+    try:
+        inferencer = Inferencer(dataset.dt, model, {i: dataset.inputs[i] for i in model.inputs}, output,
+                                features=infer["features"], method=method, param_init=init,
+                                backend=simulation["backend"], dtype=simulation["dtype"], seed=infer["seed"],
+                                window=infer["window"], batch_size=infer["batch_size"], threads=infer["threads"],
+                                raw_samples=infer["raw_samples"], noise=infer["noise"])
+        inferencer.init_prior(**_prior_bounds(study, model, simulation))
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{study.where('infer')}: {err}") from None
+    return inferencer, infer, dataset
+
+
+def _training_hash(study: Study) -> str:
+    """Hash of what determines a study's training data (not threads, chunking or training settings)."""
+    section = study.section
+    what = {"model": section.get("model"), "data": section.get("data"), "simulate": section.get("simulate"),
+            "infer": {k: section["infer"][k] for k in TRAINING_KEYS}}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_training_chunk(study: Study, chunk: int, n_chunks: int, out_path, dataset: Dataset | None = None) -> Path:
+    """Simulate chunk ``chunk`` (0 .. n_chunks-1) of a study's training data and write theta, x (.npz, atomic)."""
+    from .inference import chunk_range
+    inferencer, infer, _ = inferencer_from_config(study, dataset)
+    theta, x = inferencer.simulate_training_chunk(infer["n_samples"], chunk, n_chunks)
+    start, stop = chunk_range(infer["n_samples"], chunk, n_chunks)
+    meta = {"format": CHUNK_FORMAT, "version": 1, "chunk": chunk, "n_chunks": n_chunks, "start": start, "stop": stop,
+            "n_samples": infer["n_samples"], "seed": infer["seed"], "config_hash": _training_hash(study),
+            "param_names": inferencer.param_names, "feature_names": inferencer.feature_names,
+            "n_invalid": int((~np.all(np.isfinite(x), axis=1)).sum())}
+    return atomic_save_npz(out_path, {"theta": theta, "x": x, "__meta__": np.array(json.dumps(meta))})
+
+
+def read_chunk_meta(path) -> dict:
+    """The metadata of a training chunk (chunk, n_chunks, start, stop, n_samples, seed, names, n_invalid)."""
+    try:
+        archive = np.load(path, allow_pickle=False)  # a missing file raises FileNotFoundError (names the path)
+    except ValueError:
+        archive = None
+    meta = {}
+    if isinstance(archive, np.lib.npyio.NpzFile):
+        with archive:
+            if "__meta__" in archive.files:
+                meta = json.loads(str(archive["__meta__"]))
+    if meta.get("format") != CHUNK_FORMAT:
+        raise TrainingDataError(f"{path}: not a training chunk (written by 'neurofit simulate --chunk')")
+    return meta
+
+
+def gather_training_chunks(paths, study: Study | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(theta, x) of all chunks, in chunk order: exactly the arrays of one unchunked run. With ``study``,
+    the chunks must have been simulated for its current training settings."""
+    parts = []
+    for path in paths:
+        meta = read_chunk_meta(path)
+        with np.load(path, allow_pickle=False) as f:
+            parts.append((meta, f["theta"], f["x"], str(path)))
+    if not parts:
+        raise TrainingDataError("gather_training_chunks: no chunk files given")
+    first = parts[0][0]
+    for meta, _, _, path in parts:
+        for key in ("n_chunks", "n_samples", "seed", "config_hash"):
+            if meta[key] != first[key]:
+                raise TrainingDataError(f"{path}: {key} = {meta[key]!r} but {parts[0][3]} has {first[key]!r}; "
+                                        f"all chunks must come from one run")
+    if study is not None and first["config_hash"] != _training_hash(study):
+        raise TrainingDataError(f"{parts[0][3]}: simulated for other settings than study '{study.name}' has now "
+                                f"(model, data, simulate or infer's prior, features, noise, n_samples, seed); "
+                                f"simulate the chunks again")
+    found = sorted(meta["chunk"] for meta, *_ in parts)
+    if found != list(range(first["n_chunks"])):
+        missing = sorted(set(range(first["n_chunks"])) - set(found))
+        raise TrainingDataError(f"gather_training_chunks: chunks {found} given; need each of 0 .. {first['n_chunks'] - 1} "
+                             f"once" + (f" (missing {missing})" if missing else ""))
+    parts.sort(key=lambda p: p[0]["chunk"])
+    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+
+
+def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = None) -> dict:
+    """Gather training chunks, train, and write the posterior (posterior.pt), samples (samples.parquet,
+    SI), pairplot.png, predictive.png and summary.json into ``out_dir``; returns {name: path}."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from . import diagnostics
+    from .io import atomic_write_json
+    from .plots import save_figure
+    out_dir = Path(out_dir)
+    inferencer, infer, dataset = inferencer_from_config(study, dataset)
+    theta, x = gather_training_chunks(chunk_paths, study)
+    if theta.shape[1] != len(inferencer.param_names) or x.shape[1] != len(inferencer.feature_names):
+        raise TrainingDataError(f"training chunks hold {theta.shape[1]} parameters and {x.shape[1]} features; the "
+                             f"study infers {len(inferencer.param_names)} with {len(inferencer.feature_names)} "
+                             f"features")
+    inference = inferencer.init_inference(infer["method"], infer["density_estimator"], **infer["inference_kwargs"])
+    inferencer.infer_step(inferencer.prior, inference, theta=theta, x=x, train_kwargs=infer["train"],
+                          posterior_kwargs=infer["posterior"])
+    paths = {name: out_dir / name for name in INFERENCE_FILES}
+    inferencer.save_posterior(paths["posterior.pt"])
+    samples = inferencer.sample((infer["num_posterior_samples"],))
+    buffer = io.BytesIO()
+    pd.DataFrame(samples, columns=inferencer.param_names).to_parquet(buffer, index=False)
+    atomic_write_bytes(paths["samples.parquet"], buffer.getvalue())
+    fig, _ = inferencer.pairplot(samples, points=_truth(study, inferencer),
+                                 limits={p: list(b) for p, b in inferencer.bounds.items()})
+    save_figure(fig, paths["pairplot.png"])
+    plt.close(fig)
+    var = inferencer.features.trace_vars[0] if inferencer.features.trace_vars else next(iter(inferencer.output))
+    predicted = inferencer.generate_traces(n_samples=50, output_var=var, reduce=None)
+    t = np.arange(inferencer.n_steps) * inferencer.dt
+    save_figure(diagnostics.plot_predictive(t, inferencer.output[var], predicted, inferencer.input, var=var,
+                                            units=dataset.units), paths["predictive.png"])
+    summary = {"n_simulations": int(theta.shape[0]), "n_invalid": inferencer.n_invalid, "method": infer["method"],
+               "parameters": {p: {"mean": float(samples[:, k].mean()), "median": float(np.median(samples[:, k])),
+                                  "q05": float(np.quantile(samples[:, k], 0.05)),
+                                  "q95": float(np.quantile(samples[:, k], 0.95))}
+                              for k, p in enumerate(inferencer.param_names)}}
+    atomic_write_json(paths["summary.json"], summary)
+    return paths
+
+
+def _truth(study: Study, inferencer: "Inferencer") -> dict | None:
+    """The study's ground truth of the inferred parameters (for the pairplot); None when not all known."""
+    truth = study.section.get("ground_truth") or {}
+    return {p: truth[p] for p in inferencer.param_names} if all(p in truth for p in inferencer.param_names) else None
+
+
+def run_calibration(study: Study, posterior_path, out_dir, dataset: Dataset | None = None) -> dict:
+    """Simulation-based calibration of a study's posterior (``infer.sbc_simulations`` test simulations from
+    the prior): write sbc_ranks.png, coverage.png and calibration.json into ``out_dir``; returns {name: path}."""
+    from . import diagnostics
+    from .io import atomic_write_json
+    from .plots import save_figure
+    inferencer, infer, _ = inferencer_from_config(study, dataset)
+    if infer["sbc_simulations"] < 1:
+        raise ConfigError(f"{study.where('infer', 'sbc_simulations')}: 0; give the number of test simulations "
+                          f"(e.g. 200) to calibrate the posterior")
+    inferencer.load_posterior(posterior_path)
+    result = diagnostics.simulation_based_calibration(inferencer, infer["sbc_simulations"],
+                                                      num_posterior_samples=1000, seed=infer["seed"] + 1)
+    coverage = result.coverage()
+    out_dir = Path(out_dir)
+    paths = {name: out_dir / name for name in CALIBRATION_FILES}
+    save_figure(diagnostics.plot_rank_histograms(result, inferencer.param_names), paths["sbc_ranks.png"])
+    save_figure(diagnostics.plot_coverage(diagnostics.LEVELS, coverage, inferencer.param_names,
+                                          result.ranks.shape[0]), paths["coverage.png"])
+    atomic_write_json(paths["calibration.json"], {
+        "levels": diagnostics.LEVELS.round(2).tolist(),
+        "coverage": {p: coverage[:, k].tolist() for k, p in enumerate(inferencer.param_names)},
+        "n_tests": int(result.ranks.shape[0]), "n_invalid": result.n_invalid, "num_posterior_samples": 1000})
+    return paths

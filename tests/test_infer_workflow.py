@@ -1,0 +1,174 @@
+"""`neurofit simulate --chunk` / `infer` / `calibrate` and the inference stage of the workflow.
+
+Subject: a noisy rate model (tau dr/dt = -r + F(I_ext)), a and theta inferred from three step responses
+with NPE (MDN); small sizes so that every command runs in seconds on one torch thread.
+"""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neurofit import Model, simulate
+from neurofit.cli import main
+from neurofit.inference_study import (CALIBRATION_FILES, INFERENCE_FILES, gather_training_chunks,
+                                      inferencer_from_config, read_chunk_meta)
+from neurofit.provenance import check_manifest, read_manifest
+from neurofit.stimuli import steps
+from neurofit.study import Study
+from helpers import run_cli, snakemake, write_yaml
+
+RATE_EQS = """
+dr/dt = (-r + 1/(1 + exp(-a*(I_ext - theta))) - 1/(1 + exp(a*theta)))/tau + sigma*xi*tau**-0.5 : 1
+a : 1 (constant)
+theta : 1 (constant)
+"""
+TRUTH = {"a": 1.2, "theta": 2.8}
+N_SAMPLES = 240
+
+
+def rate_config(folder, **infer) -> dict:
+    """A study 'rate' on recordings written into ``folder`` (three steps, the truth, seed 123)."""
+    current = steps(400, 0.5e-3, [1.0, 2.0, 4.0], "20 ms", "200 ms")
+    model = Model(RATE_EQS, namespace={"tau": "10 ms", "sigma": 0.05})
+    result = simulate(model, TRUTH, {"I_ext": current}, 0.5e-3, init={"r": 0.0}, record="r", method="euler", seed=123)
+    np.save(folder / "input.npy", current)
+    np.save(folder / "output.npy", result.traces["r"][0])
+    section = {"bounds": {"a": [0.5, 2.0], "theta": [1.0, 4.0]}, "features": {"r": ["v_mean", "v_std"]},
+               "window": ["40 ms", "200 ms"], "noise": {"r": 0.01}, "n_samples": N_SAMPLES, "n_chunks": 3,
+               "density_estimator": "mdn", "batch_size": 50, "num_posterior_samples": 400, "seed": 7}
+    section.update(infer)
+    return {"studies": {"rate": {
+        "ground_truth": TRUTH,
+        "model": {"equations": RATE_EQS, "namespace": {"tau": "10 ms", "sigma": 0.05}, "inputs": ["I_ext"]},
+        "data": {"dt": "0.5 ms", "inputs": {"I_ext": {"path": str(folder / "input.npy"), "unit": "1"}},
+                 "outputs": {"r": {"path": str(folder / "output.npy"), "unit": "1"}}},
+        "simulate": {"params": TRUTH, "init": {"r": 0}, "method": "euler"},
+        "infer": section}}}
+
+
+def cli(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory):
+    """Three chunks (written out of order), then infer and calibrate on them, through the CLI."""
+    work = tmp_path_factory.mktemp("infer")
+    config = write_yaml(work / "config.yaml", rate_config(work, sbc_simulations=40))
+    chunks = [work / "chunks" / f"chunk_{i}.npz" for i in range(3)]
+    for i in (2, 0, 1):
+        assert cli("simulate", "--config", config, "--study", "rate", "--chunk", i,
+                       "--output", chunks[i]) == 0
+    out = work / "infer"
+    assert cli("infer", "--config", config, "--study", "rate", "--chunks", *chunks[::-1],
+                   "--output-dir", out) == 0
+    assert cli("calibrate", "--config", config, "--study", "rate", "--posterior",
+                   out / "posterior.pt", "--output-dir", out) == 0
+    return {"work": work, "config": config, "chunks": chunks, "out": out}
+
+
+def test_cli_chunks_equal_one_unchunked_run(commands):
+    study = Study.load("rate", path=commands["config"])
+    inferencer, infer, _ = inferencer_from_config(study)
+    theta = inferencer.generate_training_data(N_SAMPLES)
+    x = inferencer.extract_summary_statistics(theta)
+    gathered = gather_training_chunks(commands["chunks"][::-1])
+    np.testing.assert_array_equal(gathered[0], theta)  # bit for bit: same seed, same draws, same simulations
+    np.testing.assert_array_equal(gathered[1], x)
+    metas = [read_chunk_meta(path) for path in commands["chunks"]]
+    assert [(m["start"], m["stop"]) for m in metas] == [(0, 80), (80, 160), (160, 240)]
+    for path in commands["chunks"]:
+        assert check_manifest(path) is None
+        assert read_manifest(path)["seeds"] == {"infer": 7}
+
+
+def test_other_chunk_counts_gather_to_the_same_arrays(commands, capsys, tmp_path):
+    two = [tmp_path / f"chunk_{i}.npz" for i in range(2)]
+    for i, path in enumerate(two):
+        status, out, _ = run_cli(capsys, "simulate", "--config", commands["config"], "--study", "rate",
+                                 "--chunk", i, "--of", 2, "--output", path)
+        assert status == 0 and f"chunk {i} of 2" in out
+    for a, b in zip(gather_training_chunks(two), gather_training_chunks(commands["chunks"])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_infer_writes_posterior_samples_and_figures(commands):
+    out = commands["out"]
+    for name in INFERENCE_FILES + CALIBRATION_FILES:
+        assert check_manifest(out / name) is None, name
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert list(samples.columns) == ["a", "theta"] and len(samples) == 400
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_simulations"] == N_SAMPLES and summary["n_invalid"] == 0 and summary["method"] == "NPE"
+    for name in ("a", "theta"):
+        assert summary["parameters"][name]["median"] == pytest.approx(samples[name].median(), rel=1e-12)
+        # 240 simulations: a wide posterior, but the truth lies inside its 5-95 % interval
+        assert summary["parameters"][name]["q05"] < TRUTH[name] < summary["parameters"][name]["q95"]
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert calibration["n_tests"] == 40 and calibration["levels"][-1] == 0.95
+    assert min(calibration["coverage"]["a"][-1], calibration["coverage"]["theta"][-1]) >= 0.8
+    manifest = read_manifest(out / "samples.parquet")
+    assert set(map(str, commands["chunks"])) <= set(manifest["inputs"])
+    for name in ("pairplot.png", "predictive.png", "sbc_ranks.png", "coverage.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_chunks_and_seed_give_byte_identical_results(commands, capsys, tmp_path):
+    status, _, _ = run_cli(capsys, "infer", "--config", commands["config"], "--study", "rate", "--chunks",
+                           *commands["chunks"], "--output-dir", tmp_path, "--threads", 1)
+    assert status == 0
+    for name in INFERENCE_FILES:
+        assert (tmp_path / name).read_bytes() == (commands["out"] / name).read_bytes(), name
+
+
+def test_command_errors_are_one_line(commands, capsys, tmp_path):
+    config, chunks = commands["config"], commands["chunks"]
+    base = ["--config", config, "--study", "rate"]
+    cases = [
+        (["simulate", *base, "--chunk", 3, "--output", tmp_path / "c.npz"],
+         "chunk = 3 of n_chunks = 3: need n_chunks >= 1 and 0 <= chunk < n_chunks"),
+        (["simulate", *base, "--of", 2, "--output", tmp_path / "c.npz"], "--of needs --chunk"),
+        (["infer", *base, "--chunks", *chunks[:2], "--output-dir", tmp_path],
+         r"need each of 0 .. 2 once (missing [2])"),
+        (["infer", *base, "--chunks", config, "--output-dir", tmp_path], "not a training chunk"),
+        (["infer", *base, "--chunks", tmp_path / "none.npz", "--output-dir", tmp_path],
+         "none.npz: No such file or directory"),
+    ]
+    for argv, message in cases:
+        status, _, err = run_cli(capsys, *argv)
+        assert status == 2 and err.startswith("neurofit: error: ") and message in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    other = write_yaml(tmp_path / "other.yaml", rate_config(tmp_path, seed=8))
+    status, _, err = run_cli(capsys, "infer", "--config", other, "--study", "rate", "--chunks", *chunks,
+                             "--output-dir", tmp_path)
+    assert status == 2 and "simulated for other settings than study 'rate' has now" in err, err
+    no_infer = rate_config(tmp_path)
+    del no_infer["studies"]["rate"]["infer"]
+    path = write_yaml(tmp_path / "no_infer.yaml", no_infer)
+    status, _, err = run_cli(capsys, "simulate", "--config", path, "--study", "rate", "--chunk", 0,
+                             "--output", tmp_path / "c.npz")
+    assert status == 2 and "studies.rate.infer: missing" in err
+    assert not list(tmp_path.glob("c.npz*"))
+
+
+@pytest.mark.slow
+def test_workflow_runs_the_inference_stage(tmp_path):
+    config = write_yaml(tmp_path / "config.yaml", rate_config(tmp_path, n_chunks=2, sbc_simulations=20))
+    status, log = snakemake("--configfile", config, "--cores", 2, "--dry-run", cwd=tmp_path)
+    assert status == 0, log
+    jobs = {line.split()[0]: int(line.split()[1]) for line in log.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert {k: jobs.get(k) for k in ("prepare", "simulate", "simulate_training", "infer", "calibrate")} == \
+           {"prepare": 1, "simulate": 1, "simulate_training": 2, "infer": 1, "calibrate": 1}, log
+    status, log = snakemake("--configfile", config, "--cores", 2, cwd=tmp_path, timeout=900)
+    assert status == 0, log
+    out = tmp_path / "results" / "rate" / "infer"
+    for name in INFERENCE_FILES + CALIBRATION_FILES:
+        assert check_manifest(out / name) is None, name
+    study = Study.load("rate", path=config)
+    inferencer, _, _ = inferencer_from_config(study)
+    theta, _ = gather_training_chunks(sorted((out / "chunks").glob("chunk_*.npz")))
+    np.testing.assert_array_equal(theta, inferencer.generate_training_data(N_SAMPLES))
+    status, log = snakemake("--configfile", config, "--cores", 2, "--dry-run", cwd=tmp_path)
+    assert status == 0 and "Nothing to be done" in log, log
