@@ -216,6 +216,14 @@ def test_diagnostic_figures():
                 diagnostics.plot_predictive(np.arange(100) * 1e-4, rng.random((2, 100)), rng.random((20, 2, 100)),
                                             {"I": rng.random((2, 100))})):
         assert isinstance(fig, Figure) and fig.axes
+    samples = np.column_stack([rng.normal(32e-6, 2e-6, 5000), rng.normal(1e-6, 5e-8, 5000), rng.random(5000)])
+    fig = diagnostics.plot_posterior(samples, ["g_Na", "g_K", "c"], {"g_Na": "siemens", "g_K": "siemens"},
+                                     truth={"g_Na": 32e-6, "g_K": 1e-6})
+    assert len(fig.axes) == 6  # 3 marginals + 3 pairs
+    assert [ax.get_xlabel() for ax in fig.axes[-3:]] == ["g_Na (uS)", "g_K (uS)", "c"]
+    lo, hi = fig.axes[0].get_xlim()  # zoomed on the samples (0.5-99.5 % range + 10 %), in uS
+    assert 24 < lo < 28 and 36 < hi < 40
+    assert fig.axes[0].lines[-1].get_xdata()[0] == pytest.approx(32.0)  # the truth, in uS
 
 
 # --- methods, rounds, persistence ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_workflow import ROOT, STUDY, make_workdir, numeric_differences, results, run_snakemake
+from tiny_workflow import INFER_OUTPUTS, ROOT, STUDY, make_workdir, numeric_differences, results, run_snakemake
 
 from neurofit.provenance import read_manifest
 
@@ -23,9 +23,10 @@ START, STOP = TOOLS / "start_local_slurm.sh", TOOLS / "stop_local_slurm.sh"
 BASE = Path(os.environ.get("LOCAL_SLURM_DIR", "/tmp/local_slurm"))
 CONF = BASE / "etc" / "slurm.conf"
 # prepare -> fit -> refine (and simulate beside the fit): 3 dependent steps
-TARGETS = [f"results/{STUDY}/simulate/traces.npz", f"results/{STUDY}/fit/DE_1/refined.json"]
+TARGETS = [f"results/{STUDY}/simulate/traces.npz", f"results/{STUDY}/fit/DE_1/refined.json",
+           f"results/{STUDY}/infer/samples.parquet"]
 COMPARED = ("study.yaml", "data.npz", "simulate/traces.npz", "fit/DE_1/fit.json", "fit/DE_1/history.parquet",
-            "fit/DE_1/refined.json")
+            "fit/DE_1/refined.json", *INFER_OUTPUTS)
 
 
 def _cluster_up(env) -> bool:

@@ -1,4 +1,5 @@
 """The Snakemake workflow: schema in step with the package, dry run, a full run, bad configs."""
+import json
 import sys
 from pathlib import Path
 
@@ -98,9 +99,12 @@ def test_schema_enums_match_the_package():
 def test_dry_run_of_the_default_config():
     status, out = snakemake("-n", "--forceall", "--nolock", "--cores", "2")
     assert status == 0, out
-    for rule in ("prepare", "simulate", "plot_traces"):
+    for rule in ("prepare", "simulate", "plot_traces", "fit", "refine", "rate_chunk", "reduce", "simulate_training",
+                 "infer", "calibrate"):
         assert f"rule {rule}:" in out, out
     assert "results/hh_tutorial/figures/traces.png" in out
+    for i in range(2):  # the default SBI study's training data: 2 chunk jobs
+        assert f"results/hh_inference/infer/chunks/chunk_{i}.npz" in out
 
 
 @pytest.mark.slow
@@ -133,6 +137,21 @@ def test_full_run_of_the_default_study(tmp_path):
     for output in ("summary/fits.csv", "figures/fit_convergence.png", "figures/fit_parameters.png",
                    "figures/fit_traces.png", "fit/DE_1/fit.json", "fit/CMA_2/refined.json"):
         assert check_manifest(study / output) is None, output
+
+    # the SBI stage: the manual's toy case, posterior around the ground truth, calibrated
+    infer = work / "results" / "hh_inference" / "infer"
+    summary = json.loads((infer / "summary.json").read_text())
+    assert summary["n_simulations"] == 2000 and summary["n_invalid"] == 0
+    for p, truth in (("g_Na", 32e-6), ("g_K", 1e-6)):
+        stats = summary["parameters"][p]
+        assert stats["mean"] == pytest.approx(truth, rel=0.1) and stats["q05"] < truth < stats["q95"], p
+    calibration = json.loads((infer / "calibration.json").read_text())
+    level = calibration["levels"].index(0.9)
+    for p in ("g_Na", "g_K"):  # 100 tests: nominal 0.9 within binomial noise (SD 0.03) and NPE's small bias
+        assert 0.8 <= calibration["coverage"][p][level] <= 1.0, p
+    for name in ("posterior.pt", "samples.parquet", "pairplot.png", "predictive.png", "coverage.png",
+                 "sbc_ranks.png", "chunks/chunk_1.npz"):
+        assert check_manifest(infer / name) is None, name
 
     status, out = snakemake("--cores", "2", cwd=work)  # complete: nothing is recomputed
     assert status == 0 and "Nothing to be done" in out, out

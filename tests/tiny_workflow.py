@@ -1,8 +1,10 @@
 """A tiny study run through the Snakemake workflow: the shared subject of the robustness, audit and SLURM tests.
 
 The HH tutorial's recordings, simulated at the ground truth, fitted with one optimizer (DE, seed 1,
-30 candidates x 20 rounds: a few seconds, so that a kill can land mid-fit) and refined; figures off to keep
-it quick. The DAG is 4 jobs deep: prepare -> simulate | fit -> refine -> summarize.
+30 candidates x 20 rounds: a few seconds, so that a kill can land mid-fit) and refined, and a small
+simulation-based inference on the same recordings (300 simulations in 2 chunks, NPE with an MDN); figures
+off to keep it quick. The DAG is 4 jobs deep: prepare -> simulate | fit -> refine -> summarize, and
+prepare -> simulate_training (2) -> infer.
 """
 import subprocess
 import sys
@@ -16,10 +18,12 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 STUDY = "tiny"
 
 #: Every numeric result of the tiny study (relative to results/tiny/).
+INFER_OUTPUTS = ("infer/chunks/chunk_0.npz", "infer/chunks/chunk_1.npz", "infer/posterior.pt",
+                 "infer/samples.parquet", "infer/summary.json", "infer/pairplot.png", "infer/predictive.png")
 NUMERIC_OUTPUTS = ("study.yaml", "data.npz", "simulate/traces.npz", "fit/DE_1/fit.json", "fit/DE_1/history.parquet",
-                   "fit/DE_1/refined.json", "summary/fits.csv")
+                   "fit/DE_1/refined.json", "summary/fits.csv", *INFER_OUTPUTS)
 #: Those whose bytes carry no run time: equal numbers give equal bytes.
-BYTE_IDENTICAL = ("study.yaml", "data.npz", "simulate/traces.npz", "fit/DE_1/history.parquet")
+BYTE_IDENTICAL = ("study.yaml", "data.npz", "simulate/traces.npz", "fit/DE_1/history.parquet", *INFER_OUTPUTS)
 
 
 def tiny_config(n_rounds: int = 20) -> dict:
@@ -33,6 +37,10 @@ def tiny_config(n_rounds: int = 20) -> dict:
                            "g_kd": ["200 nS", "200 uS", "log"]},
                 "init": {"v": "-65 mV"}, "optimizers": [{"name": "DE"}], "seeds": [1],
                 "n_samples": 30, "n_rounds": n_rounds, "noise_floor": 9.95e-7, "refine": {"n_starts": 2}},
+        "infer": {"bounds": {"gl": ["2 nS", "50 nS", "log"], "g_na": ["5 uS", "80 uS", "log"],
+                             "g_kd": ["1 uS", "30 uS", "log"]},
+                  "features": {"v": ["v_max", "v_mean", "v_std"]}, "noise": {"v": "1 mV"},
+                  "n_samples": 300, "n_chunks": 2, "density_estimator": "mdn", "num_posterior_samples": 500},
         "figures": {"traces": False, "fits": False},
     }}}
 

@@ -1,4 +1,4 @@
-"""Checks of a trained posterior: simulation-based calibration, expected coverage, posterior predictive plots.
+"""Checks of a trained posterior: simulation-based calibration, expected coverage, posterior and predictive plots.
 
 SBC (``sbi.diagnostics.run_sbc``): for test parameters drawn from the prior and simulated, the rank
 of each true parameter among posterior samples is uniform if the posterior is calibrated. The
@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .inference import InferenceError
-from .plots import DATA_COLOR, display_unit
+from .plots import DATA_COLOR, display_unit, unit_for
 
 LEVELS = np.linspace(0.05, 0.95, 19)
 
@@ -191,4 +191,44 @@ def plot_predictive(t, data, predicted, inputs=None, var: str = "v", units: dict
                 ax_in.set_ylabel(f"{name} ({in_label})" if in_label else name, fontsize=8)
     fig.axes[-1].set_xlabel(f"t ({t_label})")
     fig.suptitle(f"posterior predictive ({predicted.shape[0]} samples)", fontsize=10)
+    return fig
+
+
+def plot_posterior(samples, names, units: dict | None = None, truth: dict | None = None, bins: int = 40) -> Figure:
+    """Corner plot of posterior samples (n_samples, n_parameters) in SI: marginal histograms with the central
+    90 % interval on the diagonal, 2-D histograms below it; each axis in the SI prefix that suits it and
+    zoomed on the samples (0.5-99.5 % range). truth: name → SI value, marked where given."""
+    samples = np.asarray(samples, dtype=float)
+    units, truth = units or {}, truth or {}
+    n = len(names)
+    scaled, labels, limits, marks = [], [], [], []
+    for k, name in enumerate(names):
+        unit, factor = unit_for(samples[:, k], units.get(name))
+        column = samples[:, k] * factor
+        marks.append(truth[name] * factor if name in truth else None)
+        lo, hi = np.quantile(column, [0.005, 0.995])
+        pad = 0.1 * (hi - lo) or abs(hi) * 0.1 or 1.0
+        scaled.append(column)
+        labels.append(f"{name} ({unit})" if unit else name)
+        limits.append((lo - pad, hi + pad))
+    fig = Figure(figsize=(2.4 * n + 0.6, 2.4 * n + 0.3), layout="constrained")
+    for i in range(n):
+        for j in range(i + 1):
+            ax = fig.add_subplot(n, n, i * n + j + 1)
+            if i == j:
+                ax.hist(scaled[i], bins=bins, range=limits[i], color="C0", histtype="stepfilled", alpha=0.6)
+                for q in np.quantile(scaled[i], [0.05, 0.95]):
+                    ax.axvline(q, color="C0", lw=0.8, ls="--")
+                if marks[i] is not None:
+                    ax.axvline(marks[i], color=DATA_COLOR, lw=1.5, label="truth")
+                ax.set_yticks([])
+                ax.set_xlim(limits[i])
+            else:
+                ax.hist2d(scaled[j], scaled[i], bins=bins, range=[limits[j], limits[i]], cmap="Blues")
+                if marks[i] is not None and marks[j] is not None:
+                    ax.plot(marks[j], marks[i], "o", color=DATA_COLOR, ms=5)
+                ax.set_ylabel(labels[i] if j == 0 else "")
+            if i == n - 1:
+                ax.set_xlabel(labels[j])
+    fig.suptitle(f"posterior ({samples.shape[0]} samples; dashed: central 90 %)", fontsize=10)
     return fig

@@ -184,7 +184,6 @@ def gather_training_chunks(paths, study: Study | None = None) -> tuple[np.ndarra
 def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = None) -> dict:
     """Gather training chunks, train, and write the posterior (posterior.pt), samples (samples.parquet,
     SI), pairplot.png, predictive.png and summary.json into ``out_dir``; returns {name: path}."""
-    import matplotlib.pyplot as plt
     import pandas as pd
     from . import diagnostics
     from .io import atomic_write_json
@@ -205,10 +204,9 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     buffer = io.BytesIO()
     pd.DataFrame(samples, columns=inferencer.param_names).to_parquet(buffer, index=False)
     atomic_write_bytes(paths["samples.parquet"], buffer.getvalue())
-    fig, _ = inferencer.pairplot(samples, points=_truth(study, inferencer),
-                                 limits={p: list(b) for p, b in inferencer.bounds.items()})
-    save_figure(fig, paths["pairplot.png"])
-    plt.close(fig)
+    units = {p: str(inferencer.model.dimensions[p]) for p in inferencer.param_names}
+    save_figure(diagnostics.plot_posterior(samples, inferencer.param_names, units, _truth(study, inferencer)),
+                paths["pairplot.png"])
     var = inferencer.features.trace_vars[0] if inferencer.features.trace_vars else next(iter(inferencer.output))
     predicted = inferencer.generate_traces(n_samples=50, output_var=var, reduce=None)
     t = np.arange(inferencer.n_steps) * inferencer.dt
@@ -223,10 +221,11 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     return paths
 
 
-def _truth(study: Study, inferencer: "Inferencer") -> dict | None:
-    """The study's ground truth of the inferred parameters (for the pairplot); None when not all known."""
+def _truth(study: Study, inferencer: "Inferencer") -> dict:
+    """The study's ground truth of the inferred parameters (SI), for the pairplot."""
     truth = study.section.get("ground_truth") or {}
-    return {p: truth[p] for p in inferencer.param_names} if all(p in truth for p in inferencer.param_names) else None
+    return {p: to_si(truth[p], inferencer.model.dimensions.get(p), name=study.where("ground_truth", p))
+            for p in inferencer.param_names if p in truth}
 
 
 def run_calibration(study: Study, posterior_path, out_dir, dataset: Dataset | None = None) -> dict:

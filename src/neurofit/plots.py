@@ -39,8 +39,23 @@ def format_quantity(value: float, si_unit: str | None) -> str:
         return f"{value:.4g} {'' if si_unit in (None, '1') else si_unit}".rstrip()
     if value == 0:
         return f"0 {symbol}"
-    scale, prefix = next(((f, p) for f, p in reversed(_PREFIXES) if abs(value) >= f * 0.9995), _PREFIXES[0])
+    scale, prefix = _prefix(value)
     return f"{value / scale:.4g} {prefix}{symbol}"
+
+
+def _prefix(value: float) -> tuple[float, str]:
+    return next(((f, p) for f, p in reversed(_PREFIXES) if abs(value) >= f * 0.9995), _PREFIXES[0])
+
+
+def unit_for(values, si_unit: str | None) -> tuple[str, float]:
+    """(label, factor) showing SI ``values`` with the SI prefix that suits their median magnitude
+    (e.g. siemens around 3e-5 → ('uS', 1e6)); units without a symbol stay SI."""
+    symbol = _SYMBOLS.get(si_unit or "")
+    typical = float(np.median(np.abs(np.asarray(values, dtype=float))))
+    if symbol is None or not np.isfinite(typical) or typical == 0:
+        return ("" if si_unit in (None, "1") else si_unit), 1.0
+    scale, prefix = _prefix(typical)
+    return prefix + symbol, 1.0 / scale
 
 
 def plot_traces(t, model: dict, data: dict | None = None, inputs: dict | None = None, units: dict | None = None,

@@ -2,7 +2,11 @@
 from snakemake.exceptions import WorkflowError
 
 from neurofit.fit_study import FitPlan, refine_enabled, run_names
-from neurofit.inference_study import CALIBRATION_FILES, INFERENCE_FILES, check_infer_section
+from neurofit.inference_study import (
+    CALIBRATION_FILES,
+    INFERENCE_FILES,
+    check_infer_section,
+)
 from neurofit.rate_section import OUTPUTS as RATE_OUTPUTS, rate_settings
 from neurofit.reduction_study import (
     FIGURES as REDUCTION_FIGURES,
