@@ -1,4 +1,5 @@
 """Small helpers shared by the CLI and workflow tests: write a config, run the CLI, run Snakemake."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,8 @@ def snakemake(*args, cwd=ROOT, timeout=600):
     proc = subprocess.run([str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def job_counts(log: str) -> dict:
+    """rule -> number of jobs, from the job-stats table Snakemake prints (its column width varies)."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^([A-Za-z_]\w*)\s+(\d+)$", log, re.MULTILINE)}

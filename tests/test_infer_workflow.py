@@ -16,7 +16,7 @@ from neurofit.inference_study import (CALIBRATION_FILES, INFERENCE_FILES, gather
 from neurofit.provenance import check_manifest, read_manifest
 from neurofit.stimuli import steps
 from neurofit.study import Study
-from helpers import run_cli, snakemake, write_yaml
+from helpers import job_counts, run_cli, snakemake, write_yaml
 
 RATE_EQS = """
 dr/dt = (-r + 1/(1 + exp(-a*(I_ext - theta))) - 1/(1 + exp(a*theta)))/tau + sigma*xi*tau**-0.5 : 1
@@ -157,8 +157,7 @@ def test_workflow_runs_the_inference_stage(tmp_path):
     config = write_yaml(tmp_path / "config.yaml", rate_config(tmp_path, n_chunks=2, sbc_simulations=20))
     status, log = snakemake("--configfile", config, "--cores", 2, "--dry-run", cwd=tmp_path)
     assert status == 0, log
-    jobs = {line.split()[0]: int(line.split()[1]) for line in log.splitlines()
-            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    jobs = job_counts(log)
     assert {k: jobs.get(k) for k in ("prepare", "simulate", "simulate_training", "infer", "calibrate")} == \
            {"prepare": 1, "simulate": 1, "simulate_training": 2, "infer": 1, "calibrate": 1}, log
     status, log = snakemake("--configfile", config, "--cores", 2, cwd=tmp_path, timeout=900)

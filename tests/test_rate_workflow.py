@@ -12,7 +12,7 @@ from neurofit.cli import main
 from neurofit.provenance import check_manifest, read_manifest
 from neurofit.rate_section import OUTPUTS
 from neurofit.study import Study, validate_config
-from helpers import run_cli, snakemake, write_yaml
+from helpers import job_counts, run_cli, snakemake, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -157,7 +157,7 @@ def test_dry_run_of_the_default_config_lists_the_rate_jobs():
     assert n_chunks == 2
     for i in range(n_chunks):
         assert f"results/rate_model/rate/bifurcation/chunk_{i}.npz" in out
-    assert f"rate_chunk            {n_chunks}" in out and "rate_study            1" in out, out
+    assert job_counts(out)["rate_chunk"] == n_chunks and job_counts(out)["rate_study"] == 1, out
     for name in OUTPUTS:
         assert f"results/rate_model/rate/{name}" in out
 

@@ -14,7 +14,7 @@ from neurofit.provenance import check_manifest, read_manifest
 from neurofit.reduction import Experiment, OptNeuron, SpikeTrainLoss
 from neurofit.reduction_study import FILES, ReductionPlan
 from neurofit.study import Study, validate_config
-from helpers import run_cli, snakemake, write_yaml
+from helpers import job_counts, run_cli, snakemake, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -145,7 +145,7 @@ def test_recorded_target_gives_the_target_models_numbers(tiny_run, tmp_path, cap
     (lambda s: s["variables_bounds"].update(g_na=[1, 2]), "studies.tiny.reduction.variables_bounds.g_na: not a "
                                                             "parameter of the model"),
     (lambda s: s["variables_bounds"].update(C=["500 pF", "50 pF"]),
-     "studies.tiny.reduction.variables_bounds.C = [5e-10, 5e-11]: need finite low < high"),
+     "studies.tiny.reduction.variables_bounds.C = [500 pF, 50 pF] (SI [5e-10, 5e-11]): need finite low < high"),
     (lambda s: s["variables_bounds"].update(C=["50 pF", "5 mV"]), "studies.tiny.reduction.variables_bounds.C"),
     (lambda s: s["variables_bounds"].update(C={"lo": 1}), "studies.tiny.reduction.variables_bounds.C: {'lo': 1} is "
                                                           "not valid (expected [low, high]"),
@@ -193,7 +193,7 @@ def test_unnamed_parameters_keep_the_builtins_values():
 def test_dry_run_of_the_default_config_lists_the_reduction_jobs():
     status, out = snakemake("-n", "--forceall", "--nolock", "--cores", "2")
     assert status == 0, out
-    assert "reduce                1" in out and "plot_reduction        1" in out, out
+    assert job_counts(out)["reduce"] == 1 and job_counts(out)["plot_reduction"] == 1, out
     for name in FILES:
         assert f"results/hh_to_adex/reduction/{name}" in out
     for kind in ("loss", "train", "heldout"):

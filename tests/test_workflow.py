@@ -157,24 +157,42 @@ def test_full_run_of_the_default_study(tmp_path):
     assert status == 0 and "Nothing to be done" in out, out
 
 
-def _broken_default(change):
+def _broken_default(change, study="hh_tutorial"):
     config = absolute_data_paths(DEFAULT_CONFIG)
-    change(config["studies"]["hh_tutorial"])
+    change(config["studies"][study])
     return config
 
 
-@pytest.mark.parametrize("change, message", [
+@pytest.mark.parametrize("change, message, study", [
     (lambda s: s["simulate"].update(metod="euler"),
-     "config: studies.hh_tutorial.simulate.metod: unknown key (valid keys: params, init, method,"),
-    (lambda s: s["simulate"].update(seed="one"), "config: studies.hh_tutorial.simulate.seed: 'one' is not of type"),
-    (lambda s: s.setdefault("figures", {}).update(dpi=2.5), "config: studies.hh_tutorial.figures.dpi: 2.5 is not of type"),
-    (lambda s: s["model"].update(builtin="hh_trub"), "config: studies.hh_tutorial.model.builtin: 'hh_trub' is not"),
+     "config: studies.hh_tutorial.simulate.metod: unknown key (valid keys: params, init, method,", "hh_tutorial"),
+    (lambda s: s["simulate"].update(seed="one"), "config: studies.hh_tutorial.simulate.seed: 'one' is not of type",
+     "hh_tutorial"),
+    (lambda s: s.setdefault("figures", {}).update(dpi=2.5),
+     "config: studies.hh_tutorial.figures.dpi: 2.5 is not of type", "hh_tutorial"),
+    (lambda s: s["model"].update(builtin="hh_trub"), "config: studies.hh_tutorial.model.builtin: 'hh_trub' is not",
+     "hh_tutorial"),
     (lambda s: s["model"].update(equations="dv/dt = -v/ms : volt"),
-     "config: studies.hh_tutorial.model: give exactly one of builtin, equations, equations_file"),
-    (lambda s: s["data"]["inputs"]["I"].update(path="/nonexistent/input.csv"), "/nonexistent/input.csv"),
-], ids=["unknown key", "wrong type", "float for integer", "bad enum", "two models", "missing file"])
-def test_bad_config_fails_before_any_job(tmp_path, change, message):
-    work = workdir_with(tmp_path, _broken_default(change))
+     "config: studies.hh_tutorial.model: give exactly one of builtin, equations, equations_file", "hh_tutorial"),
+    (lambda s: s["data"]["inputs"]["I"].update(path="/nonexistent/input.csv"), "/nonexistent/input.csv",
+     "hh_tutorial"),
+    (lambda s: s["fit"]["bounds"].update(g_kd=["200 uS", "200 nS"]),
+     "config: studies.hh_tutorial.fit.bounds.g_kd = [200 uS, 200 nS] (SI [0.0002, 2e-07]): need finite low < high",
+     "hh_tutorial"),
+    (lambda s: s["infer"]["bounds"].update(g_Na=["100 uS", "1 uS"]),
+     "config: studies.hh_inference.infer.bounds.g_Na = [100 uS, 1 uS] (SI [0.0001, 1e-06]): need finite low < high",
+     "hh_inference"),
+    (lambda s: s["infer"].update(n_sample=10),
+     "config: studies.hh_inference.infer.n_sample: unknown key (valid keys: bounds, features,", "hh_inference"),
+    (lambda s: s["infer"]["bounds"].update(g_Kd=["1 uS", "2 uS"]),
+     "config: studies.hh_inference.infer.bounds.g_Kd: not a parameter of the model (parameters: g_Na, g_K)",
+     "hh_inference"),
+    (lambda s: s["data"]["synthetic"].pop("duration"),
+     "config: studies.hh_inference.data.synthetic.duration: missing (required)", "hh_inference"),
+], ids=["unknown key", "wrong type", "float for integer", "bad enum", "two models", "missing file", "fit lo > hi",
+        "prior lo > hi", "unknown infer key", "unknown prior parameter", "synthetic data without duration"])
+def test_bad_config_fails_before_any_job(tmp_path, change, message, study):
+    work = workdir_with(tmp_path, _broken_default(change, study))
     status, out = snakemake("--cores", "1", cwd=work)
     assert status != 0
     assert message in out, out

@@ -64,11 +64,14 @@ def parse_bounds(bounds: dict, parameters, *, allow_fixed: bool = False, allow_e
             if len(spec) != 2:
                 raise BoundsError(f"{where(name)} = {bounds[name]!r}: expected [low, high] or [low, high, 'log']")
             lo, hi = si(spec[0], name), si(spec[1], name)
+            shown = f"[{lo:g}, {hi:g}]"
+            if any(isinstance(v, str) for v in spec):  # as written, then in SI
+                shown = f"[{spec[0]}, {spec[1]}] (SI {shown})"
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
-                raise BoundsError(f"{where(name)} = [{lo:g}, {hi:g}]: need finite low < high")
+                raise BoundsError(f"{where(name)} = {shown}: need finite low < high")
             if scale == "log":
                 if lo <= 0:
-                    raise BoundsError(f"{where(name)} = [{lo:g}, {hi:g}]: a log-scale range needs low > 0 "
+                    raise BoundsError(f"{where(name)} = {shown}: a log-scale range needs low > 0 "
                                       f"(e.g. [{hi * 1e-4:g}, {hi:g}, 'log'])")
                 space.log_scale.add(name)
             space.free[name] = (lo, hi)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bounds import BoundsError, parse_bounds
 from .io import atomic_write_bytes, atomic_write_json
 from .study import SCHEMA, ConfigError, Study
 from .units import TIME, UnitError, to_si
@@ -155,27 +156,16 @@ class FitPlan:
         return fixed
 
     def _bounds(self) -> tuple[dict, set]:
-        parameters = self.parameters
-        bounds, log_scale = {}, set()
-        for name, spec in self.section["bounds"].items():
-            if name not in parameters:
-                raise ConfigError(f"{self.where('bounds', name)}: not a parameter of the model "
-                                  f"(parameters: {', '.join(parameters) or 'none'})")
-            lo, hi = (self._quantity(v, name, ("bounds", name), self.model) for v in spec[:2])
-            if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
-                raise ConfigError(f"{self.where('bounds', name)}: [{spec[0]}, {spec[1]}] = [{lo:g}, {hi:g}] SI; "
-                                  f"need finite low < high")
-            if len(spec) == 3 and spec[2] == "log":
-                if lo <= 0:
-                    raise ConfigError(f"{self.where('bounds', name)}: a log-scale search needs low > 0 "
-                                      f"(got {lo:g}); e.g. [{hi * 1e-4:g}, {hi:g}, log]")
-                log_scale.add(name)
-            bounds[name] = (lo, hi)
-        missing = [p for p in parameters if p not in bounds]
+        try:
+            space = parse_bounds(self.section["bounds"], self.parameters, require_all=False,
+                                 dimensions=self.model.dimensions, where=lambda name: self.where("bounds", name))
+        except BoundsError as err:
+            raise ConfigError(str(err)) from None
+        missing = [p for p in self.parameters if p not in space.free]
         if missing:
             raise ConfigError(f"{self.where('bounds')}: no bounds for {', '.join(missing)}; give "
                               f"{missing[0]}: [low, high] or hold it fixed under fit.fixed")
-        return {p: bounds[p] for p in parameters}, log_scale
+        return {p: space.free[p] for p in self.parameters}, space.log_scale
 
     def _metric_settings(self) -> dict:
         m = dict(self.section["metric"])
