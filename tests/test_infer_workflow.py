@@ -80,7 +80,9 @@ def test_cli_chunks_equal_one_unchunked_run(commands):
     assert [(m["start"], m["stop"]) for m in metas] == [(0, 80), (80, 160), (160, 240)]
     for path in commands["chunks"]:
         assert check_manifest(path) is None
-        assert read_manifest(path)["seeds"] == {"infer": 7}
+        manifest = read_manifest(path)
+        assert manifest["seeds"] == {"infer": 7} and manifest["dtype"] == "float64"
+        assert manifest["backend"] in ("c", "numpy")  # what backend "auto" resolved to
 
 
 def test_other_chunk_counts_gather_to_the_same_arrays(commands, capsys, tmp_path):

@@ -159,6 +159,7 @@ class Inferencer:
         self.model = self._build_model(model, namespace, threshold, reset, refractory)
         self.method, self.param_init = method, dict(param_init or {})
         self.backend, self.dtype, self.seed = backend, dtype, int(seed)
+        self.simulation_backend = None  # the backend "auto" resolved to, once simulations ran
         if batch_size < 1:
             raise InferenceError(f"batch_size = {batch_size}: must be a positive number of parameter sets")
         self.batch_size = int(batch_size)
@@ -293,6 +294,7 @@ class Inferencer:
             result = self._simulate(theta[start:stop], self.features.trace_vars, self.features.needs_spikes,
                                     seed, set_offset + start)
             self._add_noise(result.traces, seed, set_offset + start)
+            self.simulation_backend = result.backend
             with np.errstate(all="ignore"):
                 x[start:stop] = self.features(result.traces, result.spikes)
             x[start:stop][result.invalid_sets] = np.nan

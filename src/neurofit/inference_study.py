@@ -132,7 +132,8 @@ def run_training_chunk(study: Study, chunk: int, n_chunks: int, out_path, datase
     meta = {"format": CHUNK_FORMAT, "version": 1, "chunk": chunk, "n_chunks": n_chunks, "start": start, "stop": stop,
             "n_samples": infer["n_samples"], "seed": infer["seed"], "config_hash": _training_hash(study),
             "param_names": inferencer.param_names, "feature_names": inferencer.feature_names,
-            "n_invalid": int((~np.all(np.isfinite(x), axis=1)).sum())}
+            "n_invalid": int((~np.all(np.isfinite(x), axis=1)).sum()),
+            "backend": inferencer.simulation_backend, "dtype": inferencer.dtype}
     return atomic_save_npz(out_path, {"theta": theta, "x": x, "__meta__": np.array(json.dumps(meta))})
 
 

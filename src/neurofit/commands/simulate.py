@@ -93,7 +93,8 @@ def run_training_chunk(args) -> int:
         simulate_chunk(study, args.chunk, of, args.output, dataset=_dataset(args, study) if args.data else None)
     meta = read_chunk_meta(args.output)
     write_manifest(args.output, study=study.name, config=study.section, seeds={"infer": infer["seed"]},
-                   inputs=_inputs(args, study), wall_time=elapsed(),
+                   inputs=_inputs(args, study), backend=meta.get("backend"), dtype=meta.get("dtype"),
+                   wall_time=elapsed(),
                    extra={k: meta[k] for k in ("chunk", "n_chunks", "start", "stop", "n_invalid")})
     say(f"study '{study.name}': training data chunk {args.chunk} of {of} (simulations {meta['start']} .. "
         f"{meta['stop'] - 1} of {infer['n_samples']}; {meta['n_invalid']} invalid, {elapsed():.2f} s) -> {args.output}")
