@@ -269,7 +269,7 @@ def test_multi_round_uses_the_posterior_as_proposal_and_restart_starts_over():
     assert inferencer._round == 2
     lo, hi = np.quantile(inferencer.theta, [0.05, 0.95], axis=0)
     assert np.all(hi - lo < 0.5 * np.array([1.5, 3.0]))  # round 2 drew from a posterior, not the prior
-    inferencer.infer(n_samples=300, density_estimator_model="mdn")  # continues: round 3
+    inferencer.infer(n_samples=300, density_estimator_model="mdn", a=[0.5, 2.0])  # same bounds: round 3
     assert inferencer._round == 3
     inferencer.infer(n_samples=300, density_estimator_model="mdn", restart=True)
     assert inferencer._round == 1

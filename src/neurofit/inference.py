@@ -477,7 +477,9 @@ class Inferencer:
             proposal, self._round = self.prior, 0
         else:
             current = {p: [*b, "log" if p in self.log_scale else "linear"] for p, b in self.bounds.items()}
-            if bounds and parse_bounds({**current, **self.fixed, **bounds}, self.model.parameters) != \
+            space = parse_bounds({**current, **self.fixed, **bounds}, self.model.parameters, allow_fixed=True,
+                                 dimensions=self.model.dimensions) if bounds else None
+            if space is not None and (space.free, space.log_scale, space.fixed) != \
                     (self.bounds, self.log_scale, self.fixed):
                 raise InferenceError("infer: bounds changed while continuing; pass restart=True to start from the new "
                                      "prior")

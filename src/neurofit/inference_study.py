@@ -69,6 +69,10 @@ def check_infer_section(study: Study) -> None:
     except BoundsError as err:
         raise ConfigError(f"{study.where('infer', 'bounds')}: {err}" if str(err).startswith("no ") else str(err)) \
             from None
+    if infer["n_rounds"] > 1 and infer["sbc_simulations"] > 0:
+        raise ConfigError(f"{study.where('infer', 'sbc_simulations')}: calibration needs an amortized posterior "
+                          f"(n_rounds 1); a multi-round posterior is only valid at the recorded data: set "
+                          f"sbc_simulations to 0 or n_rounds to 1")
     if infer["features"] and SPIKES in infer["features"] and infer["spike_threshold"] is None:
         raise ConfigError(f"{study.where('infer', 'spike_threshold')}: spike features need the data's spike "
                           f"times: give the voltage threshold of a spike (e.g. '0 mV')")
@@ -193,12 +197,17 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     inferencer, infer, dataset = inferencer_from_config(study, dataset)
     theta, x = gather_training_chunks(chunk_paths, study)
     if theta.shape[1] != len(inferencer.param_names) or x.shape[1] != len(inferencer.feature_names):
-        raise TrainingDataError(f"training chunks hold {theta.shape[1]} parameters and {x.shape[1]} features; the "
-                             f"study infers {len(inferencer.param_names)} with {len(inferencer.feature_names)} "
-                             f"features")
-    inference = inferencer.init_inference(infer["method"], infer["density_estimator"], **infer["inference_kwargs"])
-    inferencer.infer_step(inferencer.prior, inference, theta=theta, x=x, train_kwargs=infer["train"],
-                          posterior_kwargs=infer["posterior"])
+        raise TrainingDataError(f"training chunks hold {theta.shape[1]} parameters and {x.shape[1]} features; "
+                                f"the study infers {len(inferencer.param_names)} with "
+                                f"{len(inferencer.feature_names)} features")
+    settings = dict(inference_method=infer["method"], density_estimator_model=infer["density_estimator"],
+                    inference_kwargs=infer["inference_kwargs"], train_kwargs=infer["train"],
+                    posterior_kwargs=infer["posterior"])
+    inferencer.infer(theta=theta, x=x, **settings)
+    rounds = [{"n_simulations": int(theta.shape[0]), "n_invalid": inferencer.n_invalid}]
+    for _ in range(infer["n_rounds"] - 1):  # later rounds simulate from the last posterior, in this job
+        inferencer.infer(n_samples=infer["n_samples"], **settings)
+        rounds.append({"n_simulations": infer["n_samples"], "n_invalid": inferencer.n_invalid})
     paths = {name: out_dir / name for name in INFERENCE_FILES}
     inferencer.save_posterior(paths["posterior.pt"])
     samples = inferencer.sample((infer["num_posterior_samples"],))
@@ -213,7 +222,8 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     t = np.arange(inferencer.n_steps) * inferencer.dt
     save_figure(diagnostics.plot_predictive(t, inferencer.output[var], predicted, inferencer.input, var=var,
                                             units=dataset.units), paths["predictive.png"])
-    summary = {"n_simulations": int(theta.shape[0]), "n_invalid": inferencer.n_invalid, "method": infer["method"],
+    summary = {"n_simulations": sum(r["n_simulations"] for r in rounds),
+               "n_invalid": sum(r["n_invalid"] for r in rounds), "rounds": rounds, "method": infer["method"],
                "parameters": {p: {"mean": float(samples[:, k].mean()), "median": float(np.median(samples[:, k])),
                                   "q05": float(np.quantile(samples[:, k], 0.05)),
                                   "q95": float(np.quantile(samples[:, k], 0.95))}
