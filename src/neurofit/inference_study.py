@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import Dataset
 from .bounds import BoundsError, parse_bounds
+from .data import Dataset
 from .io import atomic_save_npz, atomic_write_bytes
 from .study import ConfigError, Study, validate_config
 from .units import to_si
@@ -119,12 +119,16 @@ def inferencer_from_config(study: Study, dataset: Dataset | None = None) -> tupl
     return inferencer, infer, dataset
 
 
-def _training_hash(study: Study) -> str:
-    """Hash of what determines a study's training data (not threads, chunking or training settings)."""
+def _training_hash(study: Study, inputs: dict) -> str:
+    """Hash of what determines a study's training data - its model, data and simulate sections, the infer
+    settings of TRAINING_KEYS and the input arrays (not threads, chunking or training settings)."""
     section = study.section
     what = {"model": section.get("model"), "data": section.get("data"), "simulate": section.get("simulate"),
             "infer": {k: section["infer"][k] for k in TRAINING_KEYS}}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
+    for name in sorted(inputs):
+        digest.update(name.encode() + np.ascontiguousarray(inputs[name], dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def run_training_chunk(study: Study, chunk: int, n_chunks: int, out_path, dataset: Dataset | None = None) -> Path:
@@ -134,7 +138,7 @@ def run_training_chunk(study: Study, chunk: int, n_chunks: int, out_path, datase
     theta, x = inferencer.simulate_training_chunk(infer["n_samples"], chunk, n_chunks)
     start, stop = chunk_range(infer["n_samples"], chunk, n_chunks)
     meta = {"format": CHUNK_FORMAT, "version": 1, "chunk": chunk, "n_chunks": n_chunks, "start": start, "stop": stop,
-            "n_samples": infer["n_samples"], "seed": infer["seed"], "config_hash": _training_hash(study),
+            "n_samples": infer["n_samples"], "seed": infer["seed"], "config_hash": _training_hash(study, inferencer.input),
             "param_names": inferencer.param_names, "feature_names": inferencer.feature_names,
             "n_invalid": int((~np.all(np.isfinite(x), axis=1)).sum()),
             "backend": inferencer.simulation_backend, "dtype": inferencer.dtype}
@@ -157,9 +161,10 @@ def read_chunk_meta(path) -> dict:
     return meta
 
 
-def gather_training_chunks(paths, study: Study | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(theta, x) of all chunks, in chunk order: exactly the arrays of one unchunked run. With ``study``,
-    the chunks must have been simulated for its current training settings."""
+def gather_training_chunks(paths, study: Study | None = None, inputs: dict | None = None) -> tuple[np.ndarray,
+                                                                                                 np.ndarray]:
+    """(theta, x) of all chunks, in chunk order: exactly the arrays of one unchunked run. With ``study``
+    and its ``inputs`` (name → array), the chunks must have been simulated for its current settings."""
     parts = []
     for path in paths:
         meta = read_chunk_meta(path)
@@ -173,10 +178,10 @@ def gather_training_chunks(paths, study: Study | None = None) -> tuple[np.ndarra
             if meta[key] != first[key]:
                 raise TrainingDataError(f"{path}: {key} = {meta[key]!r} but {parts[0][3]} has {first[key]!r}; "
                                         f"all chunks must come from one run")
-    if study is not None and first["config_hash"] != _training_hash(study):
+    if study is not None and first["config_hash"] != _training_hash(study, inputs or {}):
         raise TrainingDataError(f"{parts[0][3]}: simulated for other settings than study '{study.name}' has now "
-                                f"(model, data, simulate or infer's prior, features, noise, n_samples, seed); "
-                                f"simulate the chunks again")
+                                f"(model, data, simulate or infer's prior, features, noise, n_samples, seed, or "
+                                f"the input traces); simulate the chunks again")
     found = sorted(meta["chunk"] for meta, *_ in parts)
     if found != list(range(first["n_chunks"])):
         missing = sorted(set(range(first["n_chunks"])) - set(found))
@@ -195,7 +200,7 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     from .plots import save_figure
     out_dir = Path(out_dir)
     inferencer, infer, dataset = inferencer_from_config(study, dataset)
-    theta, x = gather_training_chunks(chunk_paths, study)
+    theta, x = gather_training_chunks(chunk_paths, study, inferencer.input)
     if theta.shape[1] != len(inferencer.param_names) or x.shape[1] != len(inferencer.feature_names):
         raise TrainingDataError(f"training chunks hold {theta.shape[1]} parameters and {x.shape[1]} features; "
                                 f"the study infers {len(inferencer.param_names)} with "
