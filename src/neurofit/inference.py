@@ -54,6 +54,28 @@ def set_threads(threads: int | None = None) -> int:
     return n
 
 
+class _NoTracker:
+    """sbi's training tracker, doing nothing: sbi's default writes TensorBoard logs into ./sbi-logs of
+    whatever folder a job runs in. Epochs and losses stay in the inference object's ``summary``."""
+
+    log_dir = None
+
+    def log_metric(self, name, value, step=None):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_params(self, params):
+        pass
+
+    def add_figure(self, name, figure, step=None):
+        pass
+
+    def flush(self):
+        pass
+
+
 @contextlib.contextmanager
 def _seeded(seed: int):
     """Seed torch and numpy's global generator for the block; restore both afterwards."""
@@ -383,10 +405,11 @@ class Inferencer:
         self.inference_method = method
         if method == "NRE":
             return NRE(prior=prior, classifier=classifier_nn(model=density_estimator_model, **kwargs), device=device,
-                       show_progress_bars=show)
+                       show_progress_bars=show, tracker=_NoTracker())
         builder = (posterior_nn if method == "NPE" else likelihood_nn)(model=density_estimator_model, **kwargs)
         cls = NPE if method == "NPE" else NLE
-        return cls(prior=prior, density_estimator=builder, device=device, show_progress_bars=show)
+        return cls(prior=prior, density_estimator=builder, device=device, show_progress_bars=show,
+                   tracker=_NoTracker())
 
     def _embedding(self, embedding):
         from sbi.neural_nets.embedding_nets import CNNEmbedding, FCEmbedding

@@ -209,10 +209,10 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
                     inference_kwargs=infer["inference_kwargs"], train_kwargs=infer["train"],
                     posterior_kwargs=infer["posterior"])
     inferencer.infer(theta=theta, x=x, **settings)
-    rounds = [{"n_simulations": int(theta.shape[0]), "n_invalid": inferencer.n_invalid}]
+    rounds = [_round_summary(inferencer, theta.shape[0])]
     for _ in range(infer["n_rounds"] - 1):  # later rounds simulate from the last posterior, in this job
         inferencer.infer(n_samples=infer["n_samples"], **settings)
-        rounds.append({"n_simulations": infer["n_samples"], "n_invalid": inferencer.n_invalid})
+        rounds.append(_round_summary(inferencer, infer["n_samples"]))
     paths = {name: out_dir / name for name in INFERENCE_FILES}
     inferencer.save_posterior(paths["posterior.pt"])
     samples = inferencer.sample((infer["num_posterior_samples"],))
@@ -235,6 +235,14 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
                               for k, p in enumerate(inferencer.param_names)}}
     atomic_write_json(paths["summary.json"], summary)
     return paths
+
+
+def _round_summary(inferencer: "Inferencer", n_simulations: int) -> dict:
+    """Simulations, invalid ones, and the training of the round just run (epochs, best validation loss)."""
+    training = inferencer.inference.summary
+    return {"n_simulations": int(n_simulations), "n_invalid": int(inferencer.n_invalid),
+            "epochs": int(training["epochs_trained"][-1]),
+            "best_validation_loss": float(training["best_validation_loss"][-1])}
 
 
 def _truth(study: Study, inferencer: "Inferencer") -> dict:
