@@ -1,6 +1,7 @@
 """The Snakemake workflow: schema in step with the package, dry run, a full run, bad configs."""
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from neurofit.integrators import METHODS
 from neurofit.io import load_simulation
 from neurofit.provenance import check_manifest, read_manifest
 from neurofit.study import SCHEMA_PATH, Study, validate_config
-from helpers import snakemake
+from helpers import job_counts, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -105,6 +106,35 @@ def test_dry_run_of_the_default_config():
     assert "results/hh_tutorial/figures/traces.png" in out
     for i in range(2):  # the default SBI study's training data: 2 chunk jobs
         assert f"results/hh_inference/infer/chunks/chunk_{i}.npz" in out
+
+
+def test_studies_sharing_settings_through_yaml_anchors_expand_into_their_own_jobs(tmp_path):
+    """Two recordings, one protocol: the second study takes the first's settings (a YAML merge key) and
+    overrides its data; Snakemake plans a job set for each."""
+    data = ROOT / "data" / "brian2modelfitting"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(textwrap.dedent(f"""
+        studies:
+          cell_1: &cell
+            model: {{builtin: hh_traub}}
+            data:
+              dt: 0.01 ms
+              inputs: {{I: {{path: {data / "input_traces_hh.csv"}, unit: amp}}}}
+              outputs: {{v: {{path: {data / "output_traces_hh.csv"}, unit: mV}}}}
+            fit: {{bounds: {{gl: [2 pS, 200 nS, log], g_na: [200 nS, 0.4 mS, log], g_kd: [200 nS, 200 uS, log]}},
+                  seeds: [1, 2]}}
+          cell_2:
+            <<: *cell
+            data:
+              dt: 0.01 ms
+              inputs: {{I: {{path: {data / "input_traces_hh.csv"}, unit: amp, key: null}}}}
+              outputs: {{v: {{path: {data / "output_traces_hh.csv"}, unit: mV}}}}
+        """))
+    status, out = snakemake("-n", "--cores", "2", cwd=tmp_path)
+    assert status == 0, out
+    assert job_counts(out)["prepare"] == 2 and job_counts(out)["fit"] == 4, out
+    for study in ("cell_1", "cell_2"):
+        assert f"results/{study}/fit/DE_2/fit.json" in out
 
 
 @pytest.mark.slow
