@@ -107,6 +107,10 @@ def test_infer_writes_posterior_samples_and_figures(commands):
         assert summary["parameters"][name]["median"] == pytest.approx(samples[name].median(), rel=1e-12)
         # 240 simulations: a wide posterior, but the truth lies inside its 5-95 % interval
         assert summary["parameters"][name]["q05"] < TRUTH[name] < summary["parameters"][name]["q95"]
+    table = pd.read_csv(out / "posterior.csv")
+    assert list(table["parameter"]) == ["a", "theta"] and table["truth_in_90"].all()
+    np.testing.assert_allclose(table["truth"], [TRUTH["a"], TRUTH["theta"]])
+    np.testing.assert_allclose(table["q05"], [summary["parameters"][p]["q05"] for p in ("a", "theta")], rtol=1e-5)
     calibration = json.loads((out / "calibration.json").read_text())
     assert calibration["n_tests"] == 40 and calibration["levels"][-1] == 0.95
     assert min(calibration["coverage"]["a"][-1], calibration["coverage"]["theta"][-1]) >= 0.8

@@ -67,4 +67,4 @@ def test_report_of_a_run_holds_the_results_and_their_captions(tiny_reference, tm
     assert " ".join(caption[4:12]) in html  # the table's caption (words after the study's name)
     assert "neurofit audit" in html  # the workflow's description (workflow/report/workflow.rst)
     assert "fits.csv" in html
-    assert "samples.parquet" in html and "posterior pairplot" in html  # the inference stage of the tiny study
+    assert "posterior.csv" in html and "posterior pairplot" in html  # the inference stage of the tiny study

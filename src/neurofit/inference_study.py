@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from .inference import Inferencer
 
 CHUNK_FORMAT = "neurofit.training_chunk"
-INFERENCE_FILES = ("posterior.pt", "samples.parquet", "summary.json", "pairplot.png", "predictive.png")
+INFERENCE_FILES = ("posterior.pt", "samples.parquet", "posterior.csv", "summary.json", "pairplot.png",
+                   "predictive.png")
 CALIBRATION_FILES = ("sbc_ranks.png", "coverage.png", "calibration.json")
 
 
@@ -196,7 +197,7 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     SI), pairplot.png, predictive.png and summary.json into ``out_dir``; returns {name: path}."""
     import pandas as pd
     from . import diagnostics
-    from .io import atomic_write_json
+    from .io import atomic_write_json, atomic_write_text
     from .plots import save_figure
     out_dir = Path(out_dir)
     inferencer, infer, dataset = inferencer_from_config(study, dataset)
@@ -227,14 +228,28 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     t = np.arange(inferencer.n_steps) * inferencer.dt
     save_figure(diagnostics.plot_predictive(t, inferencer.output[var], predicted, inferencer.input, var=var,
                                             units=dataset.units), paths["predictive.png"])
+    table = _posterior_table(samples, inferencer.param_names, units, _truth(study, inferencer))
+    atomic_write_text(paths["posterior.csv"], table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     summary = {"n_simulations": sum(r["n_simulations"] for r in rounds),
                "n_invalid": sum(r["n_invalid"] for r in rounds), "rounds": rounds, "method": infer["method"],
-               "parameters": {p: {"mean": float(samples[:, k].mean()), "median": float(np.median(samples[:, k])),
-                                  "q05": float(np.quantile(samples[:, k], 0.05)),
-                                  "q95": float(np.quantile(samples[:, k], 0.95))}
-                              for k, p in enumerate(inferencer.param_names)}}
+               "parameters": {row["parameter"]: {k: row[k] for k in ("mean", "median", "q05", "q95")}
+                              for row in table.to_dict("records")}}
     atomic_write_json(paths["summary.json"], summary)
     return paths
+
+
+def _posterior_table(samples, names, units: dict, truth: dict):
+    """One row per parameter: SI unit, posterior mean, median, 5 % and 95 % quantiles, the truth if known
+    (SI) and whether the central 90 % interval holds it."""
+    import pandas as pd
+    rows = []
+    for k, name in enumerate(names):
+        q05, median, q95 = np.quantile(samples[:, k], [0.05, 0.5, 0.95])
+        known = truth.get(name)
+        rows.append({"parameter": name, "unit": units.get(name, ""), "mean": float(samples[:, k].mean()),
+                     "median": float(median), "q05": float(q05), "q95": float(q95), "truth": known,
+                     "truth_in_90": None if known is None else bool(q05 <= known <= q95)})
+    return pd.DataFrame(rows)
 
 
 def _round_summary(inferencer: "Inferencer", n_simulations: int) -> dict:

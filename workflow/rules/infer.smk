@@ -39,12 +39,13 @@ rule infer:
         chunks=lambda wildcards: infer_chunk_files(wildcards.study),
     output:
         posterior=f"{RESULTS}/{{study}}/infer/posterior.pt",
-        samples=report(
-            f"{RESULTS}/{{study}}/infer/samples.parquet",
-            caption="../report/infer_samples.rst",
+        samples=f"{RESULTS}/{{study}}/infer/samples.parquet",
+        table=report(
+            f"{RESULTS}/{{study}}/infer/posterior.csv",
+            caption="../report/infer_posterior.rst",
             category="Inference",
             subcategory="{study}",
-            labels={"study": "{study}", "figure": "posterior samples (table)"},
+            labels={"study": "{study}", "figure": "posterior summary (table)"},
         ),
         summary=f"{RESULTS}/{{study}}/infer/summary.json",
         pairplot=infer_figure("pairplot", "posterior pairplot"),
