@@ -110,6 +110,8 @@ def test_continue_restart_results_and_callback_stop(hh_data):
     assert list(table.columns[:3]) == fitter.parameter_names and table["error"].min() == fitter.best_error
     arrays = fitter.results(format="dict")
     assert arrays["error"].shape == (40,)
+    np.testing.assert_array_equal(arrays["error"], table["error"].to_numpy())
+    np.testing.assert_array_equal(arrays["gl"], table["gl"].to_numpy())
     calls = []
 
     def stop_at_second(params, errors, best_params, best_error, index, info):

@@ -201,6 +201,7 @@ def test_all_nan_round_still_gives_a_recommendation():
     opt = NevergradOptimizer("DE", seed=0)
     run(opt, lambda p: np.nan, rounds=1, popsize=4)
     assert set(opt.recommend()) == set(NAMES)
+    assert opt.recommend() == opt.tested_parameters[0]  # all equally bad: the first one told
 
 
 # ---------------------------------------------------------------- nevergrad specifics

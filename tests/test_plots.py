@@ -1,7 +1,7 @@
 """Units shown in figures (neurofit.plots): SI values get the SI prefix that keeps the numbers readable."""
 import pytest
 
-from neurofit.plots import format_quantity, unit_for
+from neurofit.plots import display_scale, format_quantity, unit_for
 
 
 def test_format_quantity_picks_the_prefix():
@@ -18,3 +18,9 @@ def test_unit_for_follows_the_median_magnitude():
     assert unit_for([1.2, 0.8], "1") == ("", 1.0)
     assert unit_for([0.0, 0.0], "siemens") == ("siemens", 1.0)
     assert unit_for([5.0], "meter**2") == ("meter**2", 1.0)  # no symbol: stays SI
+
+
+def test_display_scale_ignores_missing_infinite_and_zero_values():
+    assert display_scale([2e-5, None, float("nan"), 0.0, 0.0, 0.0], "siemens") == ("uS", pytest.approx(1e6))
+    assert display_scale([None, float("inf")], "volt") == ("volt", 1.0)
+    assert display_scale([2e-10], "1") == ("", 1.0)

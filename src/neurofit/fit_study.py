@@ -32,13 +32,13 @@ import numpy as np
 
 from .bounds import BoundsError, parse_bounds
 from .io import atomic_write_bytes, atomic_write_json
+from .metrics import first_step
 from .study import SCHEMA, ConfigError, Study
 from .units import TIME, UnitError, to_si
 
 FIT_FORMAT = "neurofit.fit"
 REFINED_FORMAT = "neurofit.refined"
 FORMAT_VERSION = 1
-FITTERS = ("trace", "online", "spike")
 #: Metric keys that belong to one metric only; giving them a non-default value for another is an error.
 METRIC_KEYS = {"mse": ("t_start", "normalization"), "gamma": ("t_start", "delta", "time", "rate_correction"),
                "feature": ("stim_times", "features", "weights")}
@@ -114,7 +114,7 @@ class FitPlan:
         self.units = {p: str(self.model.dimensions[p]) for p in self.parameters if p in self.model.dimensions}
         self.metric_settings = self._metric_settings()
         self.optimizers = self._optimizers()
-        self.init = self._init()
+        self.init = study._initial_values(self.model, section["init"], ("fit", "init"))
         spec = study.builtin
         self.method = section["method"] or (spec.method if spec is not None else None)
         self.refine = dict(section["refine"], enabled=refine_enabled(section))
@@ -134,15 +134,6 @@ class FitPlan:
         return self.study.where("fit", *keys)
 
     # --- checks of the section ----------------------------------------------------------------------
-    def _quantity(self, value, name: str, keys: tuple, model) -> float:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{self.where(*keys)}: {value!r} is not a number or a quantity like '10 nS'")
-        try:
-            return to_si(value, model.dimensions.get(name) if isinstance(value, str) else None,
-                         name=self.where(*keys))
-        except UnitError as err:
-            raise ConfigError(str(err)) from None
-
     def _fixed(self, model) -> dict:
         fixed = {}
         for name, value in self.section["fixed"].items():
@@ -152,7 +143,7 @@ class FitPlan:
             if name in self.section["bounds"]:
                 raise ConfigError(f"{self.where('fixed', name)}: also has bounds; a parameter is either "
                                   f"fitted (bounds) or held fixed (fixed)")
-            fixed[name] = self._quantity(value, name, ("fixed", name), model)
+            fixed[name] = self.study._quantity(value, model, name, ("fit", "fixed", name))
         return fixed
 
     def _bounds(self) -> tuple[dict, set]:
@@ -211,33 +202,13 @@ class FitPlan:
                                        o.get("acq_func"), dict(o.get("options") or {})))
         return specs
 
-    def _init(self) -> dict:
-        spec = self.study.builtin
-        init = dict(spec.init) if spec is not None else {}
-        init.update(self.section["init"])
-        for name, value in init.items():
-            if name not in self.model.states:
-                raise ConfigError(f"{self.where('init', name)}: not a state variable "
-                                  f"(states: {', '.join(self.model.states)})")
-            if isinstance(value, str):
-                try:
-                    init[name] = to_si(value, self.model.dimensions.get(name), name=self.where("init", name))
-                except UnitError as err:
-                    if "has units of" in str(err):
-                        raise ConfigError(str(err)) from None  # else an expression, evaluated by simulate
-        return init
-
     def _ground_truth(self, base) -> dict:
         truth = {}
         for name, value in self.study.section["ground_truth"].items():
             if name not in base.parameters:
                 raise ConfigError(f"{self.study.where('ground_truth', name)}: not a parameter of the model "
                                   f"(parameters: {', '.join(base.parameters) or 'none'})")
-            try:
-                truth[name] = to_si(value, base.dimensions.get(name) if isinstance(value, str) else None,
-                                    name=self.study.where("ground_truth", name))
-            except UnitError as err:
-                raise ConfigError(str(err)) from None
+            truth[name] = self.study._quantity(value, base, name, ("ground_truth", name))
         return truth
 
     # --- what the commands use ----------------------------------------------------------------------
@@ -296,7 +267,7 @@ class FitPlan:
         if not dataset.outputs:
             raise ConfigError(f"{self.study.where('data', 'outputs')}: a spike fit needs a recorded output")
         var = (self.section["outputs"] or list(dataset.outputs))[0]
-        value = self._quantity(threshold, var, ("spike_threshold",), self.model)
+        value = self.study._quantity(threshold, self.model, var, ("fit", "spike_threshold"))
         return [spike_times(trace, dataset.dt, value) for trace in dataset.outputs[var]]
 
     def metric(self, dataset):
@@ -561,7 +532,7 @@ def _restore(plan: FitPlan, fitter, fit_doc: dict, history, dataset) -> None:
 def mse(fitter, params: dict, t_start: float = 0.0) -> float:
     """Mean squared error (SI units squared, summed over the fitted outputs) of ``params`` from ``t_start``."""
     traces = fitter.generate(output_var=list(fitter.output), params=params)
-    start = int(round(t_start / fitter.dt))
+    start = first_step(t_start, fitter.dt)
     total = 0.0
     for var, data in fitter.output.items():
         diff = np.asarray(traces[var])[:, start:] - data[:, start:]

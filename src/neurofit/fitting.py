@@ -192,8 +192,8 @@ class Fitter:
     def _record(self) -> tuple:
         return tuple(dict.fromkeys([*self.output, *([self.penalty] if self.penalty else [])]))
 
-    def _simulate(self, params: dict, record=None, spikes=False, **kw):
-        return simulate(self.model, params, self._inputs(), self.dt, init=self.param_init,
+    def _simulate(self, params: dict, record=None, spikes=False, init=None, **kw):
+        return simulate(self.model, params, self._inputs(), self.dt, init=self.param_init if init is None else init,
                         record=self._record() if record is None else record, spikes=spikes, method=self.method,
                         backend=self.backend, dtype=self.dtype, seed=self.seed, threads=self.threads, **kw)
 
@@ -261,14 +261,8 @@ class Fitter:
         """
         single = isinstance(output_var, str) or output_var is None
         names = [output_var or next(iter(self.output))] if single else list(output_var)
-        saved = self.param_init
-        if param_init:
-            self.param_init = {**self.param_init, **param_init}
-        try:
-            res = self._simulate(self._resolve_params(params, iteration), record=tuple(n for n in names if n != "spikes"),
-                                 spikes="spikes" in names)
-        finally:
-            self.param_init = saved
+        res = self._simulate(self._resolve_params(params, iteration), record=tuple(n for n in names if n != "spikes"),
+                             spikes="spikes" in names, init={**self.param_init, **(param_init or {})})
         out = {n: (res.spikes[0] if n == "spikes" else res.traces[n][0]) for n in names}
         return out[names[0]] if single else out
 
@@ -380,8 +374,8 @@ class OnlineTraceFitter(TraceFitter):
             raise FitError("OnlineTraceFitter computes the mean squared error online: use metric=MSEMetric(...)")
 
     def _errors(self, candidates, iteration):
-        t_start = first_step(to_si(getattr(self.metric, "t_start", 0.0)), self.dt)
-        norm = float(getattr(self.metric, "normalization", 1.0))
+        t_start = first_step(self.metric.t_start, self.dt)  # an MSEMetric (_check_metric): SI already
+        norm = self.metric.normalization
         res = self._simulate(self._param_arrays(candidates, iteration),
                              record=(self.penalty,) if self.penalty else (),
                              targets=self.output, target_start=t_start)

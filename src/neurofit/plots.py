@@ -150,15 +150,10 @@ LINESTYLES = ("-", "--", ":", "-.")
 
 
 def display_scale(values, si_unit: str | None) -> tuple[str, float]:
-    """(unit label, factor from SI) with an SI prefix suited to ``values`` (e.g. siemens around 2e-5 → 'uS')."""
-    symbol = _SYMBOLS.get(si_unit or "")
+    """``unit_for`` of the finite non-zero ``values`` (None allowed; e.g. siemens around 2e-5 → 'uS')."""
     finite = np.abs(np.asarray([v for v in np.ravel(values) if v is not None and np.isfinite(v)], dtype=float))
     finite = finite[finite > 0]
-    if symbol is None or not finite.size:
-        return ("" if si_unit in (None, "1") else si_unit), 1.0
-    typical = float(np.median(finite))
-    scale, prefix = next(((f, p) for f, p in reversed(_PREFIXES) if typical >= f * 0.9995), _PREFIXES[0])
-    return f"{prefix}{symbol}", 1.0 / scale
+    return unit_for(finite if finite.size else [0.0], si_unit)  # ignoring None, NaN/inf and zeros
 
 
 def plot_fit_convergence(runs: list, noise_floor: float | None = None, title: str | None = None,
