@@ -115,6 +115,22 @@ def test_large_batch_matches_across_simd_blocks():
     assert ref.spike_counts.sum() > 200
 
 
+def test_spike_buffer_overflow_reruns_with_room():
+    """A LIF without refractoriness, reset 1 mV below threshold, fires every few steps: more spikes than the
+    C kernel's first buffer (256 per neuron) holds, so it runs again; the spike times still equal numpy's."""
+    model = models.get("lif", refractory=None)
+    params = {**models.SPECS["lif"].defaults, "Vr": -51e-3, "gl": np.array([10e-9, 20e-9])}
+    kwargs = dict(dt=DT, init={"v": -51e-3}, record=(), spikes=True, method="exponential_euler")
+    inputs = {"I": np.full((2, 1500), 1e-8) * np.array([[1.0], [2.0]])}
+    ref = nf.simulate(model, params, inputs, backend="numpy", **kwargs)
+    out = nf.simulate(model, params, inputs, backend="c", **kwargs)
+    assert ref.spike_counts.min() > 256
+    np.testing.assert_array_equal(out.spike_counts, ref.spike_counts)
+    for i in range(2):
+        for j in range(2):
+            np.testing.assert_allclose(out.spikes[i][j], ref.spikes[i][j], rtol=0, atol=1e-12)
+
+
 # --- noise -----------------------------------------------------------------------------------------
 
 def test_noise_identical_in_numpy_and_c():

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import sympy
 
-from . import noise as rng
 from .kernel import NOT_REFRACTORY, KernelSpec, noise_symbol
 from .printing import EXPREL_D_SERIES_BELOW, EXPREL_SERIES_BELOW, Printer
 
@@ -139,9 +139,7 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     small = pr.literal(EXPREL_SERIES_BELOW[dtype])
     half, sixth, one = pr.literal(0.5), pr.literal(1 / 6), pr.literal(1.0)
     series = f"{one} + z*{half} + z*z*{sixth}" if dtype == "float64" else f"{one} + z*{half}"
-    expm1 = "expm1f" if dtype == "float32" else "expm1"
-    exp = "expf" if dtype == "float32" else "exp"
-    fabs = "fabsf" if dtype == "float32" else "fabs"
+    expm1, exp, fabs = pr.func("expm1"), pr.func("exp"), pr.func("Abs")
     header = _HEADER.format(T=ctype, LANES=lanes, SIMD_DECLS=_SIMD_DECLS_64 if dtype == "float64" else "",
                             NONFINITE=_nonfinite(dtype),
                             EXPREL=f"{fabs}(z) < {small} ? ({series}) : {expm1}(z) / z",
@@ -149,6 +147,7 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
                                      f"({half} + z*{pr.literal(1 / 3)} + z*z*{pr.literal(1 / 8)}) : "
                                      f"({exp}(z)*(z - {one}) + {one})/(z*z)")
     S, P, U, N = spec.states, spec.parameters, spec.inputs, spec.noise
+    lane_arrays = {**{s: f"s_{s}" for s in S}, **{p: f"p_{p}" for p in P}}  # per-lane copies of states, params
     L = []
     w = L.append
     w("int nf_run(int64_t n_sets, int64_t n_traces, int64_t n_steps, double dt_d, const T* params, "
@@ -164,10 +163,8 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     w("    const int64_t n0 = blk * LANES;")
     w("    const int nb = (int)((n_neurons - n0) < LANES ? (n_neurons - n0) : LANES);")
     w("    int64_t tr[LANES]; uint64_t key[LANES]; uint8_t badb[LANES]; int32_t ls[LANES]; int spk[LANES];")
-    for s in S:
-        w(f"    T s_{s}[LANES];")
-    for p in P:
-        w(f"    T p_{p}[LANES];")
+    for array in lane_arrays.values():
+        w(f"    T {array}[LANES];")
     for v in spec.targets:
         w(f"    double e_{v}[LANES];")
     w("    for (int j = 0; j < LANES; j++) {")
@@ -193,10 +190,8 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     w("      int n_spikes = 0;")
     w("      #pragma omp simd reduction(+:n_spikes)")
     w("      for (int j = 0; j < LANES; j++) {")
-    for s in S:
-        w(f"        const T {s} = s_{s}[j];")
-    for p in P:
-        w(f"        const T {p} = p_{p}[j];")
+    for name, array in lane_arrays.items():
+        w(f"        const T {name} = {array}[j];")
     for u in U:
         w(f"        const T {u} = in_{u}[tr[j]];")
     for i, name in enumerate(N):
@@ -225,7 +220,6 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
         w(f"        T {new[s]} = {pr(spec.updates[s])};")
     w("        badb[j] |= " + " | ".join(f"nf_nonfinite({new[s]})" for s in S) + ";")
     if spec.threshold is not None:
-        import sympy
         names = {sympy.Symbol(s, real=True): new[s] for s in S}
         epr = Printer("c", dtype, names)
         cond = f"({epr(spec.threshold)})"
@@ -293,10 +287,10 @@ class CKernel:
         n_blocks = -(-n_neurons // lanes)
 
         def c(a):
-            return a.ctypes.data_as(ctypes.c_void_p) if a is not None else None
+            return a.ctypes.data_as(ctypes.c_void_p)
 
         par = np.ascontiguousarray(np.array([params[p] for p in spec.parameters], dtype=dtype).reshape(-1))
-        inp = np.zeros(max(1, len(spec.inputs) * n_steps * n_traces), dtype=dtype)
+        inp = np.zeros(1, dtype=dtype)
         if spec.inputs:
             inp = np.ascontiguousarray(np.stack([np.asarray(inputs[u], dtype=dtype).T for u in spec.inputs]))
         # neuron order inside C: trace-major (trace * n_sets + set)
@@ -332,17 +326,14 @@ class CKernel:
         sq_err = {v: to_sets(err[i * n_neurons:(i + 1) * n_neurons]).copy() for i, v in enumerate(spec.targets)}
         events = []
         if spec.threshold is not None:
-            sets_of = np.arange(n_neurons) % n_sets
-            traces_of = np.arange(n_neurons) // n_sets
-            buf = steps.reshape(n_neurons, cap)
-            by_step = {}
-            for n in np.nonzero(counts)[0]:
-                for k in buf[n, :counts[n]]:
-                    by_step.setdefault(int(k), []).append(n)
-            for k in sorted(by_step):
-                ns = np.array(by_step[k])
-                events.append((k, sets_of[ns], traces_of[ns]))
+            # per-neuron spike buffers → (step, sets, traces) in step order, neurons ascending within a step
+            neuron = np.repeat(np.arange(n_neurons), counts)
+            step = steps.reshape(n_neurons, cap)[np.arange(cap) < counts[:, None]]
+            order = np.argsort(step, kind="stable")
+            step, neuron = step[order], neuron[order]
+            ks, starts = np.unique(step, return_index=True)
+            events = [(int(k), ns % n_sets, ns // n_sets) for k, ns in zip(ks, np.split(neuron, starts[1:]))]
         return records, events, to_sets(bad.astype(bool)), final, sq_err
 
 
-__all__ = ["CKernel", "compiler_works", "generate_source", "cache_dir", "CompileError", "rng"]
+__all__ = ["CKernel", "compiler_works", "generate_source", "cache_dir", "CompileError"]

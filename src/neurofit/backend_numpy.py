@@ -74,8 +74,7 @@ class NumpyKernel:
     def run(self, params: dict, inputs: dict, init: dict, dt: float, n_steps: int, seed: int | None,
             set_offset: int, targets: dict, target_start: int):
         spec, dtype = self.spec, self.dtype
-        n_sets = next(iter(init.values())).shape[0]
-        n_traces = next(iter(inputs.values())).shape[0] if inputs else init[spec.states[0]].shape[1]
+        n_sets, n_traces = init[spec.states[0]].shape
         state = [np.array(init[s], dtype=dtype) for s in spec.states]
         pars = [np.asarray(params[p], dtype=dtype).reshape(n_sets, 1) for p in spec.parameters]
         inp = {k: np.ascontiguousarray(np.asarray(v, dtype=dtype).T) for k, v in inputs.items()}

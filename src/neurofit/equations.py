@@ -55,9 +55,6 @@ class Statement:
 class ParsedEquations:
     declarations: list = field(default_factory=list)
 
-    def by_kind(self, kind: str) -> list:
-        return [d for d in self.declarations if d.kind == kind]
-
 
 def _strip_comment(line: str) -> str:
     return line.split("#", 1)[0].rstrip()

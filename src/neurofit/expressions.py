@@ -57,7 +57,7 @@ class ExpressionError(ValueError):
 class Scope:
     """What identifiers mean: symbols with dimensions (None = unknown), and numeric constants."""
 
-    def __init__(self, symbols: dict, constants: dict, input_names=None, input_ok=None):
+    def __init__(self, symbols: dict, constants: dict, input_ok=None):
         self.symbols = symbols  # name -> (sympy.Symbol, Dimension | None)
         self.constants = constants  # name -> (float, Dimension | None)
         self.input_ok = input_ok  # callable(name) -> bool: may this undefined name be an input?

@@ -11,6 +11,7 @@ symbol ``xi`` becomes √dt·Z with Z ~ N(0, 1) drawn per neuron, step and noise
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import sympy
@@ -44,13 +45,7 @@ class StepCode:
 def resolve_method(model, method: str | None) -> str:
     """Name → method; None picks as Brian2: exponential_euler when possible, else euler."""
     if method is None:
-        if model.noise:
-            return "euler_maruyama"
-        try:
-            _linear_parts(model)
-            return "exponential_euler"
-        except EquationError:
-            return "euler"
+        return _default_method(model)
     name = _ALIASES.get(method, method)
     if name not in METHODS:
         raise ValueError(f"unknown integration method '{method}' (valid: {', '.join(METHODS)})")
@@ -60,6 +55,18 @@ def resolve_method(model, method: str | None) -> str:
     if name == "euler" and model.noise:
         name = "euler_maruyama"
     return name
+
+
+@functools.lru_cache(maxsize=64)
+def _default_method(model) -> str:
+    """The method for ``method=None``, decided once per model (the linearity check differentiates)."""
+    if model.noise:
+        return "euler_maruyama"
+    try:
+        _linear_parts(model)
+        return "exponential_euler"
+    except EquationError:
+        return "euler"
 
 
 def total_derivative(model, expr, variable: sympy.Symbol):
@@ -150,11 +157,11 @@ def step_code(model, method: str) -> StepCode:
     dt = b.dt
     if method in ("euler", "euler_maruyama"):
         k1 = b.stage("", x, b.t)
+        subs = {model.symbol(n): b.code.current[n] for n in model.subexpressions}
         for s in model.states:
             update = x[s] + dt * k1[s]
             _, diffusion = _split_noise(model, model.rhs[s])
             for name, g in diffusion.items():
-                subs = {model.symbol(n): b.code.current[n] for n in model.subexpressions}
                 update += b._frozen(s, g.xreplace(subs)) * sympy.sqrt(dt) * noise_symbol(name)
                 if name not in b.code.noise:
                     b.code.noise.append(name)

@@ -27,20 +27,6 @@ class KernelSpec:
     refractory: tuple | None = None  # ("duration", seconds expr) | ("condition", boolean expr)
     uses_not_refractory: bool = False
 
-    @property
-    def spiking(self) -> bool:
-        return self.threshold is not None
-
-    def key(self) -> str:
-        """Text that identifies the generated code (for caches)."""
-        return repr((self.method, self.states, self.parameters, self.inputs, self.noise, self.record,
-                     self.targets, [(str(s), sympy.srepr(e)) for s, e in self.body],
-                     {k: sympy.srepr(v) for k, v in self.updates.items()},
-                     {k: sympy.srepr(v) for k, v in self.record_values.items()},
-                     sympy.srepr(self.threshold) if self.threshold is not None else None,
-                     [(t, o, sympy.srepr(e)) for t, o, e in self.reset],
-                     (self.refractory[0], sympy.srepr(self.refractory[1])) if self.refractory else None))
-
 
 def build_kernel(model, method: str, record=(), targets=()) -> KernelSpec:
     """Generate the symbolic step for ``model`` with ``method`` and eliminate common subexpressions."""

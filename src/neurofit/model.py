@@ -246,10 +246,10 @@ class Model:
                 f"subexpressions={list(self.subexpressions)})")
 
 
-def as_model(model, namespace=None, inputs=None) -> Model:
+def as_model(model) -> Model:
     """A Model, or equations text turned into one."""
     if isinstance(model, Model):
         return model
     if isinstance(model, str):
-        return Model(model, namespace=namespace, inputs=inputs)
+        return Model(model)
     raise TypeError(f"model must be a neurofit.Model or an equations string, not {type(model).__name__}")

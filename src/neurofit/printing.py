@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import sympy
-from sympy.codegen.cfunctions import expm1, log1p
-
-from .expressions import exprel, exprel_d
 
 # below these |z|, exprel(z) = (exp(z)-1)/z uses its Taylor series (error < 1e-16 / 1e-8 relative)
 EXPREL_SERIES_BELOW = {"float64": 1e-5, "float32": 1e-3}
@@ -87,7 +84,7 @@ class Printer:
             if self.target == "numpy":
                 return f"np.mod({self.p(e.args[0])}, {self.p(e.args[1])})"
             return f"{'fmodf' if self.dtype == 'float32' else 'fmod'}({self.p(e.args[0])}, {self.p(e.args[1])})"
-        if isinstance(e, (sympy.Function, expm1, log1p, exprel, exprel_d)):
+        if isinstance(e, sympy.Function):  # exp, log ..., expm1, log1p, exprel, exprel_d
             name = type(e).__name__
             if name in _NUMPY_FUNCS:
                 return f"{self.func(name)}({self.p(e.args[0])})"

@@ -34,7 +34,7 @@ def with_sensitivities(spec: KernelSpec, parameters: tuple, outputs: tuple) -> K
         total = sympy.diff(expr, theta)
         for sym in expr.free_symbols:
             ds = deriv.get((sym, p))
-            if ds is not None and ds != 0:
+            if ds is not None:
                 total += sympy.diff(expr, sym) * ds
         return total
 
@@ -56,14 +56,11 @@ def with_sensitivities(spec: KernelSpec, parameters: tuple, outputs: tuple) -> K
             updates[name] = d(spec.updates[x.name], p, theta)
     reset = list(spec.reset)
     for target, op, expr in spec.reset:
+        if op not in ("=", "+=", "-="):
+            raise ValueError(f"sensitivities through reset '{target} {op} ...' are not supported; "
+                             f"use finite differences (calc_gradient=False)")
         for p, theta in zip(parameters, thetas):
-            if op == "=":
-                reset.append((sensitivity_name(target, p), "=", d(expr, p, theta)))
-            elif op in ("+=", "-="):
-                reset.append((sensitivity_name(target, p), op, d(expr, p, theta)))
-            else:
-                raise ValueError(f"sensitivities through reset '{target} {op} ...' are not supported; "
-                                 f"use finite differences (calc_gradient=False)")
+            reset.append((sensitivity_name(target, p), op, d(expr, p, theta)))
     record = list(spec.record)
     record_values = dict(spec.record_values)
     for out in outputs:

@@ -89,16 +89,13 @@ def _resolve_backend(backend: str) -> str:
 
 
 def _as_array(name, value, what, expected=None):
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, str):
             return np.array(to_si(value, expected, name=f"{what}['{name}']"))
-        except UnitError as err:
-            raise SimulationError(str(err)) from None
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
-        try:
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
             return np.array([to_si(v, expected, name=f"{what}['{name}']") for v in value])
-        except UnitError as err:
-            raise SimulationError(str(err)) from None
+    except UnitError as err:
+        raise SimulationError(str(err)) from None
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -155,6 +152,13 @@ def _check_inputs(model, inputs: dict, n_steps: int | None) -> tuple[dict, int, 
     return arrays, 1, int(n_steps)
 
 
+@functools.lru_cache(maxsize=256)
+def _init_code(model, text: str):
+    """An initial-value expression (e.g. '1/(1 + beta_m/alpha_m)') compiled to numpy code, once per model."""
+    expr, _ = parse_expression(text, model.scope)
+    return compile(Printer("numpy")(model.expand(expr)), f"<neurofit init '{text}'>", "eval")
+
+
 def _initial_state(model, init: dict | None, params: dict, inputs: dict, n_sets: int, n_traces: int, dt: float):
     init = dict(init or {})
     unknown = sorted(set(init) - set(model.states))
@@ -179,17 +183,15 @@ def _initial_state(model, init: dict | None, params: dict, inputs: dict, n_sets:
                                   f"(n_sets, n_traces) = ({n_sets}, {n_traces})") from None
     for name, text in expressions.items():  # e.g. 'm': '1/(1 + beta_m/alpha_m)' at the initial state
         try:
-            expr, _ = parse_expression(text, model.scope)
+            code = _init_code(model, text)
         except ExpressionError as err:
             raise SimulationError(f"init['{name}'] = '{text}': {err}") from None
-        expr = model.expand(expr)
         env = {s: values[s] for s in model.states}
         env.update({p: v.reshape(n_sets, 1) for p, v in params.items()})
         env.update({i: a[:, 0][None, :] for i, a in inputs.items()})
         env.update({"t": 0.0, "dt": dt})
-        source = Printer("numpy")(expr)
         with np.errstate(all="ignore"):
-            values[name][:] = eval(source, helper_namespace(np.float64), env)
+            values[name][:] = eval(code, helper_namespace(np.float64), env)
     return values
 
 
@@ -268,8 +270,10 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
 
 
 def _spike_trains(events, n_sets, n_traces, dt):
-    per = [[[] for _ in range(n_traces)] for _ in range(n_sets)]
-    for k, sets, traces in events:
-        for i, j in zip(sets.tolist(), traces.tolist()):
-            per[i][j].append(k)
-    return [[np.asarray(steps, dtype=np.float64) * dt for steps in row] for row in per]
+    """Events (step, sets, traces) in step order → spike times per (set, trace)."""
+    steps = np.concatenate([np.full(len(sets), k) for k, sets, _ in events] or [np.zeros(0, dtype=int)])
+    cells = np.concatenate([sets * n_traces + traces for _, sets, traces in events] or [np.zeros(0, dtype=int)])
+    order = np.argsort(cells, kind="stable")  # stable: each cell's spikes stay in time order
+    bounds = np.cumsum(np.bincount(cells, minlength=n_sets * n_traces))[:-1]
+    times = np.split(steps[order].astype(np.float64) * dt, bounds)
+    return [times[i * n_traces:(i + 1) * n_traces] for i in range(n_sets)]

@@ -126,10 +126,6 @@ UNITS: dict = _build_units()
 _DISPLAY_NAMES = ("volt", "amp", "second", "siemens", "farad", "ohm", "Hz", "metre", "coulomb")
 
 
-def is_unit(name: str) -> bool:
-    return name in UNITS
-
-
 def unit_value(name: str) -> tuple[float, Dimension]:
     """Scale (to SI) and dimension of a unit name; UnitError naming valid examples if unknown."""
     try:
