@@ -128,14 +128,18 @@ def test_other_plots_draw_their_data():
     fig = rate_plots.plot_fi_curve(np.arange(0, 10, 0.1))
     assert np.allclose(fig.axes[0].lines[0].get_ydata(), F(np.arange(0, 10, 0.1), A, THETA))
 
-    fig = rate_plots.plot_trajectories(5.0, 0.5, np.arange(0, 1, 0.1))
+    r_inits = np.arange(0, 1, 0.1)
+    fig = rate_plots.plot_trajectories(5.0, 0.5, r_inits)
     assert len(fig.axes[0].lines) == 10 + 3  # trajectories + fixed-point lines
+    assert np.array_equal(fig.axes[0].lines[3].get_ydata(), rate.euler_rate(r_inits[3], 5.0, 0.5, T=20.0))
+    assert np.allclose([line.get_ydata()[0] for line in fig.axes[0].lines[10:]], [0.042, 0.447, 0.900], atol=5e-4)
 
     T, dt = 200.0, 0.1
     I_ext = 0.56 + 0.7 * np.random.default_rng(0).standard_normal(np.arange(0, T, dt).size)
     r = rate.euler_rate(0.2, 5.0, I_ext, dt=dt)
     fig = rate_plots.plot_ou_run(np.arange(0, T, dt), r, rate.fixed_points(5.0, 0.56))
     assert len(fig.axes[0].lines) == 1 + 3
+    assert np.array_equal(fig.axes[0].lines[0].get_ydata(), r)
 
     bmap = rate.bifurcation_map(W[::2], I[::2])
     fig = rate_plots.plot_bifurcation_map(bmap, "n_fixed_points")

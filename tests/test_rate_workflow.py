@@ -93,7 +93,8 @@ def test_rate_study_without_chunks_or_fit(tmp_path, capsys):
     status, out, err = run_cli(capsys, "rate-study", "--config", path, "--study", "tiny", "--output-dir", tmp_path / "r")
     assert status == 0, err
     summary = json.loads((tmp_path / "r" / "rate_study.json").read_text())
-    assert "fit" not in summary and summary["bifurcation"]["n_bistable_points"] >= 1
+    whole = rate.bifurcation_map(np.linspace(0.0, 8.0, 5), np.linspace(-1.0, 2.0, 4))
+    assert "fit" not in summary and summary["bifurcation"]["n_bistable_points"] == np.sum(whole["n_stable"] == 2) == 4
     assert (tmp_path / "r" / "fit_traces.png").is_file()  # says that the fit is off (the workflow's fixed outputs)
     assert "fit: off" in out
 

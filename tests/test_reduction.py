@@ -155,7 +155,10 @@ def test_result_is_saved_and_plotted(tmp_path):
     np.testing.assert_array_equal(arrays["fitted/3/r"], result.results.recordings[3]["r"])
     fig = plot_chunks(arrays, variable="r", scale=1.0, unit="1")
     assert len(fig.axes) == 4  # one trace × four chunks
-    assert len(plot_loss_history(arrays["loss"]).axes[0].lines) == 2
+    np.testing.assert_array_equal(fig.axes[3].lines[-1].get_ydata(), arrays["fitted/3/r"][0])  # the fitted trace
+    evaluations, best = plot_loss_history(arrays["loss"]).axes[0].lines
+    np.testing.assert_array_equal(evaluations.get_ydata(), arrays["loss"])
+    np.testing.assert_array_equal(best.get_ydata(), np.minimum.accumulate(arrays["loss"]))
 
 
 @pytest.mark.slow

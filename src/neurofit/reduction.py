@@ -66,7 +66,7 @@ class Experiment:
         self.reset_between_chunks = reset_between_chunks
         self.method = method
         self.data = dict(data or {})
-        traces = {c.arrays()[k].shape[0] for c in self.chunks for k in c.inputs}
+        traces = {a.shape[0] for c in self.chunks for a in c.arrays().values()}
         if len(traces) > 1:
             raise ReductionError(f"Experiment: chunks have different numbers of traces {sorted(traces)}")
 
@@ -116,24 +116,37 @@ class ReductionResult:
     wall_time: float
     posterior_samples: np.ndarray | None = None  # method "sbi": (n, n_free) samples given the target's features
 
+    def summary(self) -> dict:
+        """The JSON summary: best parameters, loss, its SD and parts, number of evaluations, wall time."""
+        return {"best_params": self.best_params, "loss": self.loss, "loss_sd": self.loss_sd, "parts": self.parts,
+                "n_evaluations": len(self.history), "wall_time": self.wall_time}
+
+    def arrays(self) -> dict:
+        """The NPZ content: loss and its SD per evaluation, then ``recording_arrays`` of fitted and target."""
+        return {"loss": np.array([h["loss"] for h in self.history]),
+                "loss_sd": np.array([h["loss_sd"] for h in self.history]),
+                **recording_arrays(self.results, self.target)}
+
     def save(self, json_path, npz_path) -> None:
         """JSON summary + NPZ (loss per evaluation, fitted and target recordings per chunk), atomically."""
         from .io import atomic_save_npz, atomic_write_json
-        atomic_write_json(json_path, {
-            "best_params": self.best_params, "loss": self.loss, "loss_sd": self.loss_sd, "parts": self.parts,
-            "n_evaluations": len(self.history), "wall_time": self.wall_time})
-        arrays = {"loss": np.array([h["loss"] for h in self.history]),
-                  "loss_sd": np.array([h["loss_sd"] for h in self.history]),
-                  "dt": np.array(self.results.data["dt"])}
-        for which, res in (("fitted", self.results), ("target", self.target)):
-            if not isinstance(res, Results):
-                continue
-            for i, (rec, spikes) in enumerate(zip(res.recordings, res.spikes)):
-                for var, trace in rec.items():
-                    arrays[f"{which}/{i}/{var}"] = trace
-                for j, train in enumerate(spikes or []):
-                    arrays[f"{which}/{i}/spikes/{j}"] = np.asarray(train)
-        atomic_save_npz(npz_path, arrays)
+        atomic_write_json(json_path, self.summary())
+        atomic_save_npz(npz_path, self.arrays())
+
+
+def recording_arrays(fitted: Results, target=None) -> dict:
+    """``dt``, then per chunk i the recordings and spike times of ``fitted`` and of ``target`` (if a Results):
+    keys ``fitted/<i>/<var>``, ``fitted/<i>/spikes/<trace>``, ``target/...``."""
+    arrays = {"dt": np.array(fitted.data["dt"])}
+    for which, res in (("fitted", fitted), ("target", target)):
+        if not isinstance(res, Results):
+            continue
+        for i, (rec, spikes) in enumerate(zip(res.recordings, res.spikes)):
+            for var, trace in rec.items():
+                arrays[f"{which}/{i}/{var}"] = np.asarray(trace)
+            for j, train in enumerate(spikes or []):
+                arrays[f"{which}/{i}/spikes/{j}"] = np.asarray(train)
+    return arrays
 
 
 def _read_bounds(bounds: dict, model: Model):

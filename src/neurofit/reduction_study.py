@@ -121,8 +121,8 @@ class ReductionPlan:
             return
         self.target_model = self._build(t, ("target",))
         if self.target_model.threshold is None:
-            raise ConfigError(f"{self.where('target', 'threshold')}: the target model '{self.target_name}' has no spike "
-                              f"condition; give one (e.g. 'v > -20*mV', with refractory 'v > -20*mV')")
+            raise ConfigError(f"{self.where('target', 'threshold')}: the target model '{self.target_name}' has no "
+                              f"spike condition; give one (e.g. 'v > -20*mV', with refractory 'v > -20*mV')")
         if self.variable not in self.target_model.states:
             raise ConfigError(f"{self.where('protocol', 'variable')}: '{self.variable}' is not a state variable of "
                               f"the target '{self.target_name}' (states: {', '.join(self.target_model.states)})")
@@ -294,25 +294,13 @@ def spike_statistics(fitted, target, amplitudes, delta: float, duration: float, 
             "gamma": gammas, "mean_gamma": float(np.mean(gammas)) if gammas else None}
 
 
-def _arrays(fitted, target) -> dict:
-    """Recordings and spike times of the fitted model and the target, keyed as ReductionResult.save."""
-    arrays = {"dt": np.array(fitted.data["dt"])}
-    for which, res in (("fitted", fitted), ("target", target)):
-        for i, (rec, spikes) in enumerate(zip(res.recordings, res.spikes)):
-            for var, trace in rec.items():
-                arrays[f"{which}/{i}/{var}"] = np.asarray(trace)
-            for j, train in enumerate(spikes or []):
-                arrays[f"{which}/{i}/spikes/{j}"] = np.asarray(train)
-    return arrays
-
-
 def write_reduction(plan: ReductionPlan, out_dir, log=None) -> dict:
     """Run the reduction and its held-out check; write ``FILES`` into ``out_dir``. Returns the summary
     (reduction.json's content, with heldout.json's under "evaluation")."""
-    import json
     import time
 
     from .io import atomic_save_npz, atomic_write_json
+    from .reduction import recording_arrays
 
     out = Path(out_dir)
     s = plan.section
@@ -323,7 +311,6 @@ def write_reduction(plan: ReductionPlan, out_dir, log=None) -> dict:
         log(f"target on {len(plan.amplitudes['train'])} train amplitudes: spike counts "
             f"{[len(x) for x in target.spikes[0]]}")
     result = run_reduction(plan, target)
-    result.save(out / "reduction.json", out / "reduction.npz")
     delta = plan.loss_settings["delta"]
     evaluation = {"delta": delta, "duration": plan.duration, "dt": plan.dt, "units": {"amplitudes": "SI",
                   "delta": "second"},
@@ -337,11 +324,12 @@ def write_reduction(plan: ReductionPlan, out_dir, log=None) -> dict:
         held_target = plan.target_results("heldout")
         evaluation["heldout"] = spike_statistics(fitted, held_target, plan.amplitudes["heldout"], delta,
                                                  plan.duration, plan.dt)
-        heldout_arrays = _arrays(fitted, held_target)
+        heldout_arrays = recording_arrays(fitted, held_target)
     atomic_save_npz(out / "heldout.npz", heldout_arrays)
     atomic_write_json(out / "heldout.json", evaluation)
-    summary = json.loads((out / "reduction.json").read_text())
-    summary.update({
+    atomic_save_npz(out / "reduction.npz", result.arrays())
+    summary = {
+        **result.summary(),
         "study": plan.study.name,
         "target": plan.target_name or "data", "model": plan.model_name,
         "free": list(plan.space.free), "log_scale": sorted(plan.space.log_scale),
@@ -350,17 +338,12 @@ def write_reduction(plan: ReductionPlan, out_dir, log=None) -> dict:
         "method": s["method"], "max_evals": s["max_evals"], "n_samples": s["n_samples"],
         "num_rep_loss": s["num_rep_loss"], "seed": s["seed"],
         "train": evaluation["train"], "heldout": evaluation["heldout"],
-        "total_wall_time": time.perf_counter() - start})
+        "total_wall_time": time.perf_counter() - start}
     atomic_write_json(out / "reduction.json", summary)
     return summary
 
 
 # --- figures ----------------------------------------------------------------------------------------
-
-def _label(amplitude: float, unit: str = "amp") -> str:
-    from .plots import format_quantity
-    return format_quantity(amplitude, unit)
-
 
 def plot_loss(arrays: dict, summary: dict, study: str):
     """Loss of every evaluation and the best so far (``reduction_plots.plot_loss_history``), titled."""
@@ -376,6 +359,7 @@ def plot_traces(arrays: dict, stats: dict | None, study: str, which: str, variab
     """Target (grey) vs fitted (red) ``variable`` per amplitude, with spike counts and gamma per panel."""
     from matplotlib.figure import Figure
 
+    from .plots import format_quantity
     from .reduction_plots import plot_chunks
     if stats is None or f"fitted/0/{variable}" not in arrays:
         fig = Figure(figsize=(6, 1.5), layout="constrained")
@@ -388,7 +372,8 @@ def plot_traces(arrays: dict, stats: dict | None, study: str, which: str, variab
     fig.set_size_inches(9, fig.get_size_inches()[1] + 0.4)
     for ax, amp, nt, nf, g in zip(fig.axes, stats["amplitudes"], stats["target_counts"], stats["fitted_counts"],
                                   stats["gamma"]):
-        ax.set_title(f"{_label(amp)}: {nt} target / {nf} fitted spikes, gamma {g:.2f}", fontsize="small")
+        ax.set_title(f"{format_quantity(amp, 'amp')}: {nt} target / {nf} fitted spikes, gamma {g:.2f}",
+                     fontsize="small")
     label = "held-out" if which == "heldout" else "train"
     fig.suptitle(f"{study}: target (grey) vs fitted (red) on the {label} amplitudes\nmax spike-count error "
                  f"{stats['max_abs_count_error']}, mean gamma factor {stats['mean_gamma']:.2f}", fontsize="medium")

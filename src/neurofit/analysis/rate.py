@@ -43,6 +43,11 @@ def closed_form_w0(t, r_init, I_ext, a=A, theta=THETA, tau=TAU):
     return f_inf + (r_init - f_inf) * np.exp(-np.asarray(t, dtype=float) / tau)
 
 
+def n_steps(T, dt):
+    """The tutorial's sample count for a run of T ms: len(np.arange(0, T, dt))."""
+    return np.arange(0, T, dt).size
+
+
 def euler_rate(r_init, w, I_ext, a=A, theta=THETA, tau=TAU, dt=0.1, T=None):
     """The tutorial's forward-Euler simulation (`simulate_single`), the reference for the simulator.
 
@@ -52,12 +57,12 @@ def euler_rate(r_init, w, I_ext, a=A, theta=THETA, tau=TAU, dt=0.1, T=None):
     if np.ndim(I_ext) == 0:
         if T is None:
             raise ValueError("euler_rate: a scalar I_ext needs the duration T (ms)")
-        I_ext = np.full(np.arange(0, T, dt).size, float(I_ext))
+        I_ext = np.full(n_steps(T, dt), float(I_ext))
     else:
         I_ext = np.asarray(I_ext, dtype=float)
-        if T is not None and I_ext.size != np.arange(0, T, dt).size:
+        if T is not None and I_ext.size != n_steps(T, dt):
             raise ValueError(f"euler_rate: I_ext has {I_ext.size} samples, T={T}, dt={dt} "
-                             f"needs {np.arange(0, T, dt).size}")
+                             f"needs {n_steps(T, dt)}")
     r = np.empty(I_ext.size)
     r[0] = r_init
     for k in range(I_ext.size - 1):

@@ -9,7 +9,6 @@ atomically (`neurofit.io`, `neurofit.plots.save_figure`).
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +21,6 @@ from neurofit.io import atomic_save_npz, atomic_write_json
 MS = 1e-3  # seconds per ms: the tutorial's time unit in SI
 PARAMETERS = ("tau", "a", "theta", "w")
 DEFAULT_FIT_BOUNDS = {"tau": [0.1, 10.0], "a": [0.1, 5.0], "theta": [0.5, 6.0], "w": [0.0, 12.0]}
-
-
-def _n_steps(T, dt):
-    """The tutorial's sample count: len(np.arange(0, T, dt))."""
-    return np.arange(0, T, dt).size
 
 
 def simulate_rate(w, I_ext, r_init, tau=TAU, a=A, theta=THETA, dt=0.1, T=None, method="euler",
@@ -45,15 +39,15 @@ def simulate_rate(w, I_ext, r_init, tau=TAU, a=A, theta=THETA, dt=0.1, T=None, m
     from neurofit import models
 
     if np.ndim(I_ext) == 0:
-        I_ext = np.full(_n_steps(20.0 if T is None else T, dt), float(I_ext))
+        I_ext = np.full(rate.n_steps(20.0 if T is None else T, dt), float(I_ext))
     I_ext = np.asarray(I_ext, dtype=float)
     if I_ext.ndim not in (1, 2):
         raise ValueError(f"simulate_rate: I_ext has shape {I_ext.shape}; expected a number, (n_steps,) "
                          f"or (n_traces, n_steps)")
     n_steps = I_ext.shape[-1]
-    if T is not None and n_steps != _n_steps(T, dt):
+    if T is not None and n_steps != rate.n_steps(T, dt):
         raise ValueError(f"simulate_rate: I_ext has {n_steps} samples but T={T} ms, dt={dt} ms needs "
-                         f"{_n_steps(T, dt)}; give T=None to take the duration from I_ext")
+                         f"{rate.n_steps(T, dt)}; give T=None to take the duration from I_ext")
     single = I_ext.ndim == 1 and np.ndim(r_init) == 0
     traces = np.atleast_2d(I_ext)
     r0 = np.atleast_1d(np.asarray(r_init, dtype=float))
@@ -95,7 +89,7 @@ def ou_driven_run(w=5.0, I_mean=0.56, sigma=0.7, tau_ou=1.0, T=1000.0, dt=0.1, *
     unstable fixed point as threshold (`rate.detect_transitions`, hysteresis `band`), or None when
     the model at (w, I_mean) does not have two stable states.
     """
-    I_ext = ou_input(_n_steps(T, dt), dt, I_mean, sigma, tau_ou, seed=seed)
+    I_ext = ou_input(rate.n_steps(T, dt), dt, I_mean, sigma, tau_ou, seed=seed)
     t, r = simulate_rate(w, I_ext, r_init, tau, a, theta, dt, method="euler", backend=backend)
     fps = rate.fixed_points(w, I_mean, a, theta, tau)
     stable = [fp.r for fp in fps if fp.stable]
@@ -110,7 +104,7 @@ def step_protocol(amplitudes, T=50.0, dt=0.1, start=5.0, stop=25.0, baseline=0.0
     """I_ext traces (len(amplitudes), n_steps): `baseline`, then each amplitude for start <= t < stop (ms)."""
     from neurofit.stimuli import steps
 
-    return steps(_n_steps(T, dt), dt * MS, [float(x) for x in amplitudes], start * MS, stop * MS,
+    return steps(rate.n_steps(T, dt), dt * MS, [float(x) for x in amplitudes], start * MS, stop * MS,
                  baseline=baseline)
 
 
@@ -335,16 +329,8 @@ def rate_study(config, out_dir, bifurcation_chunks=None):
     if fit["enabled"]:
         summary["fit"] = _fit_section(fit, out, save_figure)
 
-    atomic_write_json(out / SUMMARY, json.loads(json.dumps(summary, default=_plain)))
+    atomic_write_json(out / SUMMARY, summary)
     return summary
-
-
-def _plain(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _fit_section(fit, out, save_figure):

@@ -4,7 +4,6 @@ from __future__ import annotations
 from .common import add_study_arguments, config_inputs, load_study, say, stopwatch
 
 HELP = "plot a study's model reduction: loss per evaluation, target vs fitted on the train and held-out amplitudes"
-KINDS = ("loss", "train", "heldout")
 
 
 def register(subparsers) -> None:
@@ -24,17 +23,17 @@ def run(args) -> int:
 
     from ..plots import save_figure
     from ..provenance import write_manifest
-    from ..reduction_study import figure
+    from ..reduction_study import FIGURES, FILES, figure
     from ..study import ConfigError
 
-    outputs = {kind: getattr(args, kind) for kind in KINDS if getattr(args, kind)}
+    outputs = {kind: getattr(args, kind) for kind in FIGURES if getattr(args, kind)}
     if not outputs:
         raise ConfigError("plot-reduction: give at least one of --loss, --train, --heldout (figure files)")
     for kind, path in outputs.items():
         if Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ConfigError(f"--{kind} {path}: use a .png, .svg or .pdf file name")
     results = Path(args.results)
-    for name in ("reduction.json", "reduction.npz", "heldout.json", "heldout.npz"):
+    for name in FILES:
         if not (results / name).is_file():
             raise ConfigError(f"--results {results}: no {name} (run 'neurofit reduce' first)")
     study = load_study(args)

@@ -21,11 +21,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..provenance import write_manifest
-    from ..rate_section import rate_settings, write_chunk
+    from ..rate_section import n_chunks, write_chunk
 
     with stopwatch() as elapsed:
         study = load_study(args)
-        of = args.of if args.of is not None else rate_settings(study)["bifurcation"]["n_chunks"]
+        of = args.of if args.of is not None else n_chunks(study)
         write_chunk(study, args.chunk, of, args.output)
     write_manifest(args.output, study=study.name, config=study.section, inputs=config_inputs(args),
                    wall_time=elapsed(), extra={"chunk": args.chunk, "n_chunks": of})

@@ -31,12 +31,12 @@ def run(args) -> int:
         summary = write_reduction(plan, out, log=say)
     s = plan.section
     held = summary["heldout"]
+    extras = {"reduction.json": {"loss": summary["loss"], "n_evaluations": summary["n_evaluations"]},
+              "heldout.json": {"mean_gamma": held["mean_gamma"] if held else None}}
     for name in FILES:
-        extra = {"loss": summary["loss"], "n_evaluations": summary["n_evaluations"]} if name == "reduction.json" \
-            else {"mean_gamma": held["mean_gamma"] if held else None} if name == "heldout.json" else None
         write_manifest(out / name, study=study.name, config=study.section, seeds={"reduction": s["seed"]},
                        inputs=config_inputs(args) + plan.data_files, backend=s["backend"], dtype="float64",
-                       wall_time=elapsed(), extra=extra)
+                       wall_time=elapsed(), extra=extras.get(name))
     train = summary["train"]
     say(f"reduction '{study.name}': {summary['target']} -> {summary['model']}, loss {summary['loss']:.4g} after "
         f"{summary['n_evaluations']} evaluations; train spike counts {train['target_counts']} (target) vs "
