@@ -133,9 +133,11 @@ def test_compare_arrays_and_tables_exactly(tmp_path):
     atomic_save_npz(tmp_path / "b.npz", {"x": x.copy(), "y": np.array([np.nan, 1.0])})
     assert compare_files(tmp_path / "a.npz", tmp_path / "b.npz") == []
     atomic_save_npz(tmp_path / "b.npz", {"x": x + np.where(np.arange(50) == 7, 1e-15, 0), "y": np.array([np.nan, 1.0])})
-    assert compare_files(tmp_path / "a.npz", tmp_path / "b.npz") == ["x: 1 of 50 values differ (largest difference 9.99e-16)"]
+    assert compare_files(tmp_path / "a.npz", tmp_path / "b.npz") == [
+        "x: 1 of 50 values differ (largest difference 9.99e-16)"]
     atomic_save_npz(tmp_path / "b.npz", {"x": x.astype(np.float32), "y": np.array([np.nan, 1.0])})
-    assert compare_files(tmp_path / "a.npz", tmp_path / "b.npz")[0].startswith("x: dtype/shape float64[50] vs re-run float32")
+    assert compare_files(tmp_path / "a.npz", tmp_path / "b.npz") == [
+        "x: dtype/shape float64[50] vs re-run float32[50]"]
 
     frame = pd.DataFrame({"p": x, "name": ["a"] * 50, "fit_wall_time_s": x})
     frame.to_parquet(tmp_path / "a.parquet")

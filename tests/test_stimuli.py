@@ -151,6 +151,7 @@ def test_ou_mistakes():
 def test_from_file_converts_units(tmp_path):
     v = from_file(SHARED / "output_traces_hh.csv", unit="mV")
     assert v.shape == (5, 1497)
+    np.testing.assert_array_equal(v, load_array(SHARED / "output_traces_hh.csv") * 1e-3)
     assert v.min() == pytest.approx(-0.0874, abs=1e-4) and v.max() == pytest.approx(0.0556, abs=1e-4)
     np.savez(tmp_path / "stim.npz", I=np.array([1.0, 2.0]), other=np.zeros(2))
     np.testing.assert_allclose(from_file(tmp_path / "stim.npz", unit="nA", name="I"), [[1e-9, 2e-9]], rtol=1e-12)

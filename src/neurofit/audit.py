@@ -43,8 +43,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .io import sha256_file
-from .provenance import MANIFEST_SUFFIX, package_versions
+from .provenance import MANIFEST_SUFFIX, manifest_path, package_versions
 
 #: Folders of a study that hold no results (Snakemake's logs and benchmarks).
 IGNORED_DIRS = ("logs", "benchmarks")
@@ -170,7 +172,7 @@ def check_outputs(top) -> list[Finding]:
     top = Path(top)
     findings = []
     for path in result_files(top):
-        manifest = Path(f"{path}{MANIFEST_SUFFIX}")
+        manifest = manifest_path(path)
         if not manifest.is_file():
             findings.append(Finding("no-manifest", str(path), f"a result without a manifest ({manifest.name})"))
     for manifest in manifest_files(top):
@@ -398,7 +400,6 @@ def compare_files(a, b) -> list[str]:
         if suffix == ".npz":
             return _compare_npz(a, b)
         if suffix == ".npy":
-            import numpy as np
             return _compare_arrays("array", np.load(a, allow_pickle=False), np.load(b, allow_pickle=False))
         if suffix in (".parquet", ".csv", ".tsv"):
             return _compare_tables(a, b, suffix)
@@ -410,11 +411,12 @@ def compare_files(a, b) -> list[str]:
                                  yaml.safe_load(b.read_text(encoding="utf-8")))
     except (OSError, ValueError) as err:
         return [f"cannot read for comparison ({' '.join(str(err).split())[:200]})"]
-    return [] if a.read_bytes() == b.read_bytes() else [f"bytes differ ({a.stat().st_size} vs {b.stat().st_size} bytes)"]
+    if a.read_bytes() == b.read_bytes():
+        return []
+    return [f"bytes differ ({a.stat().st_size} vs {b.stat().st_size} bytes)"]
 
 
 def _compare_npz(a: Path, b: Path) -> list[str]:
-    import numpy as np
     with np.load(a, allow_pickle=False) as x, np.load(b, allow_pickle=False) as y:
         if sorted(x.files) != sorted(y.files):
             return [f"keys differ: {sorted(set(x.files) ^ set(y.files))[:5]}"]
@@ -432,7 +434,6 @@ def _compare_npz(a: Path, b: Path) -> list[str]:
 
 
 def _compare_arrays(key: str, u, v) -> list[str]:
-    import numpy as np
     if u.dtype != v.dtype or u.shape != v.shape:
         return [f"{key}: dtype/shape {u.dtype}{list(u.shape)} vs re-run {v.dtype}{list(v.shape)}"]
     equal = np.array_equal(u, v, equal_nan=u.dtype.kind in "fc")

@@ -9,17 +9,16 @@ Every user mistake raises ``DataError`` with a one-line message that names the f
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import numbers
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from neurofit.io import atomic_write_bytes, read_npz
 from neurofit.units import TIME, UnitError, parse_unit, to_si
 
 FORMATS = (".csv", ".npy", ".npz")
@@ -37,14 +36,17 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _nonfinite_cell(array: np.ndarray):
-    """(row, column, 'NaN' / 'inf' / '-inf') of the first non-finite cell of a 2-D array, or None."""
+def _check_samples(array: np.ndarray, where: str) -> None:
+    """Raise DataError unless a 2-D float array holds at least one sample and only finite ones."""
+    if array.size == 0:
+        raise DataError(f"{where} holds no samples (shape {array.shape}); recordings need at least one trace "
+                        f"and one sample")
     bad = ~np.isfinite(array)
-    if not bad.any():
-        return None
-    row, col = (int(i) for i in np.argwhere(bad)[0])
-    value = array[row, col]
-    return row, col, "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        value = array[row, col]
+        what = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+        raise DataError(f"{where}: row {row}, column {col} is {what}; recordings must be finite numbers")
 
 
 def _as_2d(array: np.ndarray, where: str) -> np.ndarray:
@@ -56,14 +58,8 @@ def _as_2d(array: np.ndarray, where: str) -> np.ndarray:
     if array.ndim != 2:
         raise DataError(f"{where} has shape {array.shape}; recordings must be 1-D (one trace) "
                         f"or 2-D (n_traces, n_steps)")
-    if array.size == 0:
-        raise DataError(f"{where} holds no samples (shape {array.shape}); recordings need at least one "
-                        f"trace and one sample")
     array = array.astype(float)
-    cell = _nonfinite_cell(array)
-    if cell is not None:
-        row, col, what = cell
-        raise DataError(f"{where}: row {row}, column {col} is {what}; recordings must be finite numbers")
+    _check_samples(array, where)
     return array
 
 
@@ -94,6 +90,8 @@ def _read_csv(path: Path) -> np.ndarray:
     A header without an empty first cell (e.g. "a,b,c") means all columns are data.
     A plain CSV with a single column is one trace.
     """
+    import pandas as pd  # only CSV needs it; reading .npz data stays light
+
     header, index = _csv_layout(path)
     options = dict(header=0 if header else None, index_col=0 if index else None, encoding="utf-8-sig")
     try:
@@ -112,6 +110,8 @@ def _read_csv(path: Path) -> np.ndarray:
 
 def _parse_text_cells(path: Path, options: dict) -> np.ndarray:
     """Re-read a CSV as text and convert cell by cell, naming the first cell that is not a number."""
+    import pandas as pd
+
     text = pd.read_csv(path, dtype=str, keep_default_na=False, **options).to_numpy()
     array = np.empty(text.shape)
     for (row, col), cell in np.ndenumerate(text):
@@ -244,18 +244,12 @@ class Dataset:
                 if array.ndim != 2:
                     raise DataError(f"{label} has shape {array.shape}; recordings must be 2-D "
                                     f"(n_traces, n_steps), e.g. x[None, :] for one trace")
-                if array.size == 0:
-                    raise DataError(f"{label} holds no samples (shape {array.shape}); recordings need "
-                                    f"at least one trace and one sample")
                 if expected is None:
                     expected = array.shape
                 elif array.shape != expected:
                     raise DataError(f"{label} has shape {array.shape} but {reference} has {expected}: "
                                     f"every recording needs one row per trace and the same number of samples")
-                cell = _nonfinite_cell(array)
-                if cell is not None:
-                    row, col, what = cell
-                    raise DataError(f"{label}: row {row}, column {col} is {what}; recordings must be finite numbers")
+                _check_samples(array, label)
         for name, trains in (self.spikes or {}).items():
             self._validate_spikes(name, trains)
 
@@ -280,7 +274,6 @@ class Dataset:
 
     def save_npz(self, path) -> None:
         """Write the dataset to ``path`` (.npz) atomically; dt, units, spikes and source go in JSON metadata."""
-        path = Path(path)
         meta = {"format": _FORMAT_NAME, "version": _FORMAT_VERSION, "dt": self.dt, "units": self.units,
                 "source": self.source,
                 "spikes": None if self.spikes is None else
@@ -288,35 +281,23 @@ class Dataset:
         arrays = {f"inputs/{name}": a for name, a in self.inputs.items()}
         arrays.update({f"outputs/{name}": a for name, a in self.outputs.items()})
         arrays[_META_KEY] = np.array(json.dumps(meta, default=str))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # in the dataset's order: load_npz gives the variables back in it
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load_npz(cls, path) -> "Dataset":
         """Read a dataset written by ``save_npz``."""
-        path = Path(path)
-        if not path.exists():
-            raise DataError(f"{path}: file not found")
+        files = read_npz(path)
+        if _META_KEY not in files:
+            raise DataError(f"{path}: not a neurofit dataset (no '{_META_KEY}' entry); write it with "
+                            f"Dataset.save_npz, or read single arrays with load_array")
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                if _META_KEY not in archive.files:
-                    raise DataError(f"{path}: not a neurofit dataset (no '{_META_KEY}' entry); write it with "
-                                    f"Dataset.save_npz, or read single arrays with load_array")
-                meta = json.loads(str(archive[_META_KEY]))
-                inputs = {k[len("inputs/"):]: archive[k] for k in archive.files if k.startswith("inputs/")}
-                outputs = {k[len("outputs/"):]: archive[k] for k in archive.files if k.startswith("outputs/")}
-        except DataError:
-            raise
-        except (OSError, ValueError, EOFError) as e:
+            meta = json.loads(str(files[_META_KEY]))
+        except ValueError as e:
             raise DataError(f"{path}: cannot read as .npz ({_one_line(e)})") from None
+        inputs = {k[len("inputs/"):]: a for k, a in files.items() if k.startswith("inputs/")}
+        outputs = {k[len("outputs/"):]: a for k, a in files.items() if k.startswith("outputs/")}
         if meta.get("format") != _FORMAT_NAME or meta.get("version") != _FORMAT_VERSION:
             raise DataError(f"{path}: metadata format {meta.get('format')!r} version {meta.get('version')!r}; "
                             f"expected {_FORMAT_NAME!r} version {_FORMAT_VERSION}")

@@ -80,6 +80,19 @@ def atomic_save_npz(path, arrays: dict, compress: bool = False) -> Path:
     return atomic_write_bytes(path, npz_bytes(arrays, compress=compress))
 
 
+def read_npz(path) -> dict:
+    """Every array of the .npz file ``path``; ``DataError`` (one line) if it is missing or unreadable."""
+    from .data import DataError
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: cannot read as .npz ({' '.join(str(err).split())})") from None
+
+
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -121,13 +134,7 @@ class SimulationFile:
     def __init__(self, path):
         from .data import DataError
         self.path = Path(path)
-        if not self.path.exists():
-            raise DataError(f"{self.path}: file not found")
-        try:
-            with np.load(self.path, allow_pickle=False) as archive:
-                files = {k: archive[k] for k in archive.files}
-        except (OSError, ValueError, EOFError) as err:
-            raise DataError(f"{self.path}: cannot read as .npz ({' '.join(str(err).split())})") from None
+        files = read_npz(self.path)
         if "__meta__" not in files:
             raise DataError(f"{self.path}: not a neurofit simulation (no '__meta__' entry)")
         self.meta = json.loads(str(files.pop("__meta__")))

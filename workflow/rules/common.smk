@@ -7,6 +7,7 @@ from neurofit.inference_study import (
     INFERENCE_FILES,
     check_infer_section,
 )
+from neurofit.provenance import MANIFEST_SUFFIX
 from neurofit.rate_section import OUTPUTS as RATE_OUTPUTS, rate_settings
 from neurofit.reduction_study import (
     FIGURES as REDUCTION_FIGURES,
@@ -74,12 +75,11 @@ def study_json(wildcards):
 
 def study_files(wildcards):
     """Recordings and equation files a study reads."""
-    study = STUDIES[wildcards.study]
-    return study.data_files + study.model_files
+    return STUDIES[wildcards.study].source_files
 
 
 def manifest(path):
-    return f"{path}.manifest.json"
+    return f"{path}{MANIFEST_SUFFIX}"
 
 
 # Fits (used by fit.smk, refine.smk and figures.smk).

@@ -36,7 +36,7 @@ def run(args) -> int:
         frozen = yaml.safe_dump(study.to_config(), sort_keys=False, default_flow_style=False, allow_unicode=True)
         atomic_write_text(args.output_config, frozen)
         dataset.save_npz(args.output_data)
-    inputs = config_inputs(args) + study.data_files + study.model_files
+    inputs = config_inputs(args) + study.source_files
     common = dict(study=study.name, config=study.section, inputs=inputs, wall_time=elapsed())
     write_manifest(args.output_config, **common)
     write_manifest(args.output_data, **common, extra={"n_traces": dataset.n_traces, "n_steps": dataset.n_steps,
