@@ -21,10 +21,7 @@ from neurofit import models
 from neurofit.inference import Inferencer
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "brian2modelfitting" / "input_traces_hh.csv"
-SPEC = models.SPECS["hh_inferencer"]  # the manual's Inferencer tutorial model
-EQS = SPEC.equations()
-NAMESPACE = {name: quantity for name, (quantity, _) in SPEC.constants.items()}
-INIT = SPEC.init
+SPEC = models.SPECS["hh_inferencer"]  # the manual's Inferencer tutorial model (threshold, refractory: m > 0.5)
 TRACE_FEATURES = ["v_max", "v_mean", "v_std", "resting_potential"]
 
 
@@ -35,9 +32,8 @@ def inferencer(dtype: str, spikes: bool, threads: int) -> Inferencer:
     if spikes:
         output["spikes"] = [np.array([0.006])]
         features["spikes"] = ["spike_count", "mean_isi", "first_spike_latency"]
-    inf = Inferencer("0.01 ms", EQS, {"I": current}, output, features=features, namespace=NAMESPACE,
-                     method="exponential_euler", threshold="m > 0.5", refractory="m > 0.5", param_init=INIT,
-                     dtype=dtype, threads=threads, seed=0)
+    inf = Inferencer("0.01 ms", models.get("hh_inferencer"), {"I": current}, output, features=features,
+                     method=SPEC.method, param_init=SPEC.init, dtype=dtype, threads=threads, seed=0)
     inf.init_prior(g_Na=["1 uS", "100 uS"], g_K=["0.1 uS", "10 uS"])
     return inf
 

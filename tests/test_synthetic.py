@@ -88,7 +88,8 @@ def test_ramp_and_ou_inputs_match_the_stimulus_generators():
     # exact: the documented draws of the k-th input (sorted names) come from default_rng([seed, 1, k])
     ou = stimuli.ornstein_uhlenbeck(10_000, DT, "5 ms", "0.05 nA", mu="0.1 nA", seed=[7, 1, 0])
     np.testing.assert_array_equal(data.inputs["I"], ou[None, :])
-    np.testing.assert_array_equal(data.inputs["I_b"], stimuli.ramp(10_000, DT, "0.2 s", "0.8 s", "0 nA", "0.3 nA")[None, :])
+    ramp = stimuli.ramp(10_000, DT, "0.2 s", "0.8 s", "0 nA", "0.3 nA")
+    np.testing.assert_array_equal(data.inputs["I_b"], ramp[None, :])
     assert data.units == {"I": "amp", "I_b": "amp", "v": "volt"}  # from the quantities given (R*I hides it)
 
 

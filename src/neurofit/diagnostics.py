@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .inference import InferenceError
+from .inference import InferenceError, _seeded
 from .plots import DATA_COLOR, display_unit, unit_for
 
 LEVELS = np.linspace(0.05, 0.95, 19)
@@ -53,7 +53,6 @@ def run_sbc(posterior, theta, x, num_posterior_samples: int = 1000, kind: str = 
     """Ranks of ``theta`` (n_tests, n_parameters) under ``posterior`` given their features ``x``; rows with
     NaN/inf features are left out (counted in ``n_invalid``)."""
     from sbi.diagnostics import run_sbc as sbi_run_sbc
-    from .inference import _seeded
     if kind not in ("marginal", "hpd"):
         raise InferenceError(f"kind = {kind!r} is not valid (valid: 'marginal', 'hpd')")
     theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))

@@ -165,7 +165,7 @@ class FeatureSet:
 
     def __call__(self, traces: dict, spikes=None) -> np.ndarray:
         """Features of traces {var: (n_sets, n_traces, n_steps)} and spikes[set][trace] → (n_sets, n_features)."""
-        n_sets = len(spikes) if not self.trace_vars else next(iter(traces[v] for v in self.trace_vars)).shape[0]
+        n_sets = traces[self.trace_vars[0]].shape[0] if self.trace_vars else len(spikes)
         columns = []
         for var, items in self.spec.items():
             for j, window in enumerate(self.windows):
@@ -214,28 +214,25 @@ class RawTraces:
     """Automatic features: every trace output, block-averaged to at most ``max_samples`` samples per trace
     and concatenated (the input of an embedding network)."""
 
+    needs_spikes = False
+
     def __init__(self, trace_vars: list, n_traces: int, n_steps: int, max_samples: int = 256):
         if not trace_vars:
             raise FeatureError("automatic features (features=None) need a trace output such as {'v': traces}")
         if max_samples < 1:
             raise FeatureError(f"max_samples = {max_samples}: must be a positive number of samples per trace")
-        self.vars, self.n_traces = list(trace_vars), int(n_traces)
+        self.trace_vars, self.n_traces = list(trace_vars), int(n_traces)
         self.factor = math.ceil(n_steps / max_samples)
         self.n_blocks = n_steps // self.factor
 
     @property
-    def trace_vars(self) -> list[str]:
-        return self.vars
-
-    needs_spikes = False
-
-    @property
     def names(self) -> list[str]:
-        return [f"{var}[{j}][{b}]" for var in self.vars for j in range(self.n_traces) for b in range(self.n_blocks)]
+        return [f"{var}[{j}][{b}]" for var in self.trace_vars for j in range(self.n_traces)
+                for b in range(self.n_blocks)]
 
     def __call__(self, traces: dict, spikes=None) -> np.ndarray:
         parts = []
-        for var in self.vars:
+        for var in self.trace_vars:
             x = np.asarray(traces[var], dtype=np.float64)
             x = x[..., :self.n_blocks * self.factor].reshape(*x.shape[:2], self.n_blocks, self.factor).mean(-1)
             parts.append(x.reshape(x.shape[0], -1))

@@ -333,10 +333,8 @@ class Inferencer:
         """(theta, x) of chunk ``chunk`` (0 .. n_chunks-1) of ``n_samples`` simulations: all theta are drawn
         from the seeded prior, the chunk's slice is simulated; the chunks concatenated equal one
         unchunked ``generate_training_data`` + ``extract_summary_statistics`` with the same seed."""
-        if not 0 <= chunk < n_chunks:
-            raise InferenceError(f"chunk = {chunk}: must be in 0 .. {n_chunks - 1} (n_chunks = {n_chunks})")
-        theta = self.generate_training_data(n_samples, prior, seed)
         start, stop = chunk_range(n_samples, chunk, n_chunks)
+        theta = self.generate_training_data(n_samples, prior, seed)
         x = self.extract_summary_statistics(theta[start:stop], seed=seed, set_offset=start)
         return theta[start:stop], x
 
@@ -528,13 +526,9 @@ class Inferencer:
     def sample(self, shape, posterior=None, x=None, seed: int | None = None, **kwargs) -> np.ndarray:
         """Samples from the posterior given x (default: the data's features), SI, as a numpy array of
         shape (*shape, n_parameters); the same seed gives the same samples."""
-        posterior = self._posterior(posterior)
-        x = torch.as_tensor(self.x_o if x is None else x, dtype=torch.float32)
-        kwargs.setdefault("show_progress_bars", False)
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        with _seeded(self.seed if seed is None else seed):
-            samples = posterior.sample(shape, x=x, **kwargs)
-        self.samples = samples.detach().cpu().numpy().astype(np.float64)
+        self.samples = _draw(self._posterior(posterior), shape, self.seed if seed is None else seed,
+                             x=self.x_o if x is None else x, **kwargs)
         return self.samples
 
     def save_posterior(self, path):
@@ -649,8 +643,8 @@ class Inferencer:
         variable, "spikes" (spike trains), or a list (→ dict); default: the outputs."""
         if reduce not in ("mean", None):
             raise InferenceError(f"reduce = {reduce!r} is not valid (valid: 'mean', None)")
-        samples = _draw(self._posterior(posterior), (int(n_samples),), self.seed if seed is None else seed,
-                        x=self.x_o)
+        seed = self.seed if seed is None else seed
+        samples = _draw(self._posterior(posterior), (int(n_samples),), seed, x=self.x_o)
         theta = samples.mean(axis=0, keepdims=True) if reduce == "mean" else samples
         names = ([*self.output] + ([SPIKES] if self.output_spikes is not None else [])) if output_var is None else \
             ([output_var] if isinstance(output_var, str) else list(output_var))
@@ -659,8 +653,7 @@ class Inferencer:
         if bad:
             raise InferenceError(f"output_var: {', '.join(bad)} not a variable of the model "
                                  f"(recordable: {', '.join(self.model.recordable())}, or 'spikes')")
-        result = self._simulate(theta, record, SPIKES in names, self.seed if seed is None else seed,
-                                init={**self.param_init, **(param_init or {})})
+        result = self._simulate(theta, record, SPIKES in names, seed, init={**self.param_init, **(param_init or {})})
         out = {v: result.traces[v] for v in record}
         if SPIKES in names:
             out[SPIKES] = result.spikes
@@ -670,17 +663,15 @@ class Inferencer:
         return out[names[0]] if single else out
 
 
-def _draw(distribution, shape: tuple, seed: int, x=None) -> np.ndarray:
-    """Seeded draws from a prior or an sbi posterior, as float64 numpy."""
+def _draw(distribution, shape: tuple, seed: int, x=None, **kwargs) -> np.ndarray:
+    """Seeded draws from a prior or an sbi posterior (given x; ``kwargs`` to its ``sample``), as float64 numpy."""
     from sbi.inference.posteriors.base_posterior import NeuralPosterior
+    if isinstance(distribution, NeuralPosterior):
+        kwargs.setdefault("show_progress_bars", False)
+        if x is not None:
+            kwargs["x"] = torch.as_tensor(x, dtype=torch.float32)
     with _seeded(seed):
-        if isinstance(distribution, NeuralPosterior):
-            kwargs = {"show_progress_bars": False}
-            if x is not None:
-                kwargs["x"] = torch.as_tensor(x, dtype=torch.float32)
-            samples = distribution.sample(shape, **kwargs)
-        else:
-            samples = distribution.sample(shape)
+        samples = distribution.sample(shape, **kwargs)
     return samples.detach().cpu().numpy().astype(np.float64)
 
 

@@ -45,28 +45,24 @@ def _simulation(study: Study) -> dict:
     return validate_config({"studies": {study.name: section}}, label=None)["studies"][study.name]["simulate"]
 
 
-def _prior_bounds(study: Study, model, simulation: dict) -> dict:
-    """infer.bounds plus a fixed value for every other parameter: simulate.params, else the built-in's default."""
-    spec = study.builtin
-    bounds = dict(study.section["infer"]["bounds"])
-    for p in model.parameters:
-        if p not in bounds:
-            if p in simulation["params"]:
-                bounds[p] = simulation["params"][p]
-            elif spec and p in spec.defaults:
-                bounds[p] = spec.defaults[p]
-    return bounds
-
-
 def check_infer_section(study: Study) -> None:
     """Before any job (no data, no torch): the prior names parameters of the model, with valid ranges, and
     spike features have a spike threshold. ConfigError naming the key otherwise."""
+    _prior_bounds(study, study.model(), _simulation(study))
+
+
+def _prior_bounds(study: Study, model, simulation: dict) -> dict:
+    """infer.bounds plus a fixed value for every other parameter (simulate.params, else the built-in's value),
+    after the checks of ``check_infer_section``."""
     from .features import SPIKES
-    model = study.model()
     infer = study.section["infer"]
+    bounds = dict(infer["bounds"])
+    for p, value in {**study._default_params(model), **simulation["params"]}.items():
+        if p in model.parameters:
+            bounds.setdefault(p, value)
     try:
-        parse_bounds(_prior_bounds(study, model, _simulation(study)), model.parameters, allow_fixed=True,
-                     dimensions=model.dimensions, where=lambda name: study.where("infer", "bounds", name))
+        parse_bounds(bounds, model.parameters, allow_fixed=True, dimensions=model.dimensions,
+                     where=lambda name: study.where("infer", "bounds", name))
     except BoundsError as err:
         raise ConfigError(f"{study.where('infer', 'bounds')}: {err}" if str(err).startswith("no ") else str(err)) \
             from None
@@ -77,6 +73,7 @@ def check_infer_section(study: Study) -> None:
     if infer["features"] and SPIKES in infer["features"] and infer["spike_threshold"] is None:
         raise ConfigError(f"{study.where('infer', 'spike_threshold')}: spike features need the data's spike "
                           f"times: give the voltage threshold of a spike (e.g. '0 mV')")
+    return bounds
 
 
 def inferencer_from_config(study: Study, dataset: Dataset | None = None) -> tuple["Inferencer", dict, Dataset]:
@@ -88,12 +85,12 @@ def inferencer_from_config(study: Study, dataset: Dataset | None = None) -> tupl
     infer = study.section.get("infer")
     if infer is None:
         raise ConfigError(f"{study.where('infer')}: missing (the settings of simulation-based inference)")
-    check_infer_section(study)
     model = study.model()
-    dataset = dataset if dataset is not None else study.dataset()
     simulation = _simulation(study)
+    bounds = _prior_bounds(study, model, simulation)
+    dataset = dataset if dataset is not None else study.dataset()
     spec = study.builtin
-    init = {**(spec.init if spec else {}), **simulation["init"]}
+    init = study._initial_values(model, simulation["init"], ("simulate", "init"))
     output = dict(dataset.outputs)
     if infer["features"] and SPIKES in infer["features"]:
         if not output:
@@ -112,7 +109,7 @@ def inferencer_from_config(study: Study, dataset: Dataset | None = None) -> tupl
                                 backend=simulation["backend"], dtype=simulation["dtype"], seed=infer["seed"],
                                 window=infer["window"], batch_size=infer["batch_size"], threads=infer["threads"],
                                 raw_samples=infer["raw_samples"], noise=infer["noise"])
-        inferencer.init_prior(**_prior_bounds(study, model, simulation))
+        inferencer.init_prior(**bounds)
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise
@@ -139,27 +136,35 @@ def run_training_chunk(study: Study, chunk: int, n_chunks: int, out_path, datase
     theta, x = inferencer.simulate_training_chunk(infer["n_samples"], chunk, n_chunks)
     start, stop = chunk_range(infer["n_samples"], chunk, n_chunks)
     meta = {"format": CHUNK_FORMAT, "version": 1, "chunk": chunk, "n_chunks": n_chunks, "start": start, "stop": stop,
-            "n_samples": infer["n_samples"], "seed": infer["seed"], "config_hash": _training_hash(study, inferencer.input),
+            "n_samples": infer["n_samples"], "seed": infer["seed"],
+            "config_hash": _training_hash(study, inferencer.input),
             "param_names": inferencer.param_names, "feature_names": inferencer.feature_names,
             "n_invalid": int((~np.all(np.isfinite(x), axis=1)).sum()),
             "backend": inferencer.simulation_backend, "dtype": inferencer.dtype}
     return atomic_save_npz(out_path, {"theta": theta, "x": x, "__meta__": np.array(json.dumps(meta))})
 
 
-def read_chunk_meta(path) -> dict:
-    """The metadata of a training chunk (chunk, n_chunks, start, stop, n_samples, seed, names, n_invalid)."""
+def _read_chunk(path, keys=()) -> tuple[dict, list]:
+    """The metadata of a training chunk and its arrays ``keys``, from one opening of the file."""
     try:
         archive = np.load(path, allow_pickle=False)  # a missing file raises FileNotFoundError (names the path)
     except ValueError:
         archive = None
-    meta = {}
+    meta, arrays = {}, []
     if isinstance(archive, np.lib.npyio.NpzFile):
         with archive:
             if "__meta__" in archive.files:
                 meta = json.loads(str(archive["__meta__"]))
+            if meta.get("format") == CHUNK_FORMAT:
+                arrays = [archive[key] for key in keys]
     if meta.get("format") != CHUNK_FORMAT:
         raise TrainingDataError(f"{path}: not a training chunk (written by 'neurofit simulate --chunk')")
-    return meta
+    return meta, arrays
+
+
+def read_chunk_meta(path) -> dict:
+    """The metadata of a training chunk (chunk, n_chunks, start, stop, n_samples, seed, names, n_invalid)."""
+    return _read_chunk(path)[0]
 
 
 def gather_training_chunks(paths, study: Study | None = None, inputs: dict | None = None) -> tuple[np.ndarray,
@@ -168,9 +173,8 @@ def gather_training_chunks(paths, study: Study | None = None, inputs: dict | Non
     and its ``inputs`` (name → array), the chunks must have been simulated for its current settings."""
     parts = []
     for path in paths:
-        meta = read_chunk_meta(path)
-        with np.load(path, allow_pickle=False) as f:
-            parts.append((meta, f["theta"], f["x"], str(path)))
+        meta, (theta, x) = _read_chunk(path, ("theta", "x"))
+        parts.append((meta, theta, x, str(path)))
     if not parts:
         raise TrainingDataError("gather_training_chunks: no chunk files given")
     first = parts[0][0]
@@ -186,8 +190,8 @@ def gather_training_chunks(paths, study: Study | None = None, inputs: dict | Non
     found = sorted(meta["chunk"] for meta, *_ in parts)
     if found != list(range(first["n_chunks"])):
         missing = sorted(set(range(first["n_chunks"])) - set(found))
-        raise TrainingDataError(f"gather_training_chunks: chunks {found} given; need each of 0 .. {first['n_chunks'] - 1} "
-                             f"once" + (f" (missing {missing})" if missing else ""))
+        raise TrainingDataError(f"gather_training_chunks: chunks {found} given; need each of "
+                                f"0 .. {first['n_chunks'] - 1} once" + (f" (missing {missing})" if missing else ""))
     parts.sort(key=lambda p: p[0]["chunk"])
     return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
@@ -221,14 +225,14 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     pd.DataFrame(samples, columns=inferencer.param_names).to_parquet(buffer, index=False)
     atomic_write_bytes(paths["samples.parquet"], buffer.getvalue())
     units = {p: str(inferencer.model.dimensions[p]) for p in inferencer.param_names}
-    save_figure(diagnostics.plot_posterior(samples, inferencer.param_names, units, _truth(study, inferencer)),
-                paths["pairplot.png"])
+    truth = _truth(study, inferencer)
+    save_figure(diagnostics.plot_posterior(samples, inferencer.param_names, units, truth), paths["pairplot.png"])
     var = inferencer.features.trace_vars[0] if inferencer.features.trace_vars else next(iter(inferencer.output))
     predicted = inferencer.generate_traces(n_samples=50, output_var=var, reduce=None)
     t = np.arange(inferencer.n_steps) * inferencer.dt
     save_figure(diagnostics.plot_predictive(t, inferencer.output[var], predicted, inferencer.input, var=var,
                                             units=dataset.units), paths["predictive.png"])
-    table = _posterior_table(samples, inferencer.param_names, units, _truth(study, inferencer))
+    table = _posterior_table(samples, inferencer.param_names, units, truth)
     atomic_write_text(paths["posterior.csv"], table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     summary = {"n_simulations": sum(r["n_simulations"] for r in rounds),
                "n_invalid": sum(r["n_invalid"] for r in rounds), "rounds": rounds, "method": infer["method"],
