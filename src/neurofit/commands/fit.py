@@ -46,7 +46,7 @@ def run(args) -> int:
         result = run_fit(plan, dataset, args.optimizer, args.seed, checkpoint=checkpoint, log=say)
         write_fit(result, output, history)
     doc = result.doc
-    inputs = config_inputs(args) + ([args.data] if args.data else study.data_files + study.model_files)
+    inputs = config_inputs(args) + ([args.data] if args.data else study.source_files)
     common = dict(study=study.name, config=study.section, seeds={"fit": args.seed}, inputs=inputs,
                   backend=plan.section["backend"], dtype=plan.section["dtype"], wall_time=elapsed())
     write_manifest(history, **common, extra={"optimizer": doc["optimizer"], "n_evaluations": doc["n_evaluations"]})

@@ -39,7 +39,7 @@ def run(args) -> int:
         doc = run_refine(plan, dataset, fit_doc, history, noise_floor=args.noise_floor, log=say)
         atomic_write_json(args.output, doc)
     inputs = [args.fit, str(history_file)] + config_inputs(args) + \
-        ([args.data] if args.data else study.data_files + study.model_files)
+        ([args.data] if args.data else study.source_files)
     write_manifest(args.output, study=study.name, config=study.section, seeds={"fit": fit_doc["seed"]}, inputs=inputs,
                    backend=plan.section["backend"], dtype=plan.section["dtype"], wall_time=elapsed(),
                    extra={"optimizer": doc["optimizer"], "mse": doc["mse"], "ratio_to_floor": doc["ratio_to_floor"]})

@@ -40,7 +40,7 @@ def _dataset(args, study):
 
 
 def _inputs(args, study) -> list:
-    return config_inputs(args) + ([args.data] if args.data else study.data_files + study.model_files)
+    return config_inputs(args) + ([args.data] if args.data else study.source_files)
 
 
 def run_simulation(args) -> int:
