@@ -114,7 +114,7 @@ class FitPlan:
         self.units = {p: str(self.model.dimensions[p]) for p in self.parameters if p in self.model.dimensions}
         self.metric_settings = self._metric_settings()
         self.optimizers = self._optimizers()
-        self.init = study._initial_values(self.model, section["init"], ("fit", "init"))
+        self.init = study.initial_values(self.model, section["init"], ("fit", "init"))
         spec = study.builtin
         self.method = section["method"] or (spec.method if spec is not None else None)
         self.refine = dict(section["refine"], enabled=refine_enabled(section))
@@ -143,7 +143,7 @@ class FitPlan:
             if name in self.section["bounds"]:
                 raise ConfigError(f"{self.where('fixed', name)}: also has bounds; a parameter is either "
                                   f"fitted (bounds) or held fixed (fixed)")
-            fixed[name] = self.study._quantity(value, model, name, ("fit", "fixed", name))
+            fixed[name] = self.study.quantity(value, model, name, ("fit", "fixed", name))
         return fixed
 
     def _bounds(self) -> tuple[dict, set]:
@@ -208,7 +208,7 @@ class FitPlan:
             if name not in base.parameters:
                 raise ConfigError(f"{self.study.where('ground_truth', name)}: not a parameter of the model "
                                   f"(parameters: {', '.join(base.parameters) or 'none'})")
-            truth[name] = self.study._quantity(value, base, name, ("ground_truth", name))
+            truth[name] = self.study.quantity(value, base, name, ("ground_truth", name))
         return truth
 
     # --- what the commands use ----------------------------------------------------------------------
@@ -267,7 +267,7 @@ class FitPlan:
         if not dataset.outputs:
             raise ConfigError(f"{self.study.where('data', 'outputs')}: a spike fit needs a recorded output")
         var = (self.section["outputs"] or list(dataset.outputs))[0]
-        value = self.study._quantity(threshold, self.model, var, ("fit", "spike_threshold"))
+        value = self.study.quantity(threshold, self.model, var, ("fit", "spike_threshold"))
         return [spike_times(trace, dataset.dt, value) for trace in dataset.outputs[var]]
 
     def metric(self, dataset):

@@ -57,7 +57,7 @@ def _prior_bounds(study: Study, model, simulation: dict) -> dict:
     from .features import SPIKES
     infer = study.section["infer"]
     bounds = dict(infer["bounds"])
-    for p, value in {**study._default_params(model), **simulation["params"]}.items():
+    for p, value in {**study.default_params(model), **simulation["params"]}.items():
         if p in model.parameters:
             bounds.setdefault(p, value)
     try:
@@ -90,7 +90,7 @@ def inferencer_from_config(study: Study, dataset: Dataset | None = None) -> tupl
     bounds = _prior_bounds(study, model, simulation)
     dataset = dataset if dataset is not None else study.dataset()
     spec = study.builtin
-    init = study._initial_values(model, simulation["init"], ("simulate", "init"))
+    init = study.initial_values(model, simulation["init"], ("simulate", "init"))
     output = dict(dataset.outputs)
     if infer["features"] and SPIKES in infer["features"]:
         if not output:

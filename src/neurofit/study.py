@@ -243,18 +243,18 @@ class Study:
         if unknown:
             raise ConfigError(f"{self.where('ground_truth', unknown[0])}: not a parameter of the model "
                               f"(parameters: {', '.join(model.parameters) or 'none'})")
-        params = {**self._default_params(model), **truth}
+        params = {**self.default_params(model), **truth}
         missing = [p for p in model.parameters if p not in params]
         if missing:
             raise ConfigError(f"{self.where('ground_truth')}: missing value for {', '.join(missing)} (synthetic "
                               f"data are simulated at the ground truth; only built-in models have defaults)")
-        params = {p: self._quantity(v, model, p, ("ground_truth", p)) for p, v in params.items()}
+        params = {p: self.quantity(v, model, p, ("ground_truth", p)) for p, v in params.items()}
         try:
             dt = to_si(d["dt"], TIME, name=self.where("data", "dt"))
         except UnitError as err:
             raise ConfigError(str(err)) from None
         spec = self.builtin
-        settings = dict(s, init=self._initial_values(model, s["init"], ("data", "synthetic", "init")),
+        settings = dict(s, init=self.initial_values(model, s["init"], ("data", "synthetic", "init")),
                         method=s["method"] or (spec.method if spec is not None else None))
         return synthetic_dataset(model, settings, dt, params, self.where("data", "synthetic"))
 
@@ -263,7 +263,7 @@ class Study:
         """Keyword arguments of ``neurofit.simulate`` (without the model) from the 'simulate' section."""
         s = self._require("simulate")
         spec = self.builtin
-        params = self._default_params(model)
+        params = self.default_params(model)
         params.update(s["params"])
         unknown = [p for p in s["params"] if p not in model.parameters]
         if unknown:
@@ -272,8 +272,8 @@ class Study:
         missing = [p for p in model.parameters if p not in params]
         if missing:
             raise ConfigError(f"{self.where('simulate', 'params')}: missing value for {', '.join(missing)}")
-        params = {p: self._quantity(v, model, p, ("simulate", "params", p)) for p, v in params.items()}
-        init = self._initial_values(model, s["init"], ("simulate", "init"))
+        params = {p: self.quantity(v, model, p, ("simulate", "params", p)) for p, v in params.items()}
+        init = self.initial_values(model, s["init"], ("simulate", "init"))
         missing_inputs = [i for i in model.inputs if i not in dataset.inputs]
         if missing_inputs:
             raise ConfigError(f"{self.where('data', 'inputs')}: the model needs input(s) {', '.join(missing_inputs)} "
@@ -287,7 +287,9 @@ class Study:
                     record=tuple(record), spikes=spikes, method=method, backend=s["backend"], dtype=s["dtype"],
                     seed=s["seed"], threads=s["threads"])
 
-    def _quantity(self, value, model: Model, name: str, keys: tuple):
+    def quantity(self, value, model: Model, name: str, keys: tuple):
+        """``value`` (or a list of them) in SI, checked against the dimension of ``model``'s ``name``;
+        ConfigError naming the key path ``keys`` otherwise."""
         expected = model.dimensions.get(name)
         values = value if isinstance(value, list) else [value]
         out = []
@@ -300,7 +302,7 @@ class Study:
                 raise ConfigError(str(err)) from None
         return out if isinstance(value, list) else out[0]
 
-    def _default_params(self, model: Model) -> dict:
+    def default_params(self, model: Model) -> dict:
         """The built-in's typical values of the model's parameters, freed constants at their constant's value
         (nothing for equations)."""
         spec = self.builtin
@@ -310,7 +312,7 @@ class Study:
         params.update({c: spec.constants[c][0] for c in self.section["model"]["free"]})
         return params
 
-    def _initial_values(self, model: Model, given: dict, keys: tuple) -> dict:
+    def initial_values(self, model: Model, given: dict, keys: tuple) -> dict:
         """The built-in's initial values overridden by ``given`` (the section at ``keys``), SI where a quantity."""
         spec = self.builtin
         init = dict(spec.init) if spec is not None else {}
