@@ -1,14 +1,31 @@
 # neurofit workflow: `snakemake --cores N` runs every study of the config (default: config/config.yaml).
 # Each stage lives in workflow/rules/<stage>.smk; every rule is a thin call of a `neurofit` subcommand.
+import os
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from neurofit.study import SCHEMA_PATH, describe_validation_error
+from neurofit.study import SCHEMA_PATH, ConfigError, describe_validation_error, read_config
+from neurofit.workflow import config_error
 
 min_version("9.0")
 
+DEFAULT_CONFIG = "config/config.yaml"
 
-configfile: "config/config.yaml"
+# Snakemake reads config files with PyYAML, which keeps the last of two equal keys silently and reports a
+# syntax error without its line: read them first with the package's strict loader, which fails with one line
+# naming the file and line ("config/config.yaml line 12: duplicate key 'fit' ..."). The --configfile files
+# are in workflow.configfiles; the default one is read by the directive below whenever it exists. (A syntax
+# error in a --configfile file stops Snakemake before the Snakefile, with Snakemake's own message.)
+for _path in dict.fromkeys([*map(str, workflow.configfiles), DEFAULT_CONFIG]):
+    if os.path.isfile(_path):
+        try:
+            read_config(_path)
+        except ConfigError as err:
+            config_error(str(err))
+
+
+configfile: DEFAULT_CONFIG
 
 
 report: "workflow/report/workflow.rst"
@@ -23,7 +40,7 @@ except WorkflowError as err:
     cause = err.__cause__ or err.__context__  # the jsonschema ValidationError
     if not hasattr(cause, "absolute_path"):
         raise
-    raise WorkflowError(describe_validation_error(cause)) from None
+    config_error(describe_validation_error(cause))
 
 
 include: "workflow/rules/common.smk"

@@ -9,7 +9,7 @@ from tiny_workflow import STUDY, results
 
 from neurofit.audit import AuditError, compare_files, select_job
 from neurofit.cli import main
-from neurofit.io import atomic_save_npz
+from neurofit.io import atomic_save_npz, sha256_file
 from neurofit.provenance import read_manifest
 
 
@@ -33,6 +33,9 @@ def test_manifests_record_what_a_rerun_needs(tiny_reference):
     assert record["config"]["fit"]["n_rounds"] == 20
     assert set(record["inputs"]) == {f"results/{STUDY}/study.yaml", f"results/{STUDY}/data.npz"}
     assert all(len(sha) == 64 for sha in record["inputs"].values())
+    # the chain: each input's manifest, as it was when the fit was made
+    assert record["input_manifests"] == {name: sha256_file(tiny_reference / f"{name}.manifest.json")
+                                         for name in record["inputs"]}
 
 
 @pytest.mark.slow

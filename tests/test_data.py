@@ -188,11 +188,11 @@ def test_npz_and_npy_mistakes(tmp_path):
     np.save(tmp_path / "words.npy", np.array(["a", "b"]))
     raises_one_line(lambda: load_array(tmp_path / "words.npy"), "words.npy has dtype <U1")
     np.save(tmp_path / "objects.npy", np.array([1, None], dtype=object), allow_pickle=True)
-    raises_one_line(lambda: load_array(tmp_path / "objects.npy"), "objects.npy: cannot read as .npy")
+    raises_one_line(lambda: load_array(tmp_path / "objects.npy"), "objects.npy: holds Python objects", "refused")
     np.savez(tmp_path / "nan.npz", v=np.array([[0.0, np.nan]]))
     raises_one_line(lambda: load_array(tmp_path / "nan.npz"), "nan.npz: array 'v': row 0, column 1 is NaN")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    raises_one_line(lambda: load_array(tmp_path / "junk.npz"), "junk.npz: cannot read")
+    raises_one_line(lambda: load_array(tmp_path / "junk.npz"), "junk.npz: cannot read as .npz (not a zip archive")
     np.save(tmp_path / "ok.npy", np.zeros(3))
     raises_one_line(lambda: load_array(tmp_path / "ok.npy", name="v"), "ok.npy: array name 'v' given")
 

@@ -143,12 +143,6 @@ def test_skopt_gp_and_a_user_optimizer_improve_on_random(hh_data):
         def recommend(self):
             return self.best[0]
 
-        def get_state(self):
-            return b""
-
-        def set_state(self, state):
-            pass
-
     bounds = {"gl": [5e-9, 20e-9], "g_na": [10e-6, 40e-6], "g_kd": [3e-6, 12e-6]}
     for optimizer in (SkoptOptimizer("GP", n_initial_points=5, random_state=0), RandomSearch()):
         fitter = hh_fitter(hh_data, n_samples=5)

@@ -1,10 +1,11 @@
 """Optimizers: bounds, log scale, convergence, determinism, checkpoint/resume, NaN errors."""
+import json
 import warnings
 
 import numpy as np
 import pytest
 
-from neurofit.optimizers import (NEVERGRAD_PENALTY, NevergradOptimizer, Optimizer, SkoptOptimizer,
+from neurofit.optimizers import (NEVERGRAD_PENALTY, NevergradOptimizer, Optimizer, ReplayError, SkoptOptimizer,
                                  calc_bounds)
 
 NAMES = ["a", "b", "c"]
@@ -123,9 +124,11 @@ def test_user_optimizer_end_to_end():
     best = opt.recommend()
     assert best == opt.tested_parameters[int(np.argmin(opt.errors))]
     assert_near_target(best, rel=0.1)
-    resumed = RandomSearch(seed=99)
-    resumed.set_state(opt.get_state())
+    resumed = RandomSearch(seed=0)  # the same settings and seed: the replay reaches the same state
+    resumed.set_state(json.loads(json.dumps(opt.get_state())))  # plain data
     assert resumed.ask(3) == opt.ask(3)
+    with pytest.raises(ReplayError, match="other candidates than recorded"):
+        RandomSearch(seed=99).set_state(opt.get_state())
 
 
 # ---------------------------------------------------------------- determinism and resume
@@ -146,13 +149,15 @@ def test_same_seed_same_asks_and_resume_is_identical(make):
     assert run(make(5), quadratic, rounds=3, popsize=2) == asks
     assert run(make(6), quadratic, rounds=1, popsize=2)[0] != asks[0]
 
-    resumed = make(None)
-    resumed.set_state(snapshot)
+    resumed = make(5)
+    resumed.set_state(json.loads(json.dumps(snapshot)))
     for expected in asks[1:]:
         params = resumed.ask(n)
         assert params == expected
         resumed.tell(params, [quadratic(p) for p in params])
     assert resumed.recommend() == original.recommend()
+    with pytest.raises(ReplayError):
+        make(6).set_state(snapshot)  # another seed proposes other candidates
 
 
 def test_state_of_another_class_is_refused():

@@ -16,6 +16,7 @@ _LAZY = {
     "MSEMetric": "metrics", "GammaFactor": "metrics", "FeatureMetric": "metrics", "TraceMetric": "metrics",
     "SpikeMetric": "metrics", "Metric": "metrics",
     "Inferencer": "inference",
+    "read_recording": "recordings", "Recording": "recordings", "Sweep": "recordings",
 }
 
 

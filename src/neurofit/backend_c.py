@@ -4,6 +4,11 @@ Layout: neurons (= trace * n_sets + set) are processed in blocks of ``LANES``; i
 the time loop runs over a SIMD loop across the lanes (neurons innermost), so gcc vectorises
 the step including ``exp`` (glibc's libmvec). Divergence (NaN/inf) is detected from the bit
 pattern of each new state, which no fast-math flag can optimise away.
+
+Names: a model symbol x is ``u_x`` (printing.symbol_name) and the kernel's buffers for it are
+``lane_u_x``, ``new_u_x``, ``in_u_x``, ``tg_u_x``, ``err_u_x``; the kernel's own names (``k``, ``j``,
+``T``, ``rec``, ``LANES`` …) never start with ``u_``, so no model name can shadow them. Compiled
+libraries are cached with their sha256 beside them and loaded only if it matches.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import numpy as np
 import sympy
 
 from .kernel import NOT_REFRACTORY, KernelSpec, noise_symbol
-from .printing import EXPREL_D_SERIES_BELOW, EXPREL_SERIES_BELOW, Printer
+from .printing import EXPREL_D_SERIES_BELOW, EXPREL_SERIES_BELOW, Printer, symbol_name
 
 LANES = 64  # neurons per SIMD block for batches; small batches (e.g. refine's one set) use SMALL_LANES
 SMALL_LANES = 8
@@ -73,25 +78,49 @@ def compiler_works() -> bool:
         return False
 
 
+def _checksum_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verified(library: Path) -> bool:
+    """True if ``library`` exists and equals the sha256 written beside it when it was built."""
+    try:
+        return _checksum_path(library).read_text().strip() == _sha256(library)
+    except OSError:
+        return False
+
+
 def _build(source: str, flags: list, tag: str) -> Path:
+    """The shared library of ``source`` in ``cache_dir()``, compiled on first use (named by a hash of source,
+    flags and machine). A cached library is loaded only if it matches its checksum file; a truncated,
+    overwritten or checksum-less one is rebuilt, never handed to the dynamic loader."""
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(f"{source}|{flags}|{_machine_id()}".encode()).hexdigest()[:24]
     target = directory / f"nf_{tag}_{digest}.so"
-    if target.exists():
+    if _verified(target):
         return target
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        src, obj, lib = Path(tmp) / "k.c", Path(tmp) / "k.o", Path(tmp) / "k.so"
-        src.write_text(source)
+        Path(tmp, "k.c").write_text(source)
         # compile and link separately: linking with -ffast-math would pull in crtfastmath.o, which
-        # changes the floating-point mode of the whole Python process
-        steps = [[_compiler(), *_COMMON_FLAGS, *flags, "-c", str(src), "-o", str(obj)],
-                 [_compiler(), "-shared", "-fopenmp", str(obj), "-o", str(lib), "-lm"]]
+        # changes the floating-point mode of the whole Python process. Relative paths inside the
+        # temporary directory make every build of a source the same bytes, whichever job builds it.
+        steps = [[_compiler(), *_COMMON_FLAGS, *flags, "-c", "k.c", "-o", "k.o"],
+                 [_compiler(), "-shared", "-fopenmp", "k.o", "-o", "k.so", "-lm"]]
         for cmd in steps:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
             if proc.returncode != 0:
                 raise CompileError(f"C compiler failed ({' '.join(cmd[:1])}): {proc.stderr.strip()[:2000]}")
-        os.replace(lib, target)  # atomic: parallel jobs see either nothing or a whole library
+        checksum = Path(tmp, "k.sha256")
+        checksum.write_text(_sha256(Path(tmp, "k.so")) + "\n")
+        # atomic: parallel jobs see either nothing or a whole library; a library whose checksum is not
+        # (yet) beside it is rebuilt, not loaded
+        os.replace(Path(tmp, "k.so"), target)
+        os.replace(checksum, _checksum_path(target))
     return target
 
 
@@ -147,7 +176,10 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
                                      f"({half} + z*{pr.literal(1 / 3)} + z*z*{pr.literal(1 / 8)}) : "
                                      f"({exp}(z)*(z - {one}) + {one})/(z*z)")
     S, P, U, N = spec.states, spec.parameters, spec.inputs, spec.noise
-    lane_arrays = {**{s: f"s_{s}" for s in S}, **{p: f"p_{p}" for p in P}}  # per-lane copies of states, params
+    # a model name x is u_x (symbol_name); names derived from it are a tag + u_x (lane_u_x, new_u_x ...)
+    u = {x: symbol_name(x) for x in [*S, *P, *U, "t", "dt"]}
+    lane_arrays = {x: f"lane_{u[x]}" for x in [*S, *P]}  # per-lane copies of states, params
+    not_refractory = pr(NOT_REFRACTORY)
     L = []
     w = L.append
     w("int nf_run(int64_t n_sets, int64_t n_traces, int64_t n_steps, double dt_d, const T* params, "
@@ -156,7 +188,7 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
       "uint64_t seed, int64_t set_offset, int n_threads) {")
     w("  const int64_t n_neurons = n_sets * n_traces;")
     w("  const int64_t n_blocks = (n_neurons + LANES - 1) / LANES;")
-    w("  const T dt = (T)dt_d;")
+    w(f"  const T {u['dt']} = (T)dt_d;")
     w("  const uint64_t seed_key = nf_mix(seed);")
     w("  #pragma omp parallel for schedule(dynamic) num_threads(n_threads)")
     w("  for (int64_t blk = 0; blk < n_blocks; blk++) {")
@@ -166,56 +198,57 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     for array in lane_arrays.values():
         w(f"    T {array}[LANES];")
     for v in spec.targets:
-        w(f"    double e_{v}[LANES];")
+        w(f"    double err_{u[v]}[LANES];")
     w("    for (int j = 0; j < LANES; j++) {")
     w("      const int64_t n = n0 + (j < nb ? j : 0);")
     w("      const int64_t set = n % n_sets, trace = n / n_sets;")
     w("      tr[j] = trace; badb[j] = 0; ls[j] = lastspike[n]; spk[j] = 0;")
     w("      key[j] = nf_mix(seed_key ^ (uint64_t)((set + set_offset) * n_traces + trace));")
     for i, s in enumerate(S):
-        w(f"      s_{s}[j] = state[{i} * n_neurons + n];")
+        w(f"      {lane_arrays[s]}[j] = state[{i} * n_neurons + n];")
     for i, p in enumerate(P):
-        w(f"      p_{p}[j] = params[{i} * n_sets + set];")
+        w(f"      {lane_arrays[p]}[j] = params[{i} * n_sets + set];")
     for v in spec.targets:
-        w(f"      e_{v}[j] = 0.0;")
+        w(f"      err_{u[v]}[j] = 0.0;")
     w("    }")
     w("    for (int64_t k = 0; k < n_steps; k++) {")
-    w("      const T t = (T)((double)k * dt_d);")
-    for i, u in enumerate(U):
-        w(f"      const T* in_{u} = inputs + ({i} * n_steps + k) * n_traces;")
+    w(f"      const T {u['t']} = (T)((double)k * dt_d);")
+    for i, x in enumerate(U):
+        w(f"      const T* in_{u[x]} = inputs + ({i} * n_steps + k) * n_traces;")
     for i, v in enumerate(spec.targets):
-        w(f"      const T* tg_{v} = targets + ({i} * n_steps + k) * n_traces;")
+        w(f"      const T* tg_{u[v]} = targets + ({i} * n_steps + k) * n_traces;")
     if spec.record:
         w(f"      T* rec = record + (blk * {len(spec.record)} * n_steps + k) * LANES;")
     w("      int n_spikes = 0;")
     w("      #pragma omp simd reduction(+:n_spikes)")
     w("      for (int j = 0; j < LANES; j++) {")
-    for name, array in lane_arrays.items():
-        w(f"        const T {name} = {array}[j];")
-    for u in U:
-        w(f"        const T {u} = in_{u}[tr[j]];")
+    for x, array in lane_arrays.items():
+        w(f"        const T {u[x]} = {array}[j];")
+    for x in U:
+        w(f"        const T {u[x]} = in_{u[x]}[tr[j]];")
     for i, name in enumerate(N):
-        w(f"        const T {noise_symbol(name).name} = (T)nf_normal(key[j], (uint64_t)(k * {len(N)} + {i}));")
+        w(f"        const T {pr(noise_symbol(name))} = (T)nf_normal(key[j], (uint64_t)(k * {len(N)} + {i}));")
     if spec.refractory is not None:
         kind, expr = spec.refractory
         if kind == "condition":
             # as Brian2: refractory from a spike until the condition first fails (ls[j] >= 0 marks it)
             w(f"        const int in_ref = (ls[j] >= 0) && ({pr(expr)});")
             w("        ls[j] = in_ref ? ls[j] : (INT32_MIN / 2);")
-            w(f"        const T {NOT_REFRACTORY.name} = in_ref ? {pr.literal(0.0)} : {one};")
+            w(f"        const T {not_refractory} = in_ref ? {pr.literal(0.0)} : {one};")
         else:
             w(f"        const int32_t ref_steps = (int32_t)floor(((double)({pr(expr)}) + 1e-3 * dt_d) / dt_d);")
-            w(f"        const T {NOT_REFRACTORY.name} = ((int64_t)k - (int64_t)ls[j]) >= ref_steps ? {one} : "
+            w(f"        const T {not_refractory} = ((int64_t)k - (int64_t)ls[j]) >= ref_steps ? {one} : "
               f"{pr.literal(0.0)};")
     elif spec.uses_not_refractory:
-        w(f"        const T {NOT_REFRACTORY.name} = {one};")
+        w(f"        const T {not_refractory} = {one};")
     for sym, expr in spec.body:
-        w(f"        const T {sym.name} = {pr(expr)};")
+        w(f"        const T {pr(sym)} = {pr(expr)};")
     for r_i, r in enumerate(spec.record):
         w(f"        rec[{r_i} * n_steps * LANES + j] = {pr(spec.record_values[r])};")
     for v in spec.targets:
-        w(f"        if (k >= target_start) {{ const double d = (double){v} - (double)tg_{v}[tr[j]]; e_{v}[j] += d * d; }}")
-    new = {s: f"{s}_n" for s in S}
+        w(f"        if (k >= target_start) {{ const double d = (double){u[v]} - (double)tg_{u[v]}[tr[j]]; "
+          f"err_{u[v]}[j] += d * d; }}")
+    new = {s: f"new_{u[s]}" for s in S}
     for s in S:
         w(f"        T {new[s]} = {pr(spec.updates[s])};")
     w("        badb[j] |= " + " | ".join(f"nf_nonfinite({new[s]})" for s in S) + ";")
@@ -224,7 +257,7 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
         epr = Printer("c", dtype, names)
         cond = f"({epr(spec.threshold)})"
         if spec.refractory is not None:
-            cond += f" && ({NOT_REFRACTORY.name} > {pr.literal(0.5)})"
+            cond += f" && ({not_refractory} > {pr.literal(0.5)})"
         w(f"        const int fire = {cond};")
         for target, op, expr in spec.reset:
             value = epr(expr)
@@ -233,7 +266,7 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
         w("        ls[j] = fire ? (int32_t)k : ls[j];")
         w("        spk[j] = fire; n_spikes += fire;")
     for s in S:
-        w(f"        s_{s}[j] = {new[s]};")
+        w(f"        {lane_arrays[s]}[j] = {new[s]};")
     w("      }")
     if spec.threshold is not None:
         w("      if (n_spikes) for (int j = 0; j < nb; j++) if (spk[j]) {")
@@ -245,9 +278,9 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     w("      const int64_t n = n0 + j;")
     w("      bad[n] = badb[j]; lastspike[n] = ls[j];")
     for i, s in enumerate(S):
-        w(f"      state[{i} * n_neurons + n] = s_{s}[j];")
+        w(f"      state[{i} * n_neurons + n] = {lane_arrays[s]}[j];")
     for i, v in enumerate(spec.targets):
-        w(f"      sq_err[{i} * n_neurons + n] = e_{v}[j];")
+        w(f"      sq_err[{i} * n_neurons + n] = err_{u[v]}[j];")
     w("    }")
     w("  }")
     w("  return 0;")
@@ -279,6 +312,8 @@ class CKernel:
 
     def run(self, params: dict, inputs: dict, init: dict, dt: float, n_steps: int, seed: int, set_offset: int,
             targets: dict, target_start: int, threads: int = 1, spike_cap: int | None = None):
+        """As NumpyKernel.run (same arguments, same results), on ``threads`` OpenMP threads; ``spike_cap``:
+        spikes buffered per neuron (default min(n_steps, 256); the run repeats with room if one overflows)."""
         spec, dtype = self.spec, self.dtype
         first = init[spec.states[0]]
         n_sets, n_traces = first.shape

@@ -1,6 +1,8 @@
 """The numpy backend: the reference implementation of a KernelSpec, one vectorised step at a time.
 
 Neurons are arrays of shape (n_sets, n_traces); parameters (n_sets, 1); inputs (n_traces,).
+The generated functions take every symbol as an argument named ``u_<name>`` (printing.symbol_name),
+so no model name can be a Python keyword or shadow ``np`` and the helpers.
 """
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ import numpy as np
 
 from . import noise as rng
 from .kernel import NOT_REFRACTORY, KernelSpec, noise_symbol
-from .printing import EXPREL_D_SERIES_BELOW, EXPREL_SERIES_BELOW, Printer
+from .printing import EXPREL_D_SERIES_BELOW, EXPREL_SERIES_BELOW, Printer, symbol_name
 
 
 def _function_source(name: str, args: list, body: list, returns: list, printer: Printer) -> str:
-    lines = [f"def {name}({', '.join(args)}):"]
+    """``def name(u_<arg>, ...)``: the assignments of ``body`` in order, then a tuple of ``returns``."""
+    lines = [f"def {name}({', '.join(symbol_name(a) for a in args)}):"]
     for sym, expr in body:
         lines.append(f"    {printer(sym)} = {printer(expr)}")
     lines.append(f"    return ({', '.join(printer(r) for r in returns)}{',' if len(returns) == 1 else ''})")
@@ -73,6 +76,15 @@ class NumpyKernel:
 
     def run(self, params: dict, inputs: dict, init: dict, dt: float, n_steps: int, seed: int | None,
             set_offset: int, targets: dict, target_start: int):
+        """Simulate ``n_steps`` steps of ``dt`` (s) for every parameter set against every input trace.
+
+        ``params``: name → (n_sets,) in SI; ``inputs``: name → (n_traces, n_steps); ``init``: state →
+        (n_sets, n_traces); ``seed``, ``set_offset``: noise keys (set_offset + set, trace); ``targets``:
+        state → (n_traces, n_steps), squared error summed from step ``target_start`` on.
+        Returns (records: name → (n_sets, n_traces, n_steps) values at the start of each step,
+        spike events [(step, set indices, trace indices)] in step order, invalid (n_sets, n_traces) bool,
+        final state: state → (n_sets, n_traces), squared errors: state → (n_sets, n_traces)).
+        """
         spec, dtype = self.spec, self.dtype
         n_sets, n_traces = init[spec.states[0]].shape
         state = [np.array(init[s], dtype=dtype) for s in spec.states]

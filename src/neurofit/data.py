@@ -5,7 +5,8 @@ A ``Dataset`` holds input traces (injected currents, ...), recorded output trace
 ``dt`` seconds. Every array is (n_traces, n_steps): one row per trace, one column per sample.
 
 Every user mistake raises ``DataError`` with a one-line message that names the file
-(and array / row / column where it applies) and says what would be valid.
+(and array / row / column where it applies) and says what would be valid. .npy / .npz files are read
+through ``neurofit.io``'s checked readers (no pickles; truncated, damaged or oversized arrays refused).
 """
 from __future__ import annotations
 
@@ -18,18 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from neurofit.io import atomic_write_bytes, read_npz
-from neurofit.units import TIME, UnitError, parse_unit, to_si
+from neurofit.io import DataError, atomic_write_bytes, open_npz, read_npy, read_npz
+from neurofit.units import (CAPACITANCE, CHARGE, CONCENTRATION, CONDUCTANCE, CURRENT, DIMENSIONLESS, FREQUENCY,
+                            RESISTANCE, TIME, VOLTAGE, Dimension, UnitError, parse_unit, to_si)
 
 FORMATS = (".csv", ".npy", ".npz")
 _META_KEY = "__meta__"
 _FORMAT_NAME = "neurofit.dataset"
 _FORMAT_VERSION = 1
 _SPEC_KEYS = ("path", "unit", "key")
-
-
-class DataError(ValueError):
-    """A recording that cannot be read or that is not a valid dataset."""
 
 
 def _one_line(text: str) -> str:
@@ -143,27 +141,25 @@ def load_array(path, scale: float = 1.0, name: str | None = None) -> np.ndarray:
         raise DataError(f"{path}: array name '{name}' given, but {suffix} files hold a single array; "
                         f"remove the name or use an .npz file")
     where = str(path)
-    try:
-        if suffix == ".csv":
+    if suffix == ".npy":
+        array = read_npy(path)
+    elif suffix == ".npz":
+        with open_npz(path) as archive:
+            names = archive.files
+            if name is None:
+                if len(names) != 1:
+                    raise DataError(f"{path}: holds {len(names)} arrays ({', '.join(names) or 'none'}); "
+                                    f"give the name of the one to use")
+                name = names[0]
+            array = archive.read(name)
+        where = f"{path}: array '{name}'"
+    else:
+        try:
             array = _read_csv(path)
-        elif suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.files)
-                if name is None:
-                    if len(names) != 1:
-                        raise DataError(f"{path}: holds {len(names)} arrays ({', '.join(names) or 'none'}); "
-                                        f"give the name of the one to use")
-                    name = names[0]
-                elif name not in names:
-                    raise DataError(f"{path}: no array named '{name}' (arrays: {', '.join(names) or 'none'})")
-                array = archive[name]
-                where = f"{path}: array '{name}'"
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: cannot read as {suffix} ({_one_line(e)})") from None
+        except DataError:
+            raise
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: cannot read as {suffix} ({_one_line(e)})") from None
     return _as_2d(np.asarray(array), where) * float(scale)
 
 
@@ -295,14 +291,18 @@ class Dataset:
         try:
             meta = json.loads(str(files[_META_KEY]))
         except ValueError as e:
-            raise DataError(f"{path}: cannot read as .npz ({_one_line(e)})") from None
+            raise DataError(f"{path}: truncated or damaged (metadata: {_one_line(e)})") from None
         inputs = {k[len("inputs/"):]: a for k, a in files.items() if k.startswith("inputs/")}
         outputs = {k[len("outputs/"):]: a for k, a in files.items() if k.startswith("outputs/")}
+        meta = meta if isinstance(meta, dict) else {}
         if meta.get("format") != _FORMAT_NAME or meta.get("version") != _FORMAT_VERSION:
             raise DataError(f"{path}: metadata format {meta.get('format')!r} version {meta.get('version')!r}; "
                             f"expected {_FORMAT_NAME!r} version {_FORMAT_VERSION}")
-        return cls(inputs=inputs, outputs=outputs, dt=meta["dt"], spikes=meta["spikes"],
-                   units=meta["units"], source=meta["source"])
+        try:
+            return cls(inputs=inputs, outputs=outputs, dt=meta.get("dt"), spikes=meta.get("spikes"),
+                       units=meta.get("units") or {}, source=meta.get("source") or {})
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
 
 
 def _check_dt(value: float, text: str) -> None:
@@ -312,8 +312,39 @@ def _check_dt(value: float, text: str) -> None:
         raise DataError(f"dt = {text} must be positive")
 
 
-def _read_spec(role: str, name: str, spec) -> tuple[np.ndarray, str, str]:
-    """One entry of load_dataset's inputs / outputs → (SI array, SI unit name, path)."""
+_DIMENSION_NAMES = {VOLTAGE: "a voltage", CURRENT: "a current", TIME: "a time", CONDUCTANCE: "a conductance",
+                    CAPACITANCE: "a capacitance", RESISTANCE: "a resistance", FREQUENCY: "a frequency",
+                    CHARGE: "a charge", CONCENTRATION: "a concentration", DIMENSIONLESS: "dimensionless"}
+
+
+def describe_dimension(dim: Dimension) -> str:
+    """A dimension in words for messages: 'a voltage (volt)', 'a current (amp)', 'of dimension m^2 kg'."""
+    name = _DIMENSION_NAMES.get(dim)
+    return f"{name} ({dim})" if name else f"of dimension {dim}"
+
+
+def unit_mismatch(role: str, name: str, unit: str, model) -> str | None:
+    """Why recordings in ``unit`` cannot be the ``model``'s input ``name`` (``role`` "inputs") or its
+    variable ``name`` (``role`` "outputs"), e.g. "unit 'mV' is a voltage (volt), but the model's input I
+    is a current (amp)"; None when they fit or nothing can be said (unit '1', numbers already in SI; a
+    variable the model does not have or whose dimension it leaves open). Raises ``UnitError`` for an
+    unknown unit."""
+    _, given = parse_unit(str(unit))
+    if given == DIMENSIONLESS:
+        return None
+    if role == "inputs":
+        expected, what = model.dimensions.get(name) or model.scope.input_dims.get(name), "input"
+    else:
+        expected, what = (model.dimensions.get(name) if name in model.recordable() else None), "variable"
+    if expected is None or expected == given:
+        return None
+    return f"unit '{unit}' is {describe_dimension(given)}, but the model's {what} {name} is " \
+           f"{describe_dimension(expected)}"
+
+
+def _check_spec(role: str, name: str, spec, model=None) -> tuple[float, Dimension]:
+    """One entry of load_dataset's inputs / outputs checked without reading its file → (scale to SI,
+    dimension) of its unit; with ``model``, the unit must fit the model's dimension of ``name``."""
     if not isinstance(spec, dict):
         raise DataError(f"{role} '{name}': expected a mapping like {{'path': 'file.csv', 'unit': 'mV'}}, "
                         f"got {spec!r}")
@@ -326,18 +357,22 @@ def _read_spec(role: str, name: str, spec) -> tuple[np.ndarray, str, str]:
                             f"unit '1' for numbers already in SI)")
     try:
         scale, dim = parse_unit(str(spec["unit"]))
+        mismatch = unit_mismatch(role, name, spec["unit"], model) if model is not None else None
     except UnitError as e:
         raise DataError(f"{role} '{name}' ({spec['path']}): {_one_line(e)}") from None
-    array = load_array(spec["path"], scale=scale, name=spec.get("key"))
-    return array, str(dim), str(spec["path"])
+    if mismatch:
+        raise DataError(f"{role} '{name}' ({spec['path']}): {mismatch}")
+    return scale, dim
 
 
-def load_dataset(inputs: dict, outputs: dict, dt, spikes: dict | None = None) -> Dataset:
+def load_dataset(inputs: dict, outputs: dict, dt, spikes: dict | None = None, model=None) -> Dataset:
     """Read recordings from files into a validated, SI ``Dataset``.
 
     ``inputs`` / ``outputs`` map a variable name to ``{"path": file, "unit": "mV", "key": npz-array}``
     ("key" only for .npz files holding several arrays); ``dt`` is a quantity ("0.01 ms") or seconds;
-    ``spikes`` (optional) maps a name to one array of spike times (s) per trace.
+    ``spikes`` (optional) maps a name to one array of spike times (s) per trace. With ``model`` (a
+    ``neurofit.Model``), every unit must fit the model's dimension of its variable (an input given in mV
+    for a current is a DataError naming the file), checked before any file is read.
     """
     try:
         dt_si = to_si(dt, TIME, name="dt")
@@ -345,10 +380,12 @@ def load_dataset(inputs: dict, outputs: dict, dt, spikes: dict | None = None) ->
         message = _one_line(e)
         raise DataError(message if message.startswith("dt") else f"dt = {dt!r}: {message}") from None
     _check_dt(dt_si, dt if isinstance(dt, str) else f"{dt_si:g} s")
-    arrays, units, source = {}, {}, {}
-    for role, specs in (("inputs", inputs), ("outputs", outputs)):
-        arrays[role], source[role] = {}, {}
-        for name, spec in dict(specs).items():
-            arrays[role][name], units[name], source[role][name] = _read_spec(role, name, spec)
+    specs = [(role, name, spec) for role, given in (("inputs", inputs), ("outputs", outputs))
+             for name, spec in dict(given).items()]
+    units = [_check_spec(role, name, spec, model) for role, name, spec in specs]
+    arrays, source = {"inputs": {}, "outputs": {}}, {"inputs": {}, "outputs": {}}
+    for (role, name, spec), (scale, _) in zip(specs, units):
+        arrays[role][name] = load_array(spec["path"], scale=scale, name=spec.get("key"))
+        source[role][name] = str(spec["path"])
     return Dataset(inputs=arrays["inputs"], outputs=arrays["outputs"], dt=dt_si, spikes=spikes,
-                   units=units, source=source)
+                   units={name: str(dim) for (_, name, _), (_, dim) in zip(specs, units)}, source=source)

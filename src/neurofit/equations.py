@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 _DIFF = re.compile(r"^d\s*([A-Za-z_]\w*)\s*/\s*dt\s*=(.*)$", re.S)
 _SUBEXPR = re.compile(r"^([A-Za-z_]\w*)\s*=(.*)$", re.S)
 _PARAM = re.compile(r"^([A-Za-z_]\w*)$")
-_UNIT_FLAGS = re.compile(r"^(.*?)\s*(\(([^()]*)\))?\s*$", re.S)
 KNOWN_FLAGS = {"constant", "unless refractory", "shared", "constant over dt"}
 
 
@@ -65,9 +64,11 @@ def _split_unit(text: str, line: int, source: str, origin: str) -> tuple[str, st
     if text.count(":") != 1:
         raise EquationError(f"{origin} line {line}: '{source}': expected exactly one ':' before the unit "
                             f"(e.g. 'dv/dt = -v/tau : volt')")
-    lhs, unit_part = text.split(":")
-    m = _UNIT_FLAGS.match(unit_part.strip())
-    unit, flags_text = m.group(1).strip(), m.group(3)
+    lhs, unit = text.split(":")
+    unit, flags_text = unit.strip(), ""
+    start = unit.rfind("(")
+    if unit.endswith(")") and start >= 0 and ")" not in unit[start + 1:-1]:  # a trailing '(flags)'
+        unit, flags_text = unit[:start].strip(), unit[start + 1:-1]
     flags = tuple(f.strip() for f in flags_text.split(",")) if flags_text else ()
     for flag in flags:
         if flag not in KNOWN_FLAGS:

@@ -33,7 +33,7 @@ import numpy as np
 from .bounds import BoundsError, parse_bounds
 from .io import atomic_write_bytes, atomic_write_json
 from .metrics import first_step
-from .study import SCHEMA, ConfigError, Study
+from .study import SCHEMA, ConfigError, Study, check_memory
 from .units import TIME, UnitError, to_si
 
 FIT_FORMAT = "neurofit.fit"
@@ -47,6 +47,11 @@ METRIC_DEFAULTS = {key: prop.get("default") for key, prop in
                    if key != "name"}
 METRICS_OF = {"trace": ("mse", "feature"), "online": ("mse",), "spike": ("gamma",)}
 SKOPT_ONLY = ("n_initial_points", "acq_func")
+#: nevergrad methods known without importing nevergrad (1.5 s, on every Snakefile parse); others are looked
+#: up in its registry.
+COMMON_NEVERGRAD = ("DE", "TwoPointsDE", "CMA", "PSO", "NGOpt", "OnePlusOne")
+#: Candidates a trial optimizer asks to check a fit's settings (two: one-at-a-time methods still fail).
+TRIAL_POPULATION = 2
 
 
 def run_names(fit_section: dict) -> list[tuple[str, int]]:
@@ -114,6 +119,9 @@ class FitPlan:
         self.units = {p: str(self.model.dimensions[p]) for p in self.parameters if p in self.model.dimensions}
         self.metric_settings = self._metric_settings()
         self.optimizers = self._optimizers()
+        n = section["n_samples"]
+        check_memory(self.where("n_samples"), 8.0 * n * (len(self.parameters) + 1),
+                     f"{n} candidates of {len(self.parameters)} parameters")
         self.init = study.initial_values(self.model, section["init"], ("fit", "init"))
         spec = study.builtin
         self.method = section["method"] or (spec.method if spec is not None else None)
@@ -176,6 +184,7 @@ class FitPlan:
             for key in ("stim_times", "features"):
                 if m[key] is None:
                     raise ConfigError(f"{self.where('metric', key)}: missing (required for metric feature)")
+            self._check_efel_features(m["features"], m["weights"])
         for key in ("t_start", "delta", "time"):
             if m.get(key) is not None:
                 value = m[key]
@@ -185,6 +194,24 @@ class FitPlan:
                     raise ConfigError(str(err)) from None
         m["name"] = name
         return {k: m[k] for k in ("name", *METRIC_KEYS[name])}
+
+    def _check_efel_features(self, features: list, weights: dict) -> None:
+        """ConfigError naming fit.metric.features (or .weights) for a name that is not an eFEL feature."""
+        import difflib
+
+        import efel
+
+        known = set(efel.get_feature_names())
+        for k, feature in enumerate(features):
+            if feature not in known:
+                close = difflib.get_close_matches(feature, known, n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else "see efel.get_feature_names()"
+                raise ConfigError(f"{self.where('metric', 'features', str(k))}: unknown eFEL feature '{feature}' "
+                                  f"({hint})")
+        for feature in weights:
+            if feature not in features:
+                raise ConfigError(f"{self.where('metric', 'weights', feature)}: not one of metric.features "
+                                  f"({', '.join(features)})")
 
     def _optimizers(self) -> list[OptimizerSpec]:
         specs, seen = [], {}
@@ -198,9 +225,35 @@ class FitPlan:
                 given = [k for k in SKOPT_ONLY if o.get(k) is not None]
                 if given:
                     raise ConfigError(f"{self.where('optimizers', str(i), given[0])}: only for library skopt")
+            self._check_method(i, o["library"], o["name"])
             specs.append(OptimizerSpec(i, label, o["library"], o["name"], o.get("n_initial_points"),
                                        o.get("acq_func"), dict(o.get("options") or {})))
         return specs
+
+    def _check_method(self, index: int, library: str, name: str) -> None:
+        """ConfigError naming fit.optimizers.<index>.name unless ``library`` has the method ``name``."""
+        from .optimizers import _SKOPT_METHODS
+
+        if library == "skopt":
+            if name.upper() not in _SKOPT_METHODS:
+                raise ConfigError(f"{self.where('optimizers', str(index), 'name')}: unknown skopt method '{name}' "
+                                  f"(valid: {', '.join(_SKOPT_METHODS)})")
+            return
+        if name in COMMON_NEVERGRAD:
+            return
+        from nevergrad.optimization import registry
+
+        if name in registry:
+            return
+        import difflib
+
+        close = difflib.get_close_matches(name, list(registry), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        if name.upper() in _SKOPT_METHODS:
+            hint = f"for scikit-optimize's {name.upper()} add library: skopt; "
+        raise ConfigError(f"{self.where('optimizers', str(index), 'name')}: unknown nevergrad method '{name}' "
+                          f"({hint}valid names include {', '.join(COMMON_NEVERGRAD)}; all: "
+                          f"sorted(nevergrad.optimizers.registry))")
 
     def _ground_truth(self, base) -> dict:
         truth = {}
@@ -302,23 +355,34 @@ class FitPlan:
             raise ConfigError(f"{self.study.where('data', 'inputs')}: the model needs input(s) {', '.join(missing)} "
                               f"(given: {', '.join(dataset.inputs) or 'none'})")
         inputs = {i: dataset.inputs[i] for i in self.model.inputs if i in dataset.inputs} or dict(dataset.inputs)
+        if self.kind == "trace":  # online and spike fits keep no traces of the population
+            self.check_memory(dataset, len(output))
         cls = {"trace": TraceFitter, "online": OnlineTraceFitter, "spike": SpikeFitter}[self.kind]
         return cls(model=self.model, input=inputs, output=output, dt=dataset.dt, n_samples=self.section["n_samples"],
                    method=self.method, param_init=self.init, backend=self.section["backend"],
                    dtype=self.section["dtype"], seed=seed)
 
+    def check_memory(self, dataset, n_outputs: int) -> None:
+        """ConfigError naming fit.n_samples unless a round's population arrays of a trace fit - n_samples
+        candidates x n_traces x n_steps samples of each of ``n_outputs`` recorded variables, plus one such
+        array for the metric's difference from the data - fit in the memory available."""
+        n = self.section["n_samples"]
+        check_memory(self.where("n_samples"), 8.0 * n * dataset.n_traces * dataset.n_steps * (n_outputs + 1),
+                     f"{n} candidates x {dataset.n_traces} traces x {dataset.n_steps} steps x {n_outputs} output(s)")
+
     def build_optimizer(self, label: str, seed: int, trial: bool = True):
-        """A fresh optimizer ``label`` seeded with ``seed``. With ``trial``, a twin first asks one round of
-        this fit's candidates, so that a bad method name, option or population size is a ConfigError
-        naming the optimizer's key, not an error in the middle of the fit."""
+        """A fresh optimizer ``label`` seeded with ``seed``. With ``trial``, a twin first asks a small round
+        (at most TRIAL_POPULATION candidates: checking a config never builds a full population), so that a
+        bad method name, option or a one-at-a-time method is a ConfigError naming the optimizer's key, not an
+        error in the middle of the fit."""
         spec = self.optimizer(label)
         keys = ("optimizers", str(spec.index))
         try:
             if trial:
+                popsize = min(self.section["n_samples"], TRIAL_POPULATION)
                 twin = spec.build(seed)
-                twin.initialize(self.parameters, self.bounds, log_scale=self.log_scale,
-                                popsize=self.section["n_samples"])
-                twin.ask(self.section["n_samples"])
+                twin.initialize(self.parameters, self.bounds, log_scale=self.log_scale, popsize=popsize)
+                twin.ask(popsize)
             return spec.build(seed)
         except (ValueError, TypeError, RuntimeError) as err:
             key = "name" if "unknown" in str(err) and spec.name in str(err) else None

@@ -7,24 +7,35 @@ checkpointing after every round; ``refine`` polishes the best parameters with
 """
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import re
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from .bounds import BoundsError, parse_bounds
-from .io import atomic_write_bytes
+from .io import atomic_write_text
 from .metrics import first_step
 from .model import Model
+from .optimizers import ReplayError, replay_round
 from .simulate import simulate
 from .units import to_si
+
+#: A fit checkpoint is JSON: the fit's identity and every evaluated candidate with its error and round.
+#: Version 1 was a pickle and is never loaded (unpickling a file can run code).
+CHECKPOINT_FORMAT = "neurofit.fit_checkpoint"
+CHECKPOINT_VERSION = 2
 
 
 class FitError(ValueError):
     """A user mistake in a fitter's set-up or arguments (one line naming the culprit)."""
+
+
+class _UnusableCheckpoint(Exception):
+    """A checkpoint that is damaged or not in this neurofit's format (the message says why, one line)."""
 
 
 def _as_traces(name, value, what):
@@ -133,8 +144,11 @@ class Fitter:
 
         Bounds are keyword arguments ``name=[low, high]`` (``[low, high, "log"]`` for a log-scale
         search). A later call continues the same optimisation unless ``restart=True``. With
-        ``checkpoint=path`` the state is saved after every round and a new call with the same
-        path resumes where a killed run stopped.
+        ``checkpoint=path`` the evaluated candidates are saved (JSON) after every round and a new
+        call with the same path and a freshly built optimizer of the same settings and seed resumes
+        where a killed run stopped: the optimizer is brought to its state by replaying the recorded
+        rounds (``replay_round``), and the fit ends with the numbers of an uninterrupted one. A
+        damaged checkpoint is discarded with a warning and the fit starts over.
         """
         if penalty is not None:
             self.penalty = penalty
@@ -162,14 +176,7 @@ class Fitter:
             candidates = self.optimizer.ask(n_samples=self.n_samples)
             errors = self._errors(candidates, self.iteration)
             self.optimizer.tell(candidates, errors)
-            best = int(np.argmin(errors))
-            if self.best_error is None or errors[best] < self.best_error:
-                self.best_error = float(errors[best])
-                self.best_params = dict(candidates[best])
-            for c, e in zip(candidates, errors):
-                self.history.append({**c, "error": float(e), "round": self._rounds_done})
-            self._rounds_done += 1
-            self.iteration += 1
+            self._record_round(candidates, errors)
             if checkpoint:
                 self._save_checkpoint(checkpoint)
             stop = report(candidates, errors, self.best_params, self.best_error, self._rounds_done - 1,
@@ -177,6 +184,17 @@ class Fitter:
             if stop is True:
                 break
         return dict(self.best_params), self.best_error
+
+    def _record_round(self, candidates: list, errors: np.ndarray) -> None:
+        """Book a told round: best so far, history rows, round and iteration counters."""
+        best = int(np.argmin(errors))
+        if self.best_error is None or errors[best] < self.best_error:
+            self.best_error = float(errors[best])
+            self.best_params = dict(candidates[best])
+        for c, e in zip(candidates, errors):
+            self.history.append({**c, "error": float(e), "round": self._rounds_done})
+        self._rounds_done += 1
+        self.iteration += 1
 
     def _check_metric(self, metric):
         pass
@@ -212,20 +230,42 @@ class Fitter:
 
     # --- checkpoints ----------------------------------------------------------------------------
     def _save_checkpoint(self, path: str):
-        state = {"optimizer": self.optimizer.get_state(), "history": self.history, "rounds": self._rounds_done,
-                 "iteration": self.iteration, "best_params": self.best_params, "best_error": self.best_error,
-                 "bounds": self.bounds, "parameters": self.parameter_names}
-        atomic_write_bytes(path, pickle.dumps(state))
+        """Write the fit's identity and every evaluated candidate (JSON, atomic; NaN/inf errors as NaN/Infinity)."""
+        names = self.parameter_names
+        state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "parameters": names,
+                 "bounds": {p: [float(lo), float(hi)] for p, (lo, hi) in self.bounds.items()},
+                 "log_scale": sorted(self.log_scale), "n_samples": self.n_samples, "rounds": self._rounds_done,
+                 "iteration": self.iteration, "candidates": [[float(row[p]) for p in names] for row in self.history],
+                 "errors": [row["error"] for row in self.history], "round": [row["round"] for row in self.history]}
+        atomic_write_text(path, json.dumps(state))
 
     def _load_checkpoint(self, path: str):
-        with open(path, "rb") as f:
-            state = pickle.load(f)
-        if state["parameters"] != self.parameter_names or state["bounds"] != self.bounds:
-            raise FitError(f"checkpoint {path}: written for another fit (parameters/bounds differ); delete it or "
-                           f"pass restart=True")
-        self.optimizer.set_state(state["optimizer"])
-        self.history, self._rounds_done = state["history"], state["rounds"]
-        self.iteration, self.best_params, self.best_error = state["iteration"], state["best_params"], state["best_error"]
+        """Resume from ``path``: replay its rounds on the freshly initialised optimizer. A damaged or old
+        (pickled) checkpoint is discarded with a one-line warning; one of another fit is a FitError."""
+        try:
+            state = _read_checkpoint(path)
+        except _UnusableCheckpoint as err:
+            warnings.warn(f"checkpoint {path} {err}; starting the fit over", stacklevel=3)
+            return
+        bounds = {p: [float(lo), float(hi)] for p, (lo, hi) in self.bounds.items()}
+        if (state["parameters"], state["bounds"], state["log_scale"], state["n_samples"]) != \
+                (self.parameter_names, bounds, sorted(self.log_scale), self.n_samples):
+            raise FitError(f"checkpoint {path}: written for another fit (parameters, bounds or n_samples differ); "
+                           f"delete it or pass restart=True")
+        rows_of = {}
+        for i, r in enumerate(state["round"]):
+            rows_of.setdefault(r, []).append(i)
+        for r in range(state["rounds"]):
+            index = rows_of.get(r, [])
+            recorded = [dict(zip(self.parameter_names, state["candidates"][i])) for i in index]
+            errors = np.array([state["errors"][i] for i in index], dtype=np.float64)
+            try:
+                candidates = replay_round(self.optimizer, self.n_samples, recorded, errors)
+            except ReplayError as err:
+                raise FitError(f"checkpoint {path}: round {r} does not replay: {err}; delete it or pass "
+                               f"restart=True") from None
+            self._record_round(candidates, errors)
+        self.iteration = state["iteration"]
 
     # --- results --------------------------------------------------------------------------------
     def results(self, format: str = "list", use_units=None):
@@ -268,6 +308,40 @@ class Fitter:
 
     def generate_traces(self, params=None, param_init=None):
         return self.generate(None, params=params, param_init=param_init)
+
+
+def _read_checkpoint(path: str) -> dict:
+    """A checkpoint's JSON, checked field by field; _UnusableCheckpoint (why, one line) if it is damaged, a
+    pickle of an older neurofit (never unpickled) or not a fit checkpoint."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:1] == b"\x80":  # the protocol opcode every pickle since protocol 2 starts with
+        raise _UnusableCheckpoint("was written by an older neurofit (a pickle), not loaded for safety")
+    try:
+        state = json.loads(raw.decode("utf-8"))
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _UnusableCheckpoint(f"is damaged (not JSON: {err})") from None
+
+    def need(ok, what):
+        if not ok:
+            raise _UnusableCheckpoint(f"is damaged ({what})")
+    number = (int, float)
+    need(isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT, "not a neurofit fit checkpoint")
+    need(state.get("version") == CHECKPOINT_VERSION, f"format version {state.get('version')!r}, expected "
+                                                     f"{CHECKPOINT_VERSION}")
+    names = state.get("parameters")
+    need(isinstance(names, list) and all(isinstance(n, str) for n in names), "no parameter names")
+    need(isinstance(state.get("bounds"), dict) and isinstance(state.get("log_scale"), list), "no bounds")
+    need(all(isinstance(state.get(k), int) and state[k] >= 0 for k in ("n_samples", "rounds"))
+         and isinstance(state.get("iteration"), int), "no round counts")
+    candidates, errors, rounds = state.get("candidates"), state.get("errors"), state.get("round")
+    need(isinstance(candidates, list) and isinstance(errors, list) and isinstance(rounds, list)
+         and len(candidates) == len(errors) == len(rounds), "candidates, errors and rounds do not match")
+    need(all(isinstance(c, list) and len(c) == len(names) and all(isinstance(v, number) for v in c)
+             for c in candidates), "a candidate is not one number per parameter")
+    need(all(isinstance(e, number) for e in errors), "an error is not a number")
+    need(all(isinstance(r, int) and 0 <= r < state["rounds"] for r in rounds), "a round index out of range")
+    return state
 
 
 def _make_callback(callback, n_rounds: int):

@@ -10,16 +10,23 @@ SNLE, SNRE are accepted as aliases) and neurofit's simulator::
 Parameters are SI floats; priors are uniform or log-uniform boxes. Training data are drawn from a
 seeded prior up front and simulated in batches, so a chunk of them (``simulate_training_chunk``)
 is exactly the corresponding slice of an unchunked run. Simulations whose features are NaN/inf are
-counted and left out of training.
+counted and left out of training. A saved posterior is data only - the network's weights and a JSON
+description it is rebuilt from - so loading a posterior file never unpickles (and never runs) code.
 
 A study's ``infer`` section drives the same through the workflow: see ``neurofit.inference_study``.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
+import json
 import os
+import pickle
+import pickletools
 import warnings
+import weakref
+import zipfile
 
 import numpy as np
 import torch
@@ -43,6 +50,11 @@ CLASSIFIERS = ("resnet", "mlp", "linear")
 EMBEDDINGS = ("mlp", "cnn")
 _NOISE_STREAM = 0x6F6273  # keeps observation-noise draws apart from other uses of the seed
 POSTERIOR_FORMAT = "neurofit.posterior"
+#: Version 2: weights and a JSON description, read with ``torch.load(weights_only=True)``; version 1
+#: held pickled sbi objects and is refused (loading it could run code).
+POSTERIOR_VERSION = 2
+_BUILD_BATCH = 16  # rows of the stand-in training batch a saved network is rebuilt from
+_REGENERATE = "regenerate it with `neurofit infer` (or Inferencer.infer and save_posterior)"
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -115,6 +127,14 @@ class _LogScale(Transform):
         return torch.where(self.mask, x, torch.zeros_like(x)).sum(-1)
 
 
+def _box_prior(low, high, log_mask):
+    """The prior over [low, high] (SI): sbi's BoxUniform, or a BoxPrior if any dimension is log-uniform."""
+    if any(log_mask):
+        return BoxPrior(low, high, log_mask)
+    from sbi.utils import BoxUniform
+    return BoxUniform(torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32))
+
+
 class BoxPrior(TransformedDistribution):
     """Independent priors in [low, high] (SI): uniform, or log-uniform where ``log_mask`` is True."""
 
@@ -144,6 +164,55 @@ def _method(name: str) -> str:
 
 def _device(name: str) -> str:
     return "cuda" if name == "gpu" else name
+
+
+def _check_estimator(method: str, model) -> None:
+    valid = CLASSIFIERS if method == "NRE" else DENSITY_ESTIMATORS
+    if model not in valid and not str(model).startswith("zuko_"):
+        raise InferenceError(f"density_estimator_model = {model!r} is not valid for {method} "
+                             f"(valid: {', '.join(valid)})")
+
+
+def _embedding_key(method: str) -> str:
+    """The argument of sbi's network builder that takes the embedding net (of x; of theta for NLE)."""
+    return "embedding_net_x" if method == "NRE" else "embedding_net"
+
+
+def _builder(method: str, model: str, kwargs: dict, embedding=None):
+    """sbi's network builder (``posterior_nn`` / ``likelihood_nn`` / ``classifier_nn``) for ``method``;
+    ``embedding``: a torch module for the argument named by ``_embedding_key``, or None."""
+    from sbi.neural_nets import classifier_nn, likelihood_nn, posterior_nn
+    factory = {"NPE": posterior_nn, "NLE": likelihood_nn, "NRE": classifier_nn}[method]
+    extra = {} if embedding is None else {_embedding_key(method): embedding}
+    return factory(model=model, **kwargs, **extra)
+
+
+def _trainer(method: str, prior, builder, device: str, show_progress_bars: bool):
+    """A new sbi inference object (NPE, NLE or NRE) training networks made by ``builder``."""
+    from sbi.inference import NLE, NPE, NRE
+    if method == "NRE":
+        return NRE(prior=prior, classifier=builder, device=device, show_progress_bars=show_progress_bars,
+                   tracker=_NoTracker())
+    return (NPE if method == "NPE" else NLE)(prior=prior, density_estimator=builder, device=device,
+                                             show_progress_bars=show_progress_bars, tracker=_NoTracker())
+
+
+def _network(posterior) -> torch.nn.Module:
+    """The trained network inside an sbi posterior (direct, or behind its potential function)."""
+    for owner in (posterior, getattr(posterior, "potential_fn", None)):
+        for name in ("posterior_estimator", "likelihood_estimator", "ratio_estimator"):
+            if isinstance(getattr(owner, name, None), torch.nn.Module):
+                return getattr(owner, name)
+    raise InferenceError(f"save_posterior: cannot find the network of a {type(posterior).__name__}")
+
+
+def _check_json(value, where: str) -> None:
+    """A one-line InferenceError unless ``value`` is plain JSON data (numbers, strings, lists, dicts)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InferenceError(f"{where} = {type(value).__name__} cannot be saved in a posterior file (only numbers, "
+                             f"strings, lists and dicts are)") from None
 
 
 # --- the Inferencer -------------------------------------------------------------------------------
@@ -198,6 +267,8 @@ class Inferencer:
         self.n_invalid = 0
         self._round = 0
         self._x_o = None
+        self._networks = weakref.WeakKeyDictionary()  # sbi inference object -> how its networks are built
+        self._saved_as = None  # how self.posterior is rebuilt: its network's and build_posterior's settings
 
     # --- set-up ---------------------------------------------------------------------------------
     def _read_output(self, output) -> tuple[dict, list | None]:
@@ -279,12 +350,7 @@ class Inferencer:
         self.param_names = list(self.bounds)
         low = [self.bounds[p][0] for p in self.param_names]
         high = [self.bounds[p][1] for p in self.param_names]
-        mask = [p in self.log_scale for p in self.param_names]
-        if any(mask):
-            self.prior = BoxPrior(low, high, mask)
-        else:
-            from sbi.utils import BoxUniform
-            self.prior = BoxUniform(torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32))
+        self.prior = _box_prior(low, high, [p in self.log_scale for p in self.param_names])
         return self.prior
 
     def _require_prior(self):
@@ -380,34 +446,26 @@ class Inferencer:
         """A new sbi inference object (NPE, NLE or NRE). ``inference_kwargs`` go to sbi's ``posterior_nn`` /
         ``likelihood_nn`` / ``classifier_nn``; ``embedding_net`` may be "mlp", "cnn" or a torch module
         (for NPE and NRE it embeds x; with automatic features it defaults to "mlp")."""
-        from sbi.inference import NLE, NPE, NRE
-        from sbi.neural_nets import classifier_nn, likelihood_nn, posterior_nn
         method = _method(inference_method)
         if prior is None:
             self._require_prior()
             prior = self.prior
-        valid = CLASSIFIERS if method == "NRE" else DENSITY_ESTIMATORS
-        if density_estimator_model not in valid and not str(density_estimator_model).startswith("zuko_"):
-            raise InferenceError(f"density_estimator_model = {density_estimator_model!r} is not valid for {method} "
-                                 f"(valid: {', '.join(valid)})")
+        _check_estimator(method, density_estimator_model)
         kwargs = dict(inference_kwargs)
         show = kwargs.pop("show_progress_bars", False)
+        key = _embedding_key(method)
+        embedding = kwargs.pop(key, kwargs.pop("embedding_net", None))
         if method != "NLE":  # for NLE, sbi's embedding_net embeds theta and is passed through as given
-            key = "embedding_net_x" if method == "NRE" else "embedding_net"
-            embedding = kwargs.pop(key, kwargs.pop("embedding_net", None))
             if embedding is None and isinstance(self.features, RawTraces):
                 embedding = "mlp"
-            if embedding is not None:
-                kwargs[key] = self._embedding(embedding)
-        device = _device(sbi_device)
+        module = self._embedding(embedding) if method != "NLE" and embedding is not None else embedding
+        trainer = _trainer(method, prior, _builder(method, density_estimator_model, kwargs, module),
+                           _device(sbi_device), show)
+        self._networks[trainer] = {"model": density_estimator_model, "kwargs": kwargs,
+                                   "embedding": embedding if isinstance(embedding, str) or embedding is None
+                                   else "custom"}
         self.inference_method = method
-        if method == "NRE":
-            return NRE(prior=prior, classifier=classifier_nn(model=density_estimator_model, **kwargs), device=device,
-                       show_progress_bars=show, tracker=_NoTracker())
-        builder = (posterior_nn if method == "NPE" else likelihood_nn)(model=density_estimator_model, **kwargs)
-        cls = NPE if method == "NPE" else NLE
-        return cls(prior=prior, density_estimator=builder, device=device, show_progress_bars=show,
-                   tracker=_NoTracker())
+        return trainer
 
     def _embedding(self, embedding):
         from sbi.neural_nets.embedding_nets import CNNEmbedding, FCEmbedding
@@ -476,6 +534,9 @@ class Inferencer:
             inference = self.train(inference, theta, x, npe_proposal, **(train_kwargs or {}))
         inference, posterior = self.build_posterior(inference, **(posterior_kwargs or {}))
         self.inference, self.posterior = inference, posterior
+        network = self._networks.get(inference)
+        self._saved_as = None if network is None else {"method": self.inference_method, "network": network,
+                                                       "posterior_kwargs": dict(posterior_kwargs or {})}
         return posterior
 
     def infer(self, n_samples: int | None = None, theta=None, x=None, n_rounds: int = 1,
@@ -532,32 +593,82 @@ class Inferencer:
         return self.samples
 
     def save_posterior(self, path):
-        """Write the posterior (with prior, parameter names and x_o) to ``path`` (torch.save, atomic)."""
+        """Write the posterior to ``path`` (atomic): its network's weights and a JSON description (method,
+        network settings, prior, parameter and feature names, x_o) - plain data that ``load_posterior``
+        reads with ``torch.load(weights_only=True)``, so loading the file cannot run code."""
         posterior = self._posterior()
+        if self._saved_as is None:
+            raise InferenceError("save_posterior: the posterior was trained with an sbi object not made by "
+                                 "init_inference; only posteriors of infer / infer_step with init_inference can be "
+                                 "saved")
+        network = self._saved_as["network"]
+        for key, value in network["kwargs"].items():
+            _check_json(value, f"inference_kwargs['{key}']")
+        for key, value in self._saved_as["posterior_kwargs"].items():
+            _check_json(value, f"posterior_kwargs['{key}']")
+        description = {
+            "method": self._saved_as["method"], "network": network,
+            "posterior_kwargs": self._saved_as["posterior_kwargs"],
+            "prior": {"names": self.param_names, "low": [self.bounds[p][0] for p in self.param_names],
+                      "high": [self.bounds[p][1] for p in self.param_names],
+                      "log": [p in self.log_scale for p in self.param_names]},
+            "fixed": self.fixed, "feature_names": self.feature_names, "x_o": self.x_o.tolist()}
+        weights = {k: v.detach().cpu() for k, v in _network(posterior).state_dict().items()}
         buffer = io.BytesIO()
-        torch.save({"format": POSTERIOR_FORMAT, "version": 1, "posterior": posterior, "prior": self.prior,
-                    "method": self.inference_method,
-                    "param_names": self.param_names, "bounds": self.bounds, "log_scale": sorted(self.log_scale),
-                    "fixed": self.fixed, "feature_names": self.feature_names, "x_o": self.x_o.tolist()}, buffer)
+        torch.save({"format": POSTERIOR_FORMAT, "version": POSTERIOR_VERSION,
+                    "description": json.dumps(description), "weights": weights}, buffer)
         atomic_write_bytes(path, buffer.getvalue())
 
-    def load_posterior(self, path):
-        """Read a posterior written by ``save_posterior``; it becomes this inferencer's posterior."""
-        state = torch.load(path, weights_only=False)
-        if not isinstance(state, dict) or state.get("format") != POSTERIOR_FORMAT:
-            raise InferenceError(f"{path}: not a neurofit posterior (written by Inferencer.save_posterior)")
-        bad = [p for p in state["param_names"] + list(state["fixed"]) if p not in self.model.parameters]
+    def load_posterior(self, path, embedding_net: torch.nn.Module | None = None):
+        """Read a posterior written by ``save_posterior``; it becomes this inferencer's posterior (on the
+        cpu). The network is rebuilt from the file's description and gets the file's weights.
+        ``embedding_net``: for a posterior trained with a custom embedding module, a module of the same
+        architecture (a copy of it receives the saved weights). Files of older neurofit versions, which
+        held pickled Python objects, are refused: loading them could run code."""
+        description, weights = _read_posterior(path)
+        prior = description["prior"]
+        names, fixed = prior["names"], description["fixed"]
+        bad = [p for p in names + list(fixed) if p not in self.model.parameters]
         if bad:
             raise InferenceError(f"{path}: parameter(s) {', '.join(bad)} not in this model "
                                  f"(parameters: {', '.join(self.model.parameters)})")
-        if state["feature_names"] != self.feature_names:
-            raise InferenceError(f"{path}: trained on features {state['feature_names'][:4]}...; this inferencer has "
-                                 f"{self.feature_names[:4]}...")
-        self.posterior = state["posterior"]
-        self.prior = state["prior"]
-        self.param_names, self.bounds = list(state["param_names"]), dict(state["bounds"])
-        self.log_scale, self.fixed = set(state["log_scale"]), dict(state["fixed"])
-        self.inference_method, self.inference = state["method"], None
+        if description["feature_names"] != self.feature_names:
+            raise InferenceError(f"{path}: trained on features {description['feature_names'][:4]}...; this "
+                                 f"inferencer has {self.feature_names[:4]}...")
+        method, network = _method(description["method"]), description["network"]
+        _check_estimator(method, network["model"])
+        embedding = network["embedding"]
+        if embedding == "custom":
+            if not isinstance(embedding_net, torch.nn.Module):
+                raise InferenceError(f"{path}: trained with a custom embedding net; pass a module of the same "
+                                     f"architecture: load_posterior(path, embedding_net=...)")
+            embedding = copy.deepcopy(embedding_net)
+        elif embedding is not None and method != "NLE":
+            embedding = self._embedding(embedding)
+        low, high = [float(v) for v in prior["low"]], [float(v) for v in prior["high"]]
+        log = list(prior["log"])
+        box = _box_prior(low, high, log)
+        x_o = torch.as_tensor(description["x_o"], dtype=torch.float32)
+        try:
+            builder = _builder(method, network["model"], network["kwargs"], embedding)
+            with _seeded(0):  # a stand-in batch of the training data's shapes; the weights replace what it set
+                estimator = builder(box.sample((_BUILD_BATCH,)), x_o + torch.randn(_BUILD_BATCH, x_o.numel()))
+            estimator.load_state_dict(weights)
+            estimator.eval()
+            posterior = _trainer(method, box, builder, "cpu", False).build_posterior(
+                density_estimator=estimator, prior=box, **description["posterior_kwargs"])
+        except (RuntimeError, TypeError, ValueError, NotImplementedError) as err:
+            raise InferenceError(f"{path}: the posterior it describes cannot be rebuilt with its weights "
+                                 f"({_first_line(err)}); {_REGENERATE}") from None
+        posterior.set_default_x(x_o)
+        self.posterior = posterior
+        self.prior = box
+        self.param_names = list(names)
+        self.bounds = {p: (lo, hi) for p, lo, hi in zip(names, low, high)}
+        self.log_scale = {p for p, is_log in zip(names, log) if is_log}
+        self.fixed = {p: float(v) for p, v in fixed.items()}
+        self.inference_method, self.inference = method, None
+        self._saved_as = {"method": method, "network": network, "posterior_kwargs": description["posterior_kwargs"]}
         self._round = 1
         return self.posterior
 
@@ -673,6 +784,90 @@ def _draw(distribution, shape: tuple, seed: int, x=None, **kwargs) -> np.ndarray
     with _seeded(seed):
         samples = distribution.sample(shape, **kwargs)
     return samples.detach().cpu().numpy().astype(np.float64)
+
+
+def _first_line(err: BaseException) -> str:
+    """The exception's type and the first sentence of its message (torch's run over lines and sentences)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0].split('. ')[0]}" if text else type(err).__name__
+
+
+def _pickle_stream(path) -> bytes:
+    """The pickle inside a torch file (data.pkl of its zip archive; the file itself in torch's legacy format)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            return archive.read(member) if member else b""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _written_by_old_neurofit(path) -> bool:
+    """Whether a file torch refused to load safely is a posterior of neurofit's old, pickled format: its
+    pickle is scanned (``pickletools.genops`` only parses opcodes, nothing runs) for the format name."""
+    try:
+        return any(arg == POSTERIOR_FORMAT for _, arg, _ in pickletools.genops(_pickle_stream(path)))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
+
+
+def _check_description(d) -> None:
+    """ValueError naming what a posterior file's description lacks (damage, or not written by
+    ``save_posterior``)."""
+    def need(ok, what):
+        if not ok:
+            raise ValueError(what)
+    number = (int, float)
+    need(isinstance(d, dict), "description is not a JSON object")
+    need(isinstance(d.get("method"), str), "no method")
+    network, prior = d.get("network"), d.get("prior")
+    need(isinstance(network, dict) and isinstance(network.get("model"), str)
+         and isinstance(network.get("kwargs"), dict) and isinstance(network.get("embedding", 0), (str, type(None))),
+         "no network settings")
+    need(isinstance(d.get("posterior_kwargs"), dict), "no posterior settings")
+    need(isinstance(prior, dict) and all(isinstance(prior.get(k), list) for k in ("names", "low", "high", "log")),
+         "no prior")
+    n = len(prior["names"])
+    need(n > 0 and all(len(prior[k]) == n for k in ("low", "high", "log"))
+         and all(isinstance(v, str) for v in prior["names"])
+         and all(isinstance(v, number) for v in prior["low"] + prior["high"])
+         and all(isinstance(v, bool) for v in prior["log"]), "prior names, lows, highs and log flags do not match")
+    need(isinstance(d.get("fixed"), dict) and all(isinstance(v, number) for v in d["fixed"].values()),
+         "no fixed values")
+    names, x_o = d.get("feature_names"), d.get("x_o")
+    need(isinstance(names, list) and isinstance(x_o, list) and len(names) == len(x_o) > 0
+         and all(isinstance(v, number) for v in x_o), "feature names and x_o do not match")
+
+
+def _read_posterior(path) -> tuple[dict, dict]:
+    """(description, weights) of a posterior file, read without unpickling objects; InferenceError (one line)
+    for files of the old pickled format, foreign or damaged files."""
+    with open(path, "rb") as f:  # a missing or unreadable file: the OSError names it
+        try:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # objects that are not plain data (or bytes that are no pickle at all)
+            if _written_by_old_neurofit(path):
+                raise InferenceError(f"{path}: written by an older neurofit (pickled Python objects), not loaded "
+                                     f"for safety; {_REGENERATE}") from None
+            raise InferenceError(f"{path}: holds pickled Python objects or is damaged, not loaded for safety; not "
+                                 f"a neurofit posterior (written by Inferencer.save_posterior)") from None
+        except Exception as err:  # torch raises RuntimeError, OSError, KeyError ... on bytes it cannot read
+            raise InferenceError(f"{path}: damaged or not a torch file ({_first_line(err)}); "
+                                 f"{_REGENERATE}") from None
+    if not isinstance(state, dict) or state.get("format") != POSTERIOR_FORMAT:
+        raise InferenceError(f"{path}: not a neurofit posterior (written by Inferencer.save_posterior)")
+    if state.get("version") != POSTERIOR_VERSION:
+        raise InferenceError(f"{path}: posterior format version {state.get('version')!r}, this neurofit reads "
+                             f"version {POSTERIOR_VERSION}; {_REGENERATE}")
+    weights = state.get("weights")
+    try:
+        description = json.loads(state.get("description"))
+        _check_description(description)
+        if not (isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values())):
+            raise ValueError("no network weights")
+    except (TypeError, ValueError) as err:
+        raise InferenceError(f"{path}: damaged neurofit posterior ({err}); {_REGENERATE}") from None
+    return description, weights
 
 
 def chunk_range(n_samples: int, chunk: int, n_chunks: int) -> tuple[int, int]:

@@ -19,7 +19,7 @@ import numpy as np
 from .bounds import BoundsError, parse_bounds
 from .data import Dataset
 from .io import atomic_save_npz, atomic_write_bytes
-from .study import ConfigError, Study, validate_config
+from .study import ConfigError, Study, check_memory, validate_config
 from .units import to_si
 
 if TYPE_CHECKING:
@@ -35,6 +35,11 @@ class TrainingDataError(ValueError):
     """Training-data chunks that cannot be gathered (the message names the file)."""
 
 
+#: Memory the workflow's Snakemake process needs per job of its graph (measured: about 20 kB).
+JOB_BYTES = 50_000
+#: Posterior samples drawn per test simulation by the calibration (as run_calibration does).
+SBC_POSTERIOR_SAMPLES = 1000
+
 TRAINING_KEYS = ("bounds", "features", "window", "spike_threshold", "noise", "n_samples", "seed", "batch_size",
                  "raw_samples")  # the infer settings that determine the training data
 
@@ -45,10 +50,63 @@ def _simulation(study: Study) -> dict:
     return validate_config({"studies": {study.name: section}}, label=None)["studies"][study.name]["simulate"]
 
 
-def check_infer_section(study: Study) -> None:
-    """Before any job (no data, no torch): the prior names parameters of the model, with valid ranges, and
-    spike features have a spike threshold. ConfigError naming the key otherwise."""
-    _prior_bounds(study, study.model(), _simulation(study))
+def check_infer_section(study: Study, model=None) -> None:
+    """Before any job (no data, no torch): the prior names parameters of ``model`` (default: the study's),
+    with valid ranges; feature names are the library's or eFEL's, and spike features have a spike
+    threshold; n_chunks is at most n_samples, and n_samples, sbc_simulations and n_chunks fit in the memory
+    available (counting one feature: the data decide the rest). ConfigError naming the key otherwise."""
+    model = model if model is not None else study.model()
+    _prior_bounds(study, model, _simulation(study))
+    _check_feature_names(study)
+    infer = study.section["infer"]
+    if infer["n_chunks"] > infer["n_samples"]:
+        raise ConfigError(f"{study.where('infer', 'n_chunks')}: {infer['n_chunks']} chunks for {infer['n_samples']} "
+                          f"simulations (n_samples); give at most one chunk per simulation")
+    check_memory(study.where("infer", "n_chunks"), JOB_BYTES * infer["n_chunks"],
+                 f"{infer['n_chunks']} chunk jobs in Snakemake's job graph")
+    _check_infer_memory(study, len(infer["bounds"]), 1)
+
+
+def _check_feature_names(study: Study) -> None:
+    """ConfigError naming infer.features.<output> for a name that is neither the library's (trace features, or
+    spike features under 'spikes') nor an eFEL feature (traces only; 'efel:' prefix allowed)."""
+    import difflib
+
+    from .features import SPIKE_FEATURES, SPIKES, TRACE_FEATURES, _efel_names
+    efel_names = None  # eFEL's list, read once if a name is not the library's
+    for var, items in (study.section["infer"]["features"] or {}).items():
+        library = SPIKE_FEATURES if var == SPIKES else TRACE_FEATURES
+        for item in items:
+            if item in library:
+                continue
+            if var != SPIKES:
+                efel_names = efel_names if efel_names is not None else _efel_names()
+                if (item[len("efel:"):] if item.startswith("efel:") else item) in efel_names:
+                    continue
+            close = difflib.get_close_matches(item, [*library, *sorted(efel_names or ())], n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            efel = "" if var == SPIKES else "; or an eFEL feature name"
+            raise ConfigError(f"{study.where('infer', 'features', var)}: unknown feature '{item}' ({hint}library: "
+                              f"{', '.join(library)}{efel})")
+
+
+def _check_infer_memory(study: Study, n_parameters: int, n_features: int, n_traces: int = 1, n_steps: int = 1,
+                        n_variables: int = 0) -> None:
+    """ConfigError naming the infer key whose arrays exceed the memory available: the training data of
+    n_samples (theta and features, with the copies training makes), a batch of batch_size simulations of
+    ``n_variables`` recorded variables (n_traces x n_steps samples each), and the calibration's
+    sbc_simulations tests with their posterior samples."""
+    infer = study.section["infer"]
+    n, per_set = infer["n_samples"], n_parameters + n_features
+    check_memory(study.where("infer", "n_samples"), 8.0 * 3 * n * per_set,
+                 f"{n} simulations x ({n_parameters} parameters + {n_features} feature(s))")
+    if n_variables:
+        batch = min(infer["batch_size"], n)
+        check_memory(study.where("infer", "batch_size"), 8.0 * batch * n_traces * n_steps * n_variables,
+                     f"{batch} simulations x {n_traces} traces x {n_steps} steps x {n_variables} variable(s)")
+    sbc = infer["sbc_simulations"]
+    check_memory(study.where("infer", "sbc_simulations"), 8.0 * sbc * (SBC_POSTERIOR_SAMPLES * n_parameters + per_set),
+                 f"{sbc} tests x {SBC_POSTERIOR_SAMPLES} posterior samples x {n_parameters} parameters")
 
 
 def _prior_bounds(study: Study, model, simulation: dict) -> dict:
@@ -114,6 +172,8 @@ def inferencer_from_config(study: Study, dataset: Dataset | None = None) -> tupl
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(f"{study.where('infer')}: {err}") from None
+    _check_infer_memory(study, len(inferencer.param_names), len(inferencer.feature_names), inferencer.n_traces,
+                        inferencer.n_steps, max(1, len(inferencer.features.trace_vars)))
     return inferencer, infer, dataset
 
 

@@ -31,6 +31,21 @@ def noise_symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(f"_Z_{name}", real=True)
 
 
+def unique_name(name: str, taken: set) -> str:
+    """``name``, or ``name_1``, ``name_2`` … if taken; the result is added to ``taken``.
+
+    Generated names are built from model names (``_k2_dv``: stage k2's dv/dt), so two of them can
+    coincide (stage k2's value of a subexpression called ``dv`` is ``_k2_dv`` too); each must be a
+    different symbol. Names that coincide with nothing stay as they are.
+    """
+    unique, n = name, 0
+    while unique in taken:
+        n += 1
+        unique = f"{name}_{n}"
+    taken.add(unique)
+    return unique
+
+
 @dataclass
 class StepCode:
     """Symbolic code of one step: ``assignments`` in order, then ``updates`` (state → expression)."""
@@ -117,9 +132,13 @@ class _Builder:
         self.code = StepCode()
         self.t = model.symbol("t")
         self.dt = model.symbol("dt")
+        # names of symbols the step uses; subexpressions join as they are assigned (first, under their names)
+        self.taken = ({*model.symbols, *model.inputs, NOT_REFRACTORY.name}
+                      | {noise_symbol(n).name for n in model.noise}) - set(model.subexpressions)
 
     def assign(self, name: str, expr) -> sympy.Symbol:
-        sym = sympy.Symbol(name, real=True)
+        """Append the assignment ``name = expr`` (under a fresh name if ``name`` is taken); its symbol."""
+        sym = sympy.Symbol(unique_name(name, self.taken), real=True)
         self.code.assignments.append((sym, expr))
         return sym
 

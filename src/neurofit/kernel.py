@@ -79,7 +79,8 @@ def _dependency_order(body):
 
 def _drop_unused(body, outputs):
     """Remove assignments nothing needs (e.g. subexpressions of later RK stages not used)."""
-    needed = set().union(*(sympy.sympify(e).free_symbols for e in outputs)) if outputs else set()
+    # CSE may return plain numbers: strict sympify converts those and never parses text
+    needed = set().union(*(sympy.sympify(e, strict=True).free_symbols for e in outputs)) if outputs else set()
     kept = []
     for sym, expr in reversed(body):
         if sym in needed:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import keyword
 import re
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ import sympy
 
 from .equations import EquationError, parse_equations, parse_statements
 from .expressions import ExpressionError, Scope, is_logical, make_rate_functions_safe, parse_expression
-from .units import DIMENSIONLESS, TIME, Dimension, UnitError, parse_quantity, parse_unit
+from .units import DIMENSIONLESS, TIME, Dimension, UnitError, parse_quantity, parse_unit, shorten
 
 _NOISE = re.compile(r"^xi(_\w+)?$")
 _RESERVED = {"t", "dt", "xi", "i", "not_refractory", "lastspike"}
@@ -51,8 +52,11 @@ class Model:
         self.dimensions: dict[str, Dimension] = {}
         symbols = {}
         for decl in self.declarations:
-            if decl.name in _RESERVED or _NOISE.match(decl.name):
+            if decl.name in _RESERVED or _NOISE.match(decl.name) or keyword.iskeyword(decl.name):
                 raise EquationError(f"{decl.where(origin)}: '{decl.name}' is a reserved name")
+            if decl.name.startswith("_"):
+                raise EquationError(f"{decl.where(origin)}: '{decl.name}': names starting with '_' are reserved "
+                                    f"for generated code")
             try:
                 _, dim = parse_unit(decl.unit)
             except UnitError as err:
@@ -115,8 +119,8 @@ class Model:
                 try:
                     constants[name] = (float(value), None)
                 except (TypeError, ValueError):
-                    raise EquationError(f"namespace['{name}'] = {value!r}: expected a number (SI) or a quantity "
-                                        f"string such as '10 nS'") from None
+                    raise EquationError(f"namespace['{name}'] = {shorten(repr(value))}: expected a number (SI) or a "
+                                        f"quantity string such as '10 nS'") from None
         return constants
 
     def _add_noise_symbols(self, symbols):
@@ -154,7 +158,7 @@ class Model:
         return ordered
 
     def _parse_condition(self, text: str, what: str):
-        where = f"{what} '{text}'"
+        where = f"{what} '{shorten(text)}'"
         expr, _ = self._parse(text, where)
         if not is_logical(expr):
             raise EquationError(f"{where}: must be a condition such as 'v > -50*mV'")
@@ -180,7 +184,7 @@ class Model:
             return None
         if isinstance(refractory, (int, float)):
             return ("duration", sympy.Float(float(refractory)))
-        where = f"refractory '{refractory}'"
+        where = f"refractory '{shorten(refractory)}'"
         expr, dim = self._parse(str(refractory), where)
         if is_logical(expr):
             return ("condition", expr)

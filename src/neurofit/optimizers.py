@@ -16,11 +16,15 @@ subclassing ``Optimizer`` and implementing ``ask``::
 
 A diverged simulation (NaN/inf error) is never a crash: each backend receives a finite
 penalty instead (see the classes), while the history keeps the error as told.
+
+Resuming is by replay, never by unpickling: ``get_state`` is plain data (the ``initialize`` arguments
+and every told batch), and ``set_state`` (or ``replay_round``, which ``Fitter`` checkpoints use) asks a
+freshly built optimizer of the same settings and seed for each batch again, checks that it proposes the
+recorded candidates, and tells it the recorded errors - the backend ends in the state of the original.
 """
 from __future__ import annotations
 
 import abc
-import pickle
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -28,12 +32,30 @@ from threadpoolctl import threadpool_limits
 
 from .bounds import parse_bounds
 
-__all__ = ["Optimizer", "NevergradOptimizer", "SkoptOptimizer", "calc_bounds"]
+__all__ = ["Optimizer", "NevergradOptimizer", "SkoptOptimizer", "ReplayError", "calc_bounds", "replay_round"]
 
 #: Loss told to nevergrad for NaN/inf errors; below nevergrad's own clipping level (5e20).
 NEVERGRAD_PENALTY = 1e20
 
 _SKOPT_METHODS = ("GP", "RF", "ET", "GBRT")
+
+
+class ReplayError(ValueError):
+    """Replaying recorded asks gave other candidates: another method, seed or version, or an unseeded optimizer."""
+
+
+def replay_round(optimizer, n_samples: int, parameters: list[Mapping], errors) -> list[dict]:
+    """Ask ``optimizer`` (any object with ``ask``/``tell``) for ``n_samples`` candidates, check that they equal
+    the recorded ``parameters`` (dicts of SI floats, in order), and tell it the recorded ``errors``
+    (n_samples,); returns the candidates. ReplayError if they differ: the optimizer is then unusable."""
+    asked = optimizer.ask(n_samples)
+    same = len(asked) == len(parameters) and all(
+        set(a) == set(b) and all(float(a[k]) == float(b[k]) for k in a) for a, b in zip(asked, parameters))
+    if not same:
+        raise ReplayError("the optimizer proposed other candidates than recorded (another method, seed or version "
+                          "of it, or no seed)")
+    optimizer.tell(asked, errors)
+    return asked
 
 
 def calc_bounds(parameter_names: list[str], bounds: Mapping, log_scale: Iterable[str] = ()
@@ -49,7 +71,7 @@ def calc_bounds(parameter_names: list[str], bounds: Mapping, log_scale: Iterable
 
 
 class Optimizer(abc.ABC):
-    """Base class: bounds, log-scale transform, history, best-so-far and checkpointing.
+    """Base class: bounds, log-scale transform, history, best-so-far and resuming by replay.
 
     Subclasses implement ``ask``; they may extend ``initialize`` and ``tell`` (calling
     ``super()``) to set up and feed a backend. Helpers for subclasses: ``internal_lower`` /
@@ -76,6 +98,10 @@ class Optimizer(abc.ABC):
         self.internal_upper = np.where(self._log_mask, np.log10(np.where(self._log_mask, hi, 1.0)), hi)
         self.tested_parameters: list[dict] = []
         self.errors: list[float] = []
+        self._setup = {"parameter_names": list(self.parameter_names),
+                       "bounds": {n: [float(lo), float(hi)] for n, (lo, hi) in checked.items()},
+                       "log_scale": sorted(self.log_scale), "popsize": int(popsize), "rounds": rounds}
+        self._batch_sizes: list[int] = []  # of the told batches, in order
         return int(popsize)
 
     def to_internal(self, parameters: list[Mapping]) -> np.ndarray:
@@ -111,6 +137,7 @@ class Optimizer(abc.ABC):
             raise ValueError(f"tell got {len(parameters)} parameter sets but {len(errors)} errors")
         self.tested_parameters.extend(dict(p) for p in parameters)
         self.errors.extend(errors.tolist())
+        self._batch_sizes.append(len(errors))
 
     def recommend(self) -> dict[str, float]:
         """The best parameter set told so far (lowest error; NaN counts as worst)."""
@@ -119,20 +146,28 @@ class Optimizer(abc.ABC):
         errors = np.nan_to_num(np.asarray(self.errors), nan=np.inf)
         return dict(self.tested_parameters[int(np.argmin(errors))])
 
-    def get_state(self) -> bytes:
-        """Everything needed to continue later (history, backend, random state) as bytes."""
-        try:
-            return pickle.dumps((type(self).__qualname__, self.__dict__))
-        except Exception as err:  # e.g. nevergrad's thread-based wrappers of scipy methods
-            raise RuntimeError(f"the state of {type(self).__name__} cannot be saved: {err}") from err
+    def get_state(self) -> dict:
+        """Plain data (JSON-serialisable) to continue later: the class name, the ``initialize`` arguments and
+        every told batch ({"parameters": [dicts of SI floats], "errors": [floats, NaN/inf as told]})."""
+        batches, start = [], 0
+        for size in self._batch_sizes:
+            told = self.tested_parameters[start:start + size]
+            batches.append({"parameters": [{k: float(v) for k, v in p.items()} for p in told],
+                            "errors": self.errors[start:start + size]})
+            start += size
+        return {"class": type(self).__qualname__, "setup": dict(self._setup), "batches": batches}
 
-    def set_state(self, state: bytes) -> None:
-        """Continue from ``get_state()`` bytes; later asks equal those of the original."""
-        name, attributes = pickle.loads(state)
+    def set_state(self, state: Mapping) -> None:
+        """Continue from ``get_state()`` data on a new optimizer built with the same settings and seed:
+        ``initialize`` with the recorded arguments, then ``replay_round`` every batch (each must have been
+        asked as one batch right before it was told); later asks equal those of the original.
+        ValueError (one line) for another class, ReplayError if the replayed asks differ."""
+        name = state.get("class") if isinstance(state, Mapping) else None
         if name != type(self).__qualname__:
             raise ValueError(f"state was saved by {name}, cannot load it into {type(self).__qualname__}")
-        self.__dict__.clear()
-        self.__dict__.update(attributes)
+        self.initialize(**state["setup"])
+        for batch in state["batches"]:
+            replay_round(self, len(batch["parameters"]), batch["parameters"], batch["errors"])
 
 
 class NevergradOptimizer(Optimizer):
@@ -144,8 +179,8 @@ class NevergradOptimizer(Optimizer):
     ``initialize`` gets ``rounds``) is required by budget-planning methods such as NGOpt.
     ``kwds`` go to the nevergrad optimizer's constructor. NaN/inf errors are told as
     ``NEVERGRAD_PENALTY``. Sequential-only methods (e.g. SQP, NelderMead) run with
-    ``popsize`` 1 and cannot be checkpointed. CMA variants on a single parameter run as
-    TwoPointsDE (nevergrad's 1-D CMA needs the optional fcmaes package).
+    ``popsize`` 1. CMA variants on a single parameter run as TwoPointsDE (nevergrad's 1-D CMA
+    needs the optional fcmaes package).
     """
 
     def __init__(self, method: str = "DE", seed: int | None = None, budget: int | None = None, **kwds):

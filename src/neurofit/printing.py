@@ -1,7 +1,16 @@
-"""Print sympy expressions as numpy or C source (the one place both backends' arithmetic is written)."""
+"""Print sympy expressions as numpy or C source (the one place both backends' arithmetic is written).
+
+Every sympy symbol is printed as ``u_<name>`` (``symbol_name``): the model's names (states,
+parameters, inputs, subexpressions, ``t``, ``dt``) and the step code's temporaries (``_cse0``,
+``_k2_dv``, ``_Z_xi`` …) alike. Names that generated code declares itself (loop counters, buffers,
+helpers, ``np``) never start with ``u_``, so no model name can shadow them or be a keyword of
+C or Python.
+"""
 from __future__ import annotations
 
 import sympy
+
+SYMBOL_PREFIX = "u_"
 
 # below these |z|, exprel(z) = (exp(z)-1)/z uses its Taylor series (error < 1e-16 / 1e-8 relative)
 EXPREL_SERIES_BELOW = {"float64": 1e-5, "float32": 1e-3}
@@ -19,8 +28,14 @@ _C_FUNCS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tan": "tan"
             "exprel_d": "nf_exprel_d", "sign": "nf_sign"}
 
 
+def symbol_name(name: str) -> str:
+    """Source name of the symbol called ``name`` in generated code: ``u_<name>``."""
+    return SYMBOL_PREFIX + name
+
+
 class Printer:
-    """``Printer("numpy")`` or ``Printer("c", "float32")``; ``names`` maps symbols to source names."""
+    """``Printer("numpy")`` or ``Printer("c", "float32")``; ``names`` maps symbols to source names
+    (overriding ``symbol_name``, e.g. a state to its updated value)."""
 
     def __init__(self, target: str, dtype: str = "float64", names: dict | None = None):
         self.target = target
@@ -28,9 +43,11 @@ class Printer:
         self.names = names or {}
 
     def __call__(self, expr) -> str:
-        return self.p(sympy.sympify(expr))
+        """Source text of ``expr``: a sympy expression or a number (never text, which sympify would evaluate)."""
+        return self.p(sympy.sympify(expr, strict=True))
 
     def literal(self, value: float) -> str:
+        """A float literal in the target's syntax (C: always with a point, ``f`` suffix for float32)."""
         text = repr(float(value))
         if self.target == "c":
             if "e" not in text and "." not in text and "inf" not in text and "nan" not in text:
@@ -40,6 +57,7 @@ class Printer:
         return text
 
     def func(self, name: str) -> str:
+        """The target's name of math function ``name`` (sympy's name: ``exp``, ``Abs``, ``exprel`` …)."""
         if self.target == "numpy":
             return _NUMPY_FUNCS[name]
         base = _C_FUNCS[name]
@@ -48,8 +66,9 @@ class Printer:
         return base
 
     def p(self, e) -> str:
+        """Source text of the sympy expression ``e``; ValueError for what has no translation."""
         if e.is_Symbol:
-            return self.names.get(e, e.name)
+            return self.names[e] if e in self.names else symbol_name(e.name)
         if e is sympy.true or e is sympy.false:
             if self.target == "numpy":
                 return "True" if e is sympy.true else "False"

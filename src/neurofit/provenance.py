@@ -5,6 +5,11 @@
 section, seeds, package versions, git commit and dirty flag, checksums of inputs and of the
 output, host, backend, dtype and wall time. ``check_manifest`` compares an output with its
 manifest.
+
+Manifests form a chain: besides each input's sha256 (``inputs``), a manifest records the sha256 of
+each input's own manifest file (``input_manifests``; None for an input without one, such as a config
+file or a recording). A result rewritten together with its manifest, or a manifest edited alone, then
+no longer matches what the results made from it recorded (``neurofit audit`` reports them stale).
 """
 from __future__ import annotations
 
@@ -88,11 +93,20 @@ def checksums(paths) -> dict:
     return {str(p): (sha256_file(p) if Path(p).is_file() else None) for p in paths or ()}
 
 
+def manifest_checksums(paths) -> dict:
+    """path → sha256 of the manifest of every file in ``paths`` (None for a file without a manifest)."""
+    return {str(p): (sha256_file(manifest_path(p)) if manifest_path(p).is_file() else None) for p in paths or ()}
+
+
 def write_manifest(output, *, command=None, study: str | None = None, config: dict | None = None,
                    seeds: dict | None = None, inputs=(), backend: str | None = None, dtype: str | None = None,
                    wall_time: float | None = None, extra: dict | None = None) -> Path:
-    """Write ``<output>.manifest.json`` describing the (already written) file ``output``."""
+    """Write ``<output>.manifest.json`` describing the (already written) file ``output``.
+
+    ``inputs`` are the files the output was made from (paths as given on the command line): the manifest
+    records the sha256 of each (``inputs``) and of each one's manifest (``input_manifests``)."""
     output = Path(output)
+    inputs = list(inputs or ())
     record = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
@@ -106,6 +120,7 @@ def write_manifest(output, *, command=None, study: str | None = None, config: di
         "config": config,
         "seeds": seeds or {},
         "inputs": checksums(inputs),
+        "input_manifests": manifest_checksums(inputs),
         "backend": backend,
         "dtype": dtype,
         "wall_time_s": None if wall_time is None else round(float(wall_time), 6),

@@ -11,11 +11,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import sympy
 
 from .bounds import BoundsError, parse_bounds
 from .model import Model, as_model
-from .simulate import simulate
+from .simulate import numpy_function, simulate
 from .units import to_si
 
 
@@ -150,7 +149,8 @@ def recording_arrays(fitted: Results, target=None) -> dict:
 
 
 def _read_bounds(bounds: dict, model: Model):
-    """→ free {name: (lo, hi)}, log names, constants {name: value}, expressions {name: sympy}."""
+    """→ free {name: (lo, hi)}, log names, constants {name: value}, expressions {name: sympy} (parsed by
+    ``parse_bounds`` with the restricted expression parser: user text is never evaluated)."""
     try:
         space = parse_bounds(bounds, model.parameters, allow_fixed=True, allow_expressions=True,
                              dimensions=model.dimensions, where=lambda n: f"variables_bounds['{n}']")
@@ -181,6 +181,8 @@ class OptNeuron:
         self.experiment, self.loss_function = experiment, get_loss_function
         self.model = as_model(neuron_model)
         self.free, self.log_scale, self.constants, self.expressions = _read_bounds(variables_bounds, self.model)
+        self._tied = {name: numpy_function(expr, "<neurofit variables_bounds expression>")
+                      for name, expr in self.expressions.items()}
         self.num_rep_loss, self.method, self.seed, self.backend = int(num_rep_loss), method, seed, backend
         if method == "sbi" and features is None:
             raise ReductionError("method='sbi' needs features=: a function Results -> summary vector "
@@ -207,10 +209,8 @@ class OptNeuron:
         n = len(candidates) * self.num_rep_loss
         values = {p: np.repeat([c[p] for c in candidates], self.num_rep_loss) for p in self.free}
         values.update({p: np.full(n, v) for p, v in self.constants.items()})
-        for name, expr in self.expressions.items():
-            f = sympy.lambdify(sorted(expr.free_symbols, key=str), expr, "numpy")
-            args = [values[str(s)] for s in sorted(expr.free_symbols, key=str)]
-            values[name] = np.broadcast_to(np.asarray(f(*args), dtype=float), (n,)).copy()
+        for name, function in self._tied.items():
+            values[name] = np.broadcast_to(np.asarray(function(values), dtype=float), (n,)).copy()
         return values
 
     def _evaluate(self, candidates: list):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sympy
 
+from .integrators import NOT_REFRACTORY, noise_symbol, unique_name
 from .kernel import KernelSpec
 
 
 def sensitivity_name(state: str, parameter: str) -> str:
+    """Name of the state (and record) d``state``/d``parameter`` in the extended KernelSpec."""
     return f"_S_{state}__{parameter}"
 
 
@@ -22,8 +24,18 @@ def with_sensitivities(spec: KernelSpec, parameters: tuple, outputs: tuple) -> K
     unknown = [p for p in parameters if p not in spec.parameters]
     if unknown:
         raise ValueError(f"sensitivities: {', '.join(unknown)} not a parameter (parameters: {', '.join(spec.parameters)})")
+    if len(set(parameters)) != len(parameters):
+        raise ValueError(f"sensitivities: a parameter is given twice ({', '.join(parameters)})")
     states = [sympy.Symbol(s, real=True) for s in spec.states]
     thetas = [sympy.Symbol(p, real=True) for p in parameters]
+    taken = {*spec.states, *spec.parameters, *spec.inputs, *(noise_symbol(n).name for n in spec.noise),
+             NOT_REFRACTORY.name, "t", "dt", *(sym.name for sym, _ in spec.body)}
+    for name in (sensitivity_name(x.name, p) for x in states for p in parameters):
+        # names with '__' can make two of them alike (state a__b, parameter c vs state a, parameter b__c)
+        if name in taken:
+            raise ValueError(f"sensitivities: '{name}' would name two different things; rename the states or "
+                             f"parameters whose names contain '__'")
+        taken.add(name)
     # derivative of every known symbol w.r.t. each parameter
     deriv = {}
     for x in states:
@@ -44,7 +56,7 @@ def with_sensitivities(spec: KernelSpec, parameters: tuple, outputs: tuple) -> K
         for p, theta in zip(parameters, thetas):
             value = d(expr, p, theta)
             if value != 0:
-                dsym = sympy.Symbol(f"_D_{sym.name}__{p}", real=True)
+                dsym = sympy.Symbol(unique_name(f"_D_{sym.name}__{p}", taken), real=True)
                 body.append((dsym, value))
                 deriv[(sym, p)] = dsym
     updates = dict(spec.updates)

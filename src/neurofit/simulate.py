@@ -13,7 +13,7 @@ from .integrators import resolve_method
 from .kernel import build_kernel
 from .model import as_model
 from .printing import Printer
-from .units import TIME, UnitError, to_si
+from .units import TIME, UnitError, shorten, to_si
 
 BACKENDS = ("auto", "numpy", "c")
 DTYPES = ("float64", "float32")
@@ -152,11 +152,29 @@ def _check_inputs(model, inputs: dict, n_steps: int | None) -> tuple[dict, int, 
     return arrays, 1, int(n_steps)
 
 
+def numpy_function(expr, label: str):
+    """A parsed (sympy) expression → function of ``{model name: value}``, computed by the printer's numpy code.
+
+    Only code printed from the expression is compiled (never user text); it runs without builtins and sees
+    only the helpers of generated numpy code and the values of the expression's symbols.
+    """
+    printer = Printer("numpy")
+    code = compile(printer(expr), label, "eval")
+    names = {printer(sym): sym.name for sym in expr.free_symbols}  # source name -> model name
+    helpers = {"__builtins__": {}, **helper_namespace(np.float64)}
+
+    def evaluate(values: dict):
+        return eval(code, helpers, {source: values[name] for source, name in names.items()})
+
+    return evaluate
+
+
 @functools.lru_cache(maxsize=256)
-def _init_code(model, text: str):
-    """An initial-value expression (e.g. '1/(1 + beta_m/alpha_m)') compiled to numpy code, once per model."""
+def _init_function(model, text: str):
+    """An initial-value expression (e.g. '1/(1 + beta_m/alpha_m)') read by the restricted parser and compiled
+    once per model."""
     expr, _ = parse_expression(text, model.scope)
-    return compile(Printer("numpy")(model.expand(expr)), f"<neurofit init '{text}'>", "eval")
+    return numpy_function(model.expand(expr), "<neurofit init expression>")
 
 
 def _initial_state(model, init: dict | None, params: dict, inputs: dict, n_sets: int, n_traces: int, dt: float):
@@ -183,15 +201,19 @@ def _initial_state(model, init: dict | None, params: dict, inputs: dict, n_sets:
                                   f"(n_sets, n_traces) = ({n_sets}, {n_traces})") from None
     for name, text in expressions.items():  # e.g. 'm': '1/(1 + beta_m/alpha_m)' at the initial state
         try:
-            code = _init_code(model, text)
+            function = _init_function(model, text)
         except ExpressionError as err:
-            raise SimulationError(f"init['{name}'] = '{text}': {err}") from None
+            raise SimulationError(f"init['{name}'] = '{shorten(text)}': {err}") from None
         env = {s: values[s] for s in model.states}
         env.update({p: v.reshape(n_sets, 1) for p, v in params.items()})
         env.update({i: a[:, 0][None, :] for i, a in inputs.items()})
         env.update({"t": 0.0, "dt": dt})
-        with np.errstate(all="ignore"):
-            values[name][:] = eval(code, helper_namespace(np.float64), env)
+        try:
+            with np.errstate(all="ignore"):
+                values[name][:] = function(env)
+        except KeyError as err:
+            raise SimulationError(f"init['{name}'] = '{shorten(text)}': '{err.args[0]}' has no value at the "
+                                  f"initial state (use states, parameters, inputs, t, dt)") from None
     return values
 
 

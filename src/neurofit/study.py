@@ -15,7 +15,10 @@ against the same file (``jsonschema``, defaults filled in), so that ``neurofit``
 same one-line errors naming the key path. Checks a schema cannot express (model choice, units,
 parameter names) follow in ``Study`` and in the modules that read a section (``fit_study``,
 ``inference``).
-Data paths are relative to the working directory (the one Snakemake runs in).
+Data paths are relative to the working directory (the one Snakemake runs in). Config files are read with
+``StrictLoader``: a key given twice in one mapping is an error naming the file and line (PyYAML would keep
+the last silently). Sizes from the config are checked against the memory available (``check_memory``)
+before anything that large is allocated.
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ from pathlib import Path
 import yaml
 
 from . import models
-from .data import Dataset, load_dataset
+from .data import Dataset, load_dataset, unit_mismatch
+from .expressions import ExpressionError, Scope, parse_expression
+from .io import available_memory, format_bytes
 from .model import Model
 from .units import TIME, UnitError, to_si
 
@@ -86,6 +91,42 @@ def validate_config(doc: dict, label: str | None = "config") -> dict:
 SCHEMA = load_schema()  # for reading descriptions and defaults; validate with validate_config
 
 
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """A key given twice in one mapping of a YAML document (``problem_mark`` is the second one)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (merge keys ``<<:`` may still be
+    overridden). Every config reader of neurofit (and the Snakefile) loads YAML with it."""
+
+    def compose_mapping_node(self, anchor):
+        """The mapping node as PyYAML composes it, after checking its keys (before merge keys are expanded)."""
+        node = super().compose_mapping_node(anchor)
+        first = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            if (key.tag, key.value) in first:
+                line = first[key.tag, key.value].line + 1
+                raise DuplicateKeyError(problem=f"duplicate key '{key.value}' (first given on line {line})",
+                                        problem_mark=key.start_mark)
+            first[key.tag, key.value] = key.start_mark
+        return node
+
+
+def load_yaml(text: str, origin: str):
+    """The YAML (or JSON) document ``text`` read with ``StrictLoader``; ConfigError "``origin`` line N: ..."
+    for a syntax error or a duplicate key."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # a SafeLoader: builds no Python objects
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{origin} line {mark.line + 1}" if mark is not None else origin
+        if isinstance(err, DuplicateKeyError):
+            raise ConfigError(f"{where}: {err.problem}") from None
+        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+
+
 def read_config(path=None, text: str | None = None) -> tuple[dict, str]:
     """The config document from a YAML/JSON file or a JSON/YAML string → (mapping, origin label)."""
     if (path is None) == (text is None):
@@ -95,15 +136,19 @@ def read_config(path=None, text: str | None = None) -> tuple[dict, str]:
         if not Path(path).is_file():
             raise ConfigError(f"{path}: config file not found")
         text = Path(path).read_text(encoding="utf-8")
-    try:
-        doc = yaml.safe_load(text)  # JSON is YAML
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{origin}:{line} not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    doc = load_yaml(text, origin)  # JSON is YAML
     if not isinstance(doc, dict):
         raise ConfigError(f"{origin}: expected a mapping with a 'studies' key, got {type(doc).__name__}")
     return doc, origin
+
+
+def check_memory(key: str, n_bytes: float, what: str) -> None:
+    """ConfigError naming the config ``key`` when ``n_bytes`` (the estimated size of ``what``, e.g.
+    "1e+10 candidates x 5 traces x 1497 steps") exceed the memory available now."""
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise ConfigError(f"{key}: {what} need about {format_bytes(n_bytes)} of memory, more than the "
+                          f"{format_bytes(available)} available; make it smaller")
 
 
 @dataclass
@@ -215,14 +260,17 @@ class Study:
         """Every file the study reads: its recordings and its equations file."""
         return self.data_files + self.model_files
 
-    def dataset(self) -> Dataset:
-        """The recordings: read from the files under data.inputs/outputs, or generated by data.synthetic."""
+    def dataset(self, model: Model | None = None) -> Dataset:
+        """The recordings: read from the files under data.inputs/outputs, or generated by data.synthetic.
+
+        With ``model`` (the study's model, already built), the units of recorded files are checked against
+        it before any file is read, and synthetic data are generated with it."""
         d = self._require("data")
         if "synthetic" in d:
             if d.get("inputs") or d["outputs"]:
                 raise ConfigError(f"{self.where('data')}: give inputs (recorded files) or synthetic (generated), "
                                   f"not both")
-            return self._synthetic_dataset(d)
+            return self._synthetic_dataset(d, model if model is not None else self.model())
         for role in ("inputs", "outputs"):
             for name, spec in d[role].items():
                 path = spec.get("path") if isinstance(spec, dict) else None
@@ -230,13 +278,45 @@ class Study:
                     hint = "" if Path(path).is_absolute() else \
                         f" (relative paths start from the working directory, {Path.cwd()})"
                     raise ConfigError(f"{self.where('data', role, name, 'path')}: {path}: file not found{hint}")
-        return load_dataset(inputs=d["inputs"], outputs=d["outputs"], dt=d["dt"])
+        return load_dataset(inputs=d["inputs"], outputs=d["outputs"], dt=d["dt"], model=model)
 
-    def _synthetic_dataset(self, d: dict) -> Dataset:
-        """data.synthetic: the model simulated at the ground truth (built-in defaults for the rest)."""
+    def check(self, model: Model | None = None) -> None:
+        """What can be checked against the study's model without reading a recording or simulating, before
+        any job (the Snakefile's validation, ``neurofit prepare``): the units of the recorded files against
+        the model's dimensions, the initial values of simulate and data.synthetic (quantities, expressions),
+        and the size of synthetic data against the memory available. ConfigError naming the key otherwise;
+        nothing to check for a study without a model (rate, reduction)."""
+        if self.section.get("model") is None:
+            return
+        model = model if model is not None else self.model()
+        d = self.section.get("data") or {}
+        if "synthetic" in d:
+            from .synthetic import check_size  # it imports ConfigError from here
+
+            check_size(model, d["synthetic"], self._data_dt(d), self.where("data", "synthetic"))
+            self.initial_values(model, d["synthetic"]["init"], ("data", "synthetic", "init"))
+        for role in ("inputs", "outputs"):
+            for name, spec in (d.get(role) or {}).items():
+                try:
+                    mismatch = unit_mismatch(role, name, spec["unit"], model)
+                except UnitError as err:
+                    raise ConfigError(f"{self.where('data', role, name, 'unit')}: {err}") from None
+                if mismatch:
+                    raise ConfigError(f"{self.where('data', role, name)} ({spec['path']}): {mismatch}")
+        if self.section.get("simulate") is not None:
+            self.initial_values(model, self.section["simulate"]["init"], ("simulate", "init"))
+
+    def _data_dt(self, d: dict) -> float:
+        """data.dt in seconds."""
+        try:
+            return to_si(d["dt"], TIME, name=self.where("data", "dt"))
+        except UnitError as err:
+            raise ConfigError(str(err)) from None
+
+    def _synthetic_dataset(self, d: dict, model: Model) -> Dataset:
+        """data.synthetic: ``model`` simulated at the ground truth (built-in defaults for the rest)."""
         from .synthetic import synthetic_dataset  # it imports ConfigError from here
 
-        model = self.model()
         s = d["synthetic"]
         truth = self.section["ground_truth"]
         unknown = [p for p in truth if p not in model.parameters]
@@ -249,14 +329,10 @@ class Study:
             raise ConfigError(f"{self.where('ground_truth')}: missing value for {', '.join(missing)} (synthetic "
                               f"data are simulated at the ground truth; only built-in models have defaults)")
         params = {p: self.quantity(v, model, p, ("ground_truth", p)) for p, v in params.items()}
-        try:
-            dt = to_si(d["dt"], TIME, name=self.where("data", "dt"))
-        except UnitError as err:
-            raise ConfigError(str(err)) from None
         spec = self.builtin
         settings = dict(s, init=self.initial_values(model, s["init"], ("data", "synthetic", "init")),
                         method=s["method"] or (spec.method if spec is not None else None))
-        return synthetic_dataset(model, settings, dt, params, self.where("data", "synthetic"))
+        return synthetic_dataset(model, settings, self._data_dt(d), params, self.where("data", "synthetic"))
 
     # --- simulation ------------------------------------------------------------------------------
     def simulation_settings(self, model: Model, dataset: Dataset) -> dict:
@@ -324,13 +400,29 @@ class Study:
         return {k: self._init_value(v, model, k, keys) for k, v in init.items()}
 
     def _init_value(self, value, model: Model, state: str, keys: tuple):
-        if isinstance(value, str):
-            try:
-                return to_si(value, model.dimensions.get(state), name=self.where(*keys, state))
-            except UnitError as err:
-                if "has units of" in str(err):
-                    raise ConfigError(str(err)) from None
-                return value  # an expression such as 'alpha_m/(alpha_m + beta_m)', evaluated by simulate
+        """One initial value: a quantity string → SI; an expression (e.g. 'alpha_m/(alpha_m + beta_m)') is
+        parsed with the model's restricted parser and kept as text (simulate evaluates it); numbers as given."""
+        if not isinstance(value, str):
+            return value
+        where = self.where(*keys, state)
+        try:
+            return to_si(value, model.dimensions.get(state), name=where)
+        except UnitError as err:
+            if "has units of" in str(err):
+                raise ConfigError(str(err)) from None
+            not_a_quantity = " ".join(str(err).split())
+        scope = model.scope  # inputs found in the equations join the declared symbols; no new names
+        symbols = {**scope.symbols, **{n: (sym, scope.input_dims.get(n)) for n, sym in scope.new_inputs.items()}}
+        try:
+            _, dim = parse_expression(value, Scope(symbols, scope.constants))
+        except ExpressionError as err:
+            if str(err).startswith("syntax error"):
+                raise ConfigError(f"{where}: '{value}' is neither a quantity ({not_a_quantity}) nor an expression "
+                                  f"({err})") from None
+            raise ConfigError(f"{where}: initial value '{value}': {err}") from None
+        expected = model.dimensions.get(state)
+        if dim is not None and expected is not None and dim != expected:
+            raise ConfigError(f"{where}: the expression '{value}' has units of {dim}, but {state} is in {expected}")
         return value
 
 

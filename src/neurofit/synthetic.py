@@ -5,7 +5,8 @@ A study's ``data.synthetic`` section (see the config schema) replaces recorded f
 OU inputs and observation noise are drawn from ``np.random.default_rng([seed, tag, k])`` - the k-th input
 (tag 1) or the k-th noisy output (tag 2), names in sorted order - and ``xi`` of stochastic models by
 ``simulate(seed=seed)``: the same seed gives the same dataset, and no two draws share a stream (a tag
-is needed: default_rng(s) and default_rng([s, 0]) give the same numbers).
+is needed: default_rng(s) and default_rng([s, 0]) give the same numbers). ``check_size`` refuses, before
+anything is generated, a duration and dt whose traces would not fit in the memory available.
 """
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ import math
 
 import numpy as np
 
-from . import stimuli
 from .data import Dataset
 from .simulate import SimulationError, simulate
-from .study import ConfigError
+from .study import ConfigError, check_memory
 from .units import TIME, Dimension, UnitError, parse_quantity, to_si
 
 _OU_TAG, _NOISE_TAG = 1, 2
@@ -30,14 +30,7 @@ def synthetic_dataset(model, spec: dict, dt, params: dict, where: str) -> Datase
     at ``params`` (name -> SI value, every parameter) from ``spec["init"]`` with ``spec["method"]`` on the
     generated inputs, sampled every ``dt``, plus ``spec["noise"]``. ``where`` (the key path of ``spec``)
     starts every ConfigError message."""
-    dt = _time(dt, "dt", where)
-    if not (math.isfinite(dt) and dt > 0):
-        raise ConfigError(f"{where}: dt = {dt:g} s must be a positive time step")
-    duration = _time(spec["duration"], f"{where}.duration")
-    n_steps = round(duration / dt)
-    if n_steps < 2:
-        raise ConfigError(f"{where}.duration: {spec['duration']!r} is {n_steps} sample(s) of dt = {dt:g} s; "
-                          f"give at least 2 samples")
+    dt, duration, n_steps = check_size(model, spec, dt, where)
     inputs, units = _inputs(model, spec, n_steps, dt, duration, where)
     record = _record(model, spec, where)
     noise = _noise(model, spec, record, where)
@@ -56,6 +49,33 @@ def synthetic_dataset(model, spec: dict, dt, params: dict, where: str) -> Datase
         outputs[name] = outputs[name] + sd * draws
     units.update({name: str(model.dimensions[name]) for name in record})
     return Dataset(inputs=inputs, outputs=outputs, dt=dt, units=units, source={"synthetic": where})
+
+
+def check_size(model, spec: dict, dt, where: str) -> tuple[float, float, int]:
+    """(dt s, duration s, n_steps) of the data ``spec`` describes, after checking that its traces fit in the
+    memory available: n_traces x n_steps samples for each input (and its random draws) and each recorded
+    output (its simulation, noise and noisy copy). ConfigError naming ``where``.duration otherwise."""
+    dt = _time(dt, "dt", where)
+    if not (math.isfinite(dt) and dt > 0):
+        raise ConfigError(f"{where}: dt = {dt:g} s must be a positive time step")
+    duration = _time(spec["duration"], f"{where}.duration")
+    n_steps = round(duration / dt) if math.isfinite(duration) else math.inf
+    if n_steps < 2:
+        raise ConfigError(f"{where}.duration: {spec['duration']!r} is {n_steps} sample(s) of dt = {dt:g} s; "
+                          f"give at least 2 samples")
+    n_traces = max([_trace_count(stimulus) for stimulus in spec["inputs"].values()], default=1)
+    n_inputs, n_outputs = len(model.inputs), len(spec["record"] or model.states[:1])
+    check_memory(f"{where}.duration", 8.0 * n_traces * n_steps * (2 * n_inputs + 3 * n_outputs),
+                 f"{duration:g} s at dt = {dt:g} s is {n_steps:g} steps; {n_traces} trace(s) of {n_inputs} "
+                 f"input(s) and {n_outputs} output(s)")
+    return dt, duration, n_steps
+
+
+def _trace_count(stimulus: dict) -> int:
+    """Traces a stimulus generates: one per amplitude (steps), n_traces (ou), one (ramp)."""
+    if stimulus["kind"] == "steps":
+        return len(stimulus["amplitudes"]) if isinstance(stimulus.get("amplitudes"), list) else 1
+    return int(stimulus.get("n_traces", 1)) if stimulus["kind"] == "ou" else 1
 
 
 def _time(value, key: str, where: str | None = None) -> float:
@@ -112,6 +132,7 @@ def _input_dimension(model, name: str, stimulus: dict, key: str) -> Dimension | 
 
 def _stimulus(stimulus: dict, dimension, n_steps: int, dt: float, duration: float, seed, key: str):
     """One input's traces from its stimulus mapping (values checked against ``dimension``)."""
+    from . import stimuli  # scipy.signal: not imported when the Snakefile only checks sizes
     kind = stimulus["kind"]
     if kind == "steps" and stimulus["amplitudes"] is None:
         raise ConfigError(f"{key}.amplitudes: missing (required for kind steps, e.g. [0.5 nA])")

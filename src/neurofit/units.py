@@ -3,6 +3,11 @@
 Inside neurofit every quantity is an SI float. Users may write quantities as strings
 ("10 nS", "10*nS", "-65 mV", "1 uF/cm**2"); ``to_si`` turns them into floats and
 ``parse_quantity`` also returns their ``Dimension``.
+
+Quantity and expression text is read by walking its Python AST (never evaluated). So that no text
+can make the reader hang, both readers (here and ``expressions``) refuse text longer than
+``MAX_TEXT_LENGTH`` characters, integer literals of more than ``MAX_LITERAL_DIGITS`` digits, and
+powers whose exponent is a number of magnitude above ``MAX_EXPONENT``.
 """
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ import math
 from dataclasses import dataclass
 
 _BASE = ("m", "kg", "s", "A", "K", "mol", "cd")
+
+MAX_TEXT_LENGTH = 10_000  # characters of one quantity or expression
+MAX_LITERAL_DIGITS = 30  # digits of an integer literal
+MAX_EXPONENT = 64  # largest |exponent| of a power with a constant exponent
 
 
 class UnitError(ValueError):
@@ -135,10 +144,34 @@ def unit_value(name: str) -> tuple[float, Dimension]:
                         f"volt, siemens, farad, amp, second, metre, ohm, Mohm, 1)") from None
 
 
+def shorten(text: str, width: int = 80) -> str:
+    """User text for a one-line message: whitespace runs (newlines too) become one space, long text is cut."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[:width - 3] + "..."
+
+
+def too_long(text: str) -> bool:
+    """True for text longer than ``MAX_TEXT_LENGTH`` (refused by the quantity and expression readers)."""
+    return len(text) > MAX_TEXT_LENGTH
+
+
+def literal_too_large(value) -> bool:
+    """True for an integer literal of more than ``MAX_LITERAL_DIGITS`` digits."""
+    return isinstance(value, int) and abs(value) >= 10 ** MAX_LITERAL_DIGITS
+
+
+def exponent_too_large(exponent: float) -> bool:
+    """True for a constant exponent of magnitude above ``MAX_EXPONENT`` (or not finite)."""
+    return not abs(exponent) <= MAX_EXPONENT
+
+
 def _eval(node, text: str) -> tuple[float, Dimension]:
     if isinstance(node, ast.Expression):
         return _eval(node.body, text)
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        if literal_too_large(node.value):
+            raise UnitError(f"number in quantity '{shorten(text)}' has more than {MAX_LITERAL_DIGITS} digits: "
+                            f"write it as a float such as 1e40")
         return float(node.value), DIMENSIONLESS
     if isinstance(node, ast.Name):
         return unit_value(node.id)
@@ -146,12 +179,22 @@ def _eval(node, text: str) -> tuple[float, Dimension]:
         value, dim = _eval(node.operand, text)
         return (-value if isinstance(node.op, ast.USub) else value), dim
     if isinstance(node, ast.BinOp):
-        lv, ld = _eval(node.left, text)
-        if isinstance(node.op, ast.Pow):
+        if isinstance(node.op, ast.Pow):  # the exponent first: 9**9**9 stops at the check, not in 9**387420489
             rv, rd = _eval(node.right, text)
             if not rd.is_dimensionless:
-                raise UnitError(f"exponent in '{text}' must be a plain number")
-            return lv ** rv, ld ** rv
+                raise UnitError(f"exponent in '{shorten(text)}' must be a plain number")
+            if exponent_too_large(rv):
+                raise UnitError(f"exponent {rv:g} in '{shorten(text)}' is too large (at most {MAX_EXPONENT} "
+                                f"in magnitude)")
+            lv, ld = _eval(node.left, text)
+            try:
+                value = lv ** rv
+            except (OverflowError, ZeroDivisionError):
+                value = math.nan
+            if not isinstance(value, float) or not math.isfinite(value):
+                raise UnitError(f"'{shorten(text)}': the power is not a finite real number")
+            return value, ld ** rv
+        lv, ld = _eval(node.left, text)
         rv, rd = _eval(node.right, text)
         if isinstance(node.op, ast.Mult):
             return lv * rv, ld * rd
@@ -159,9 +202,13 @@ def _eval(node, text: str) -> tuple[float, Dimension]:
             return lv / rv, ld / rd
         if isinstance(node.op, (ast.Add, ast.Sub)):
             if ld != rd:
-                raise UnitError(f"cannot add {ld} and {rd} in '{text}'")
+                raise UnitError(f"cannot add {ld} and {rd} in '{shorten(text)}'")
             return (lv + rv if isinstance(node.op, ast.Add) else lv - rv), ld
-    raise UnitError(f"cannot read quantity '{text}': write a number and a unit, e.g. '10 nS' or '-65*mV'")
+    raise _unreadable(text)
+
+
+def _unreadable(text: str) -> UnitError:
+    return UnitError(f"cannot read quantity '{shorten(text)}': write a number and a unit, e.g. '10 nS' or '-65*mV'")
 
 
 def parse_quantity(text: str) -> tuple[float, Dimension]:
@@ -169,6 +216,8 @@ def parse_quantity(text: str) -> tuple[float, Dimension]:
     src = text.strip()
     if not src:
         raise UnitError("empty quantity: write a number and a unit, e.g. '10 nS'")
+    if too_long(src):
+        raise UnitError(f"quantity '{shorten(src)}' is longer than {MAX_TEXT_LENGTH} characters")
     src = src.replace("^", "**")
     # "10 nS" → "10 * nS": a number followed by a unit name
     tokens = src.split()
@@ -184,11 +233,16 @@ def parse_quantity(text: str) -> tuple[float, Dimension]:
             pass
     try:
         tree = ast.parse(src, mode="eval")
-    except SyntaxError:
-        raise UnitError(f"cannot read quantity '{text}': write a number and a unit, e.g. '10 nS' or '-65*mV'") from None
-    value, dim = _eval(tree, text)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):  # ValueError: a null byte; the others: nesting
+        raise _unreadable(text) from None
+    try:
+        value, dim = _eval(tree, text)
+    except RecursionError:
+        raise UnitError(f"quantity '{shorten(text)}' is nested too deeply") from None
+    except ZeroDivisionError:
+        raise UnitError(f"quantity '{shorten(text)}' divides by zero") from None
     if not math.isfinite(value):
-        raise UnitError(f"quantity '{text}' is not finite")
+        raise UnitError(f"quantity '{shorten(text)}' is not finite")
     return value, dim
 
 
@@ -202,9 +256,9 @@ def to_si(value, expected: Dimension | None = None, name: str = "value") -> floa
     if isinstance(value, str):
         number, dim = parse_quantity(value)
         if expected is not None and dim != expected and not (dim.is_dimensionless and expected.is_dimensionless):
-            raise UnitError(f"{name} = '{value}' has units of {dim}, expected {expected}")
+            raise UnitError(f"{name} = '{shorten(value)}' has units of {dim}, expected {expected}")
         return number
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise UnitError(f"{name} = {value!r} is not a number or a quantity string like '10 nS'") from None
+        raise UnitError(f"{name} = {shorten(repr(value))} is not a number or a quantity string like '10 nS'") from None

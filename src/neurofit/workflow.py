@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 def put_command_on_path(python: str = sys.executable) -> bool:
@@ -20,3 +21,10 @@ def put_command_on_path(python: str = sys.executable) -> bool:
         return False
     os.environ["PATH"] = folder + (os.pathsep + path if path else "")
     return True
+
+
+def config_error(message: str) -> NoReturn:
+    """Stop Snakemake while it reads the Snakefile: ``message`` (one line, e.g. "config: studies.x.fit.n_samples:
+    ...") is printed on stderr and Snakemake exits with status 1 - no traceback, no job started. (A
+    WorkflowError would be logged on stdout with the Snakefile's file and line around it.)"""
+    raise SystemExit(" ".join(str(message).split()))

@@ -1,6 +1,6 @@
 # Helpers shared by the stages (which studies run, their files, their targets); no rules here.
-from snakemake.exceptions import WorkflowError
 
+from neurofit.cli import is_user_error, one_line
 from neurofit.fit_study import FitPlan, refine_enabled, run_names
 from neurofit.inference_study import (
     CALIBRATION_FILES,
@@ -14,8 +14,8 @@ from neurofit.reduction_study import (
     FILES as REDUCTION_FILES,
     ReductionPlan,
 )
-from neurofit.study import ConfigError, Study, config_json
-from neurofit.workflow import put_command_on_path
+from neurofit.study import Study, config_json
+from neurofit.workflow import config_error, put_command_on_path
 
 RESULTS = "results"
 put_command_on_path()  # rules call `neurofit`: the one next to the Python running Snakemake
@@ -24,29 +24,35 @@ RUN = config["run"] if config.get("run") is not None else list(config["studies"]
 
 for _name in RUN:
     if _name not in config["studies"]:
-        raise WorkflowError(
+        config_error(
             f"config: run: no study '{_name}' under studies (studies: {', '.join(config['studies'])})"
         )
 
-# The package checks each section once more (model choice, built-in names): still before any job.
-# A fit section's parameter names, units and bounds need the model (no data, no optimizer library);
-# so do a reduction's and an infer section's prior; a rate section's ranges and chunks need nothing.
+# The package checks each section once more, still before any job: model choice and built-in names; with
+# the model (built once per study), the recordings' units, initial values (quantities and expressions), fit
+# parameters, bounds, metric features and optimizer names, the infer prior and feature names, and sizes
+# against the memory available. No data file is read and nothing is simulated; a rate section's ranges and
+# chunks need nothing. A user's mistake is one line "config: <key path>: <what is wrong>".
 REDUCTIONS = {}
 try:
     STUDIES = {
         name: Study.from_config(config, name, "config") for name in config["studies"]
     }
     for _study in STUDIES.values():
+        _model = _study.model() if _study.section.get("model") is not None else None
+        _study.check(_model)
         if _study.section.get("fit") is not None:
-            FitPlan(_study)
+            FitPlan(_study, _model)
         if _study.section.get("rate") is not None:
             rate_settings(_study)
         if _study.section.get("reduction") is not None:
             REDUCTIONS[_study.name] = ReductionPlan(_study)
         if _study.section.get("infer") is not None:
-            check_infer_section(_study)
-except ConfigError as err:
-    raise WorkflowError(f"config: {err}")
+            check_infer_section(_study, _model)
+except Exception as err:
+    if not is_user_error(err):
+        raise
+    config_error(f"config: {one_line(err)}")
 
 # Each stage appends a function (study name -> list of its final outputs); the target rule collects them.
 TARGETS = []

@@ -1,6 +1,9 @@
 """``neurofit fit``: one fit of a study (one optimizer, one seed) → fit.json + history.parquet."""
 from __future__ import annotations
 
+import sys
+import warnings
+
 from .common import add_study_arguments, config_inputs, load_study, say, stopwatch
 
 HELP = "fit a study's model with one optimizer and seed of its 'fit' section; write fit.json and history.parquet"
@@ -9,8 +12,9 @@ HELP = "fit a study's model with one optimizer and seed of its 'fit' section; wr
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "fit", help=HELP,
-        description=HELP + ". The optimizer state is checkpointed after every round: run the same command again "
-                           "after a kill and it resumes, ending with the numbers of an uninterrupted run.")
+        description=HELP + ". The evaluated candidates are checkpointed (JSON) after every round: run the same "
+                           "command again after a kill and it resumes, ending with the numbers of an uninterrupted "
+                           "run; a damaged checkpoint is discarded with a warning and the fit starts over.")
     add_study_arguments(p)
     p.add_argument("--optimizer", required=True, metavar="LABEL",
                    help="label (or name) of one of the study's fit.optimizers")
@@ -43,7 +47,9 @@ def run(args) -> int:
         plan = FitPlan(study)
         plan.optimizer(args.optimizer)  # a one-line error before reading data
         dataset = Dataset.load_npz(args.data) if args.data else study.dataset()
-        result = run_fit(plan, dataset, args.optimizer, args.seed, checkpoint=checkpoint, log=say)
+        with warnings.catch_warnings():  # e.g. a damaged checkpoint: one line in the job's log
+            warnings.showwarning = _one_line_warning
+            result = run_fit(plan, dataset, args.optimizer, args.seed, checkpoint=checkpoint, log=say)
         write_fit(result, output, history)
     doc = result.doc
     inputs = config_inputs(args) + ([args.data] if args.data else study.source_files)
@@ -57,3 +63,8 @@ def run(args) -> int:
     say(f"fit {doc['optimizer']['label']} seed {args.seed}: best error {doc['best_error']:.6g} after "
         f"{doc['n_evaluations']} evaluations ({doc['wall_time_s']:.2f} s) -> {output}")
     return 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as one line on stderr (the default adds the file, line number and source)."""
+    print(f"neurofit: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)

@@ -1,4 +1,7 @@
-"""``neurofit prepare``: check a study, freeze its config, load its recordings into data.npz."""
+"""``neurofit prepare``: check a study, freeze its config, load its recordings into data.npz.
+
+The checks never build a full population: units and sizes are checked against the model and the memory
+available before data are read or generated, and each optimizer is tried on a tiny population."""
 from __future__ import annotations
 
 from .common import add_study_arguments, config_inputs, load_study, say, stopwatch
@@ -24,15 +27,17 @@ def run(args) -> int:
     with stopwatch() as elapsed:
         study = load_study(args)
         model = study.model()
-        dataset = study.dataset()
+        study.check(model)  # units, initial values, synthetic sizes: before reading or generating data
+        dataset = study.dataset(model)
         if study.section.get("simulate") is not None:
             study.simulation_settings(model, dataset)  # fail here, before any simulation job, on bad settings
         if study.section.get("fit") is not None:
             from ..fit_study import FitPlan
             FitPlan(study, model).check(dataset)  # ... and before any fit job (data, metric, every optimizer)
         if study.section.get("infer") is not None:
-            from ..inference_study import inferencer_from_config
-            inferencer_from_config(study, dataset)[0].x_o  # ... and before any training job (prior, data features)
+            from ..inference_study import check_infer_section, inferencer_from_config
+            check_infer_section(study, model)  # ... and before any training job (feature names, sizes,
+            inferencer_from_config(study, dataset)[0].x_o  # prior, features of the data)
         frozen = yaml.safe_dump(study.to_config(), sort_keys=False, default_flow_style=False, allow_unicode=True)
         atomic_write_text(args.output_config, frozen)
         dataset.save_npz(args.output_data)
