@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: run test test-fast acceptance benchmark clean setup
+.PHONY: run test test-fast lint acceptance benchmark clean setup
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow and not slurm"
+
+# ruff (settings in pyproject.toml), snakefmt on the Snakefile and rules, and Snakemake's own linter
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
 
 acceptance: $(STAMP)
 	$(BIN)/python -m pytest ../shared/acceptance -q

@@ -5,8 +5,13 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from neurofit.study import SCHEMA_PATH, ConfigError, describe_validation_error, read_config
-from neurofit.workflow import config_error
+from neurofit.workflow.study import (
+    SCHEMA_PATH,
+    ConfigError,
+    describe_validation_error,
+    read_config,
+)
+from neurofit.workflow.snakefile import config_error
 
 min_version("9.0")
 
@@ -32,7 +37,7 @@ report: "workflow/report/workflow.rst"
 
 
 # Fill in defaults and fail before any job, naming the key path, when the config does not match the schema.
-# The schema ships with the package (neurofit/schemas/config.schema.yaml; workflow/schemas/ links to it):
+# The schema ships with the package (neurofit/workflow/schemas/config.schema.yaml; workflow/schemas/ links to it):
 # the `neurofit` commands check a study against the same file.
 try:
     validate(config, str(SCHEMA_PATH))

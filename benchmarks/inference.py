@@ -1,4 +1,4 @@
-"""Benchmark: training data and NPE training for simulation-based inference (neurofit.inference).
+"""Benchmark: training data and NPE training for simulation-based inference (neurofit.inference.inferencer).
 
 HH of brian2modelfitting's Inferencer tutorial (g_Na, g_K free, uniform priors 1–100 uS, 0.1–10 uS),
 driven by trace 0 of the tutorial's recorded input (1497 steps at dt 0.01 ms, 10 nA step);
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from neurofit import models
-from neurofit.inference import Inferencer
+from neurofit.inference.inferencer import Inferencer
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "brian2modelfitting" / "input_traces_hh.csv"
 SPEC = models.SPECS["hh_inferencer"]  # the manual's Inferencer tutorial model (threshold, refractory: m > 0.5)

@@ -48,7 +48,7 @@ def fraction_spiking(n_neurons: int = 2000, n_steps: int = 2000) -> float:
 
 
 def _c_available() -> bool:
-    from neurofit.backend_c import compiler_works
+    from neurofit.codegen.c_backend import compiler_works
     return compiler_works()
 
 

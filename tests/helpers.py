@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from neurofit.cli import main
+from neurofit.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

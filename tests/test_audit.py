@@ -5,12 +5,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_workflow import STUDY, results
 
-from neurofit.audit import AuditError, compare_files, select_job
-from neurofit.cli import main
-from neurofit.io import atomic_save_npz, sha256_file
-from neurofit.provenance import read_manifest
+from neurofit.cli.auditor import AuditError, compare_files, select_job
+from neurofit.cli.main import main
+from neurofit.data.files import atomic_save_npz, sha256_file
+from neurofit.workflow.provenance import read_manifest
+from tiny_workflow import STUDY, results
 
 
 def audit_cli(capsys, *argv):
@@ -102,6 +102,7 @@ def test_audit_of_a_missing_folder_is_a_user_error(tmp_path, capsys):
 def test_a_command_run_in_process_records_its_own_command_line(tmp_path, capsys, monkeypatch):
     """`cli.main([...])` inside another program (here pytest) records `neurofit <its arguments>`."""
     import yaml
+
     from tiny_workflow import tiny_config
 
     monkeypatch.chdir(tmp_path)

@@ -6,7 +6,7 @@ import pytest
 
 import neurofit as nf
 from neurofit import models
-from neurofit.backend_c import compiler_works
+from neurofit.codegen.c_backend import compiler_works
 
 pytestmark = pytest.mark.skipif(not compiler_works(), reason="no working C compiler")
 

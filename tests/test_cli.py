@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 import neurofit
-from neurofit import models
-from neurofit.cli import main
-from neurofit.io import atomic_save_npz, load_simulation, sha256_file
-from neurofit.provenance import check_manifest, manifest_path, read_manifest
 from helpers import run_cli, write_yaml
+from neurofit import models
+from neurofit.cli.main import main
+from neurofit.data.files import atomic_save_npz, load_simulation, sha256_file
+from neurofit.workflow.provenance import check_manifest, manifest_path, read_manifest
 
 DT = 1e-4
 CURRENTS = np.array([0.15e-9, 0.3e-9, 0.5e-9])  # below, above and well above the LIF rheobase (0.2 nA)

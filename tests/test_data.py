@@ -1,4 +1,4 @@
-"""Dataset, readers and validation messages (neurofit.data)."""
+"""Dataset, readers and validation messages (neurofit.data.dataset)."""
 import os
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neurofit.data import DataError, Dataset, load_array, load_dataset
+from neurofit.data.dataset import DataError, Dataset, load_array, load_dataset
 
 SHARED = Path(__file__).resolve().parents[1] / "data" / "brian2modelfitting"
 INPUT_CSV = SHARED / "input_traces_hh.csv"

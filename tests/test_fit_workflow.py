@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from neurofit import models
-from neurofit.cli import main
-from neurofit.fit_study import FitPlan, read_fit, run_names
-from neurofit.fitting import TraceFitter
-from neurofit.metrics import MSEMetric
-from neurofit.optimizers import NevergradOptimizer
-from neurofit.provenance import check_manifest, read_manifest
-from neurofit.study import ConfigError, Study
 from helpers import job_counts, run_cli, snakemake, write_yaml
+from neurofit import models
+from neurofit.cli.main import main
+from neurofit.fitting.fitters import TraceFitter
+from neurofit.fitting.metrics import MSEMetric
+from neurofit.fitting.optimizers import NevergradOptimizer
+from neurofit.workflow.fit_section import FitPlan, read_fit, run_names
+from neurofit.workflow.provenance import check_manifest, read_manifest
+from neurofit.workflow.study import ConfigError, Study
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "brian2modelfitting"
@@ -186,7 +186,7 @@ def test_killed_fit_resumes_and_ends_with_the_uninterrupted_numbers(tmp_path):
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, capsys):
-    from neurofit.fit_study import prepare_checkpoint
+    from neurofit.workflow.fit_section import prepare_checkpoint
     checkpoint = tmp_path / "checkpoint.pkl"
     checkpoint.write_bytes(b"state of another fit")
     assert prepare_checkpoint(checkpoint, "abc") is False and not checkpoint.exists()
@@ -343,8 +343,8 @@ def test_full_run_of_a_tiny_fit_study(tmp_path):
 
 
 def test_every_metric_key_of_the_schema_belongs_to_a_metric():
-    from neurofit.fit_study import METRIC_DEFAULTS, METRIC_KEYS
-    from neurofit.study import SCHEMA
+    from neurofit.workflow.fit_section import METRIC_DEFAULTS, METRIC_KEYS
+    from neurofit.workflow.study import SCHEMA
     metric = SCHEMA["$defs"]["study"]["properties"]["fit"]["properties"]["metric"]["properties"]
     assert set(metric) - {"name"} == {k for keys in METRIC_KEYS.values() for k in keys} == set(METRIC_DEFAULTS)
     assert set(metric["name"]["enum"]) - {None} == set(METRIC_KEYS)

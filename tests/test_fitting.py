@@ -7,9 +7,9 @@ import pytest
 
 import neurofit as nf
 from neurofit import models
-from neurofit.fitting import FitError, OnlineTraceFitter, SpikeFitter, TraceFitter
-from neurofit.metrics import FeatureMetric, GammaFactor, MSEMetric, TraceMetric
-from neurofit.optimizers import NevergradOptimizer, Optimizer, SkoptOptimizer
+from neurofit.fitting.fitters import FitError, OnlineTraceFitter, SpikeFitter, TraceFitter
+from neurofit.fitting.metrics import FeatureMetric, GammaFactor, MSEMetric, TraceMetric
+from neurofit.fitting.optimizers import NevergradOptimizer, Optimizer, SkoptOptimizer
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "brian2modelfitting")
 NOISE_FLOOR = 9.95e-7  # V²: MSE of the ground truth against the recorded traces (data README)

@@ -9,14 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neurofit import Model, simulate
-from neurofit.cli import main
-from neurofit.inference_study import (CALIBRATION_FILES, INFERENCE_FILES, gather_training_chunks,
-                                      inferencer_from_config, read_chunk_meta)
-from neurofit.provenance import check_manifest, read_manifest
-from neurofit.stimuli import steps
-from neurofit.study import Study
 from helpers import job_counts, run_cli, snakemake, write_yaml
+from neurofit import Model, simulate
+from neurofit.cli.main import main
+from neurofit.data.stimuli import steps
+from neurofit.workflow.infer_section import (
+    CALIBRATION_FILES,
+    INFERENCE_FILES,
+    gather_training_chunks,
+    inferencer_from_config,
+    read_chunk_meta,
+)
+from neurofit.workflow.provenance import check_manifest, read_manifest
+from neurofit.workflow.study import Study
 
 RATE_EQS = """
 dr/dt = (-r + 1/(1 + exp(-a*(I_ext - theta))) - 1/(1 + exp(a*theta)))/tau + sigma*xi*tau**-0.5 : 1

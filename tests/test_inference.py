@@ -1,4 +1,4 @@
-"""Simulation-based inference (neurofit.features, neurofit.inference, neurofit.diagnostics).
+"""Simulation-based inference (neurofit.inference.features, neurofit.inference.inferencer, neurofit.inference.diagnostics).
 
 Ground truth: brian2modelfitting's Inferencer tutorial (HH, E_Na 53 mV, E_K -107 mV, E_l -70 mV,
 VT -60 mV, g_l 10 nS, Cm 200 pF; truth g_Na 32 uS, g_K 1 uS), data simulated here with a step
@@ -12,13 +12,20 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from neurofit import Model, diagnostics, models, simulate
-from neurofit.features import FeatureSet, RawTraces, detect_spikes, stimulus_windows
-from neurofit.inference import BoxPrior, Inferencer, chunk_range, set_threads
-from neurofit.inference_study import (CALIBRATION_FILES, INFERENCE_FILES, gather_training_chunks, run_calibration,
-                                      run_inference, run_training_chunk)
-from neurofit.study import ConfigError, Study
-from neurofit.stimuli import step, steps
+from neurofit import Model, models, simulate
+from neurofit.data.stimuli import step, steps
+from neurofit.inference import diagnostics
+from neurofit.inference.features import FeatureSet, RawTraces, detect_spikes, stimulus_windows
+from neurofit.inference.inferencer import BoxPrior, Inferencer, chunk_range, set_threads
+from neurofit.workflow.infer_section import (
+    CALIBRATION_FILES,
+    INFERENCE_FILES,
+    gather_training_chunks,
+    run_calibration,
+    run_inference,
+    run_training_chunk,
+)
+from neurofit.workflow.study import ConfigError, Study
 
 torch.set_num_threads(1)
 

@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from neurofit.metrics import (MISSING_FEATURE_PENALTY, FeatureMetric, GammaFactor, MSEMetric,
-                              SpikeMetric, TraceMetric)
+from neurofit.fitting.metrics import (
+    MISSING_FEATURE_PENALTY,
+    FeatureMetric,
+    GammaFactor,
+    MSEMetric,
+    SpikeMetric,
+    TraceMetric,
+)
 
 DT = 1e-3
 

@@ -5,8 +5,14 @@ import warnings
 import numpy as np
 import pytest
 
-from neurofit.optimizers import (NEVERGRAD_PENALTY, NevergradOptimizer, Optimizer, ReplayError, SkoptOptimizer,
-                                 calc_bounds)
+from neurofit.fitting.optimizers import (
+    NEVERGRAD_PENALTY,
+    NevergradOptimizer,
+    Optimizer,
+    ReplayError,
+    SkoptOptimizer,
+    calc_bounds,
+)
 
 NAMES = ["a", "b", "c"]
 BOUNDS = {"a": (-5.0, 5.0), "b": ("-100 mV", "0 mV"), "c": (1e-12, 1e-4)}

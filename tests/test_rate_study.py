@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neurofit.analysis import rate, rate_study
-from neurofit.backend_c import compiler_works
+from neurofit.codegen.c_backend import compiler_works
 
 A, THETA = 1.2, 2.8
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import yaml
 
-from neurofit.analysis import rate, rate_study
-from neurofit.cli import main
-from neurofit.provenance import check_manifest, read_manifest
-from neurofit.rate_section import OUTPUTS
-from neurofit.study import Study, validate_config
 from helpers import job_counts, run_cli, snakemake, write_yaml
+from neurofit.analysis import rate, rate_study
+from neurofit.cli.main import main
+from neurofit.workflow.provenance import check_manifest, read_manifest
+from neurofit.workflow.rate_section import OUTPUTS
+from neurofit.workflow.study import Study, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"

@@ -1,4 +1,4 @@
-"""Real recordings (neurofit.recordings): readers equal the format libraries, steps, QC, to_dataset, bad files."""
+"""Real recordings (neurofit.data.recordings): readers equal the format libraries, steps, QC, to_dataset, bad files."""
 import datetime
 import hashlib
 import math
@@ -7,14 +7,22 @@ import shutil
 import struct
 from pathlib import Path
 
+import igor2.binarywave
 import numpy as np
+import pyabf
 import pytest
 
-import igor2.binarywave
-import pyabf
-from neurofit.data import Dataset
-from neurofit.recordings import (QCSettings, Recording, RecordingError, Step, Sweep, find_step, read_recording,
-                                 run_qc)
+from neurofit.data.dataset import Dataset
+from neurofit.data.recordings import (
+    QCSettings,
+    Recording,
+    RecordingError,
+    Step,
+    Sweep,
+    find_step,
+    read_recording,
+    run_qc,
+)
 
 REC = Path(__file__).resolve().parents[1] / "data" / "recordings"
 ABF = REC / "abf"

@@ -4,8 +4,8 @@ import pytest
 
 import neurofit as nf
 from neurofit import models
-from neurofit.metrics import GammaFactor
-from neurofit.reduction import Chunk, Experiment, OptNeuron, ReductionError
+from neurofit.fitting.metrics import GammaFactor
+from neurofit.reduction.optneuron import Chunk, Experiment, OptNeuron, ReductionError
 
 LINEAR = nf.Model("dr/dt = (a*I_in + b - r)/tau : 1\na : 1 (constant)\nb : 1 (constant)",
                   namespace={"tau": "1 ms"}, inputs=["I_in"])
@@ -116,7 +116,7 @@ def hh_to_adex_experiment(amplitudes, init):
 
 @pytest.mark.slow
 def test_hh_reduced_to_adex_keeps_spike_counts_and_timing_on_a_held_out_amplitude():
-    from neurofit.reduction import SpikeTrainLoss
+    from neurofit.reduction.optneuron import SpikeTrainLoss
     hh = models.get("hh_traub", threshold="v > -20*mV", refractory="v > -20*mV")
     hh_params = {k: np.array([v]) for k, v in models.SPECS["hh_traub"].defaults.items()}
     train = [0.2e-9, 0.4e-9, 0.6e-9, 0.8e-9, 1.2e-9, 1.5e-9, 2.0e-9]
@@ -142,7 +142,7 @@ def test_hh_reduced_to_adex_keeps_spike_counts_and_timing_on_a_held_out_amplitud
 
 
 def test_result_is_saved_and_plotted(tmp_path):
-    from neurofit.reduction_plots import plot_chunks, plot_loss_history
+    from neurofit.reduction.plots import plot_chunks, plot_loss_history
     soll = [1.7 * level - 0.3 for level in LEVELS]
     opt = OptNeuron(linear_experiment(), steady_state_loss, {"a": [0, 5], "b": [-2, 2]}, LINEAR, results_soll=soll)
     result = opt.run(max_evals=60)

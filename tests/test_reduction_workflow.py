@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurofit import models
-from neurofit.cli import main
-from neurofit.metrics import GammaFactor
-from neurofit.provenance import check_manifest, read_manifest
-from neurofit.reduction import Experiment, OptNeuron, SpikeTrainLoss
-from neurofit.reduction_study import FILES, ReductionPlan
-from neurofit.study import Study, validate_config
 from helpers import job_counts, run_cli, snakemake, write_yaml
+from neurofit import models
+from neurofit.cli.main import main
+from neurofit.fitting.metrics import GammaFactor
+from neurofit.reduction.optneuron import Experiment, OptNeuron, SpikeTrainLoss
+from neurofit.workflow.provenance import check_manifest, read_manifest
+from neurofit.workflow.reduction_section import FILES, ReductionPlan
+from neurofit.workflow.study import Study, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"

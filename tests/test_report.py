@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tiny_workflow import ROOT, run_snakemake
 
 #: Outputs that a reader looks at: figures and tables.

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_workflow import (NUMERIC_OUTPUTS, make_workdir, numeric_differences, results, run_snakemake,
-                           snakemake_command)
 
-from neurofit.audit import audit, result_files
-from neurofit.provenance import MANIFEST_SUFFIX
-
+from neurofit.cli.auditor import audit, result_files
+from neurofit.workflow.provenance import MANIFEST_SUFFIX
+from tiny_workflow import NUMERIC_OUTPUTS, make_workdir, numeric_differences, results, run_snakemake, snakemake_command
 
 # --- the same config and seeds, run twice -------------------------------------------------------------
 
@@ -114,7 +112,7 @@ CACHE_WORKER = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     from neurofit import Model, simulate
-    from neurofit.io import atomic_save_npz
+    from neurofit.data.files import atomic_save_npz
 
     out, go = Path(sys.argv[1]), Path(sys.argv[2])
     model = Model("dv/dt = (El - v + R*I)/tau : volt\\nEl : volt (constant)\\nR : ohm (constant)\\n"
@@ -131,7 +129,7 @@ CACHE_WORKER = textwrap.dedent("""
 
 
 def test_parallel_processes_share_a_fresh_kernel_cache(tmp_path):
-    from neurofit.backend_c import compiler_works
+    from neurofit.codegen.c_backend import compiler_works
     if not compiler_works():
         pytest.skip("no working C compiler")
     cache = tmp_path / "cache"
@@ -151,7 +149,7 @@ def test_parallel_processes_share_a_fresh_kernel_cache(tmp_path):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, (stdout, stderr) in zip(procs, reports):
+    for p, (_stdout, stderr) in zip(procs, reports):
         assert p.returncode == 0 and stderr.strip() == "", stderr
     first = np.load(outs[0])["v"]
     assert first.shape == (7, 3, 2000) and np.all(np.isfinite(first)) and first.std() > 1e-4

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_workflow import STUDY, tiny_config
 
-from neurofit.audit import PATH_OPTIONS, RERUNNABLE, VALUE_OPTIONS, _subparsers, command_parser
-from neurofit.cli import main
-from neurofit.provenance import manifest_path, write_manifest
+from neurofit.cli.auditor import PATH_OPTIONS, RERUNNABLE, VALUE_OPTIONS, _subparsers, command_parser
+from neurofit.cli.main import main
+from neurofit.workflow.provenance import manifest_path, write_manifest
+from tiny_workflow import STUDY, tiny_config
 
 BASE = f"results/{STUDY}"
 FIT = f"{BASE}/fit/DE_1/fit.json"

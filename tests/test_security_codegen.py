@@ -22,10 +22,10 @@ import pytest
 
 import neurofit as nf
 from neurofit import models
-from neurofit.backend_c import compiler_works, generate_source
-from neurofit.backend_numpy import NumpyKernel
-from neurofit.kernel import NOT_REFRACTORY, build_kernel, noise_symbol
-from neurofit.sensitivity import with_sensitivities
+from neurofit.codegen.c_backend import compiler_works, generate_source
+from neurofit.codegen.kernel import NOT_REFRACTORY, build_kernel, noise_symbol
+from neurofit.codegen.numpy_backend import NumpyKernel
+from neurofit.codegen.sensitivity import with_sensitivities
 
 pytestmark = pytest.mark.skipif(not compiler_works(), reason="no working C compiler")
 

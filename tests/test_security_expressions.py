@@ -6,9 +6,9 @@ import sympy
 
 import neurofit as nf
 from neurofit import models
-from neurofit.bounds import BoundsError, parse_bounds
-from neurofit.expressions import MAX_NUMBER_DIGITS, ExpressionError, Scope, parse_expression
-from neurofit.reduction import Chunk, Experiment, OptNeuron, ReductionError
+from neurofit.equations.expressions import MAX_NUMBER_DIGITS, ExpressionError, Scope, parse_expression
+from neurofit.fitting.bounds import BoundsError, parse_bounds
+from neurofit.reduction.optneuron import Chunk, Experiment, OptNeuron, ReductionError
 from neurofit.units import CONDUCTANCE, MAX_EXPONENT, MAX_TEXT_LENGTH, VOLTAGE, UnitError, parse_quantity, to_si
 
 LIF = "dv/dt = (El - v)/tau + I/C : volt\ntau : second (constant)\nC : farad (constant)"
@@ -172,7 +172,7 @@ def test_bounds_expression_ties_a_parameter():
 def test_bounds_expression_in_wrong_units_names_them():
     dimensions = {"gl": CONDUCTANCE, "a": CONDUCTANCE}
     for text in ("5*mV", "5 mV", "gl*mV/mV + 5*mV*nS/nS"):
-        message = refused(lambda: parse_bounds({"gl": [2e-9, 50e-9], "a": text}, ["gl", "a"], allow_expressions=True,
+        message = refused(lambda text=text: parse_bounds({"gl": [2e-9, 50e-9], "a": text}, ["gl", "a"], allow_expressions=True,
                                                dimensions=dimensions), BoundsError)
         assert "has units of volt" in message and "bounds['a']" in message
 

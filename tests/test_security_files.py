@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from neurofit import Model, simulate
-from neurofit.fit_study import FitPlan, read_fit
-from neurofit.fitting import FitError, TraceFitter
-from neurofit.inference import InferenceError, Inferencer
-from neurofit.metrics import MSEMetric
-from neurofit.optimizers import NevergradOptimizer, SkoptOptimizer
-from neurofit.study import Study
 from helpers import run_cli, write_yaml
+from neurofit import Model, simulate
+from neurofit.fitting.fitters import FitError, TraceFitter
+from neurofit.fitting.metrics import MSEMetric
+from neurofit.fitting.optimizers import NevergradOptimizer, SkoptOptimizer
+from neurofit.inference.inferencer import InferenceError, Inferencer
+from neurofit.workflow.fit_section import FitPlan, read_fit
+from neurofit.workflow.study import Study
 from test_fit_workflow import hh_study, numbers
 
 torch.set_num_threads(1)

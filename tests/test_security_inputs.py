@@ -11,14 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import run_cli, snakemake, write_yaml
 
+from helpers import run_cli, snakemake, write_yaml
 from neurofit import models
-from neurofit.data import DataError, Dataset, load_array, load_dataset
-from neurofit.fit_study import TRIAL_POPULATION, FitPlan
-from neurofit.inference_study import check_infer_section
-from neurofit.io import (DiskFullError, atomic_save_npz, atomic_write_bytes, atomic_write_json, read_npy, read_npz)
-from neurofit.study import ConfigError, Study, load_yaml, read_config
+from neurofit.data.dataset import DataError, Dataset, load_array, load_dataset
+from neurofit.data.files import (
+    DiskFullError,
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_npy,
+    read_npz,
+)
+from neurofit.workflow.fit_section import TRIAL_POPULATION, FitPlan
+from neurofit.workflow.infer_section import check_infer_section
+from neurofit.workflow.study import ConfigError, Study, load_yaml, read_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "brian2modelfitting"
@@ -241,7 +248,7 @@ def test_synthetic_duration_over_dt_giving_1e13_steps_fails_before_generating(du
 
 def test_prepare_checks_optimizers_on_a_tiny_population(tmp_path, monkeypatch):
     """The fit check asks each optimizer for TRIAL_POPULATION candidates, not n_samples."""
-    from neurofit import optimizers
+    from neurofit.fitting import optimizers
     asked = []
     original = optimizers.NevergradOptimizer.ask
     monkeypatch.setattr(optimizers.NevergradOptimizer, "ask",
@@ -278,7 +285,7 @@ def test_duplicate_yaml_keys_are_errors(tmp_path, text, fragments):
 
 
 def test_shipped_yaml_files_have_no_duplicate_keys():
-    from neurofit.study import SCHEMA_PATH
+    from neurofit.workflow.study import SCHEMA_PATH
     for path in [SCHEMA_PATH, *sorted((ROOT / "config").rglob("*.yaml"))]:
         load_yaml(path.read_text(encoding="utf-8"), str(path))
 

@@ -7,7 +7,7 @@ import pytest
 
 import neurofit as nf
 from neurofit import models
-from neurofit.fitting import TraceFitter
+from neurofit.fitting.fitters import TraceFitter
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "brian2modelfitting")
 NOISE_FLOOR = 9.95e-7  # V², MSE of the ground truth against the recorded traces (data README)

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_workflow import INFER_OUTPUTS, ROOT, STUDY, make_workdir, numeric_differences, results, run_snakemake
 
-from neurofit.provenance import read_manifest
+from neurofit.workflow.provenance import read_manifest
+from tiny_workflow import INFER_OUTPUTS, ROOT, STUDY, make_workdir, numeric_differences, results, run_snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

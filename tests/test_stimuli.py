@@ -1,11 +1,11 @@
-"""Stimulus generators (neurofit.stimuli)."""
+"""Stimulus generators (neurofit.data.stimuli)."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from neurofit.data import load_array
-from neurofit.stimuli import StimulusError, from_file, ornstein_uhlenbeck, ramp, step, steps
+from neurofit.data.dataset import load_array
+from neurofit.data.stimuli import StimulusError, from_file, ornstein_uhlenbeck, ramp, step, steps
 from neurofit.units import UnitError
 
 SHARED = Path(__file__).resolve().parents[1] / "data" / "brian2modelfitting"

@@ -1,15 +1,16 @@
-"""Synthetic recordings (neurofit.synthetic, a study's data.synthetic): stimuli, ground truth, noise, seeds, errors."""
+"""Synthetic recordings (neurofit.data.synthetic, a study's data.synthetic): stimuli, ground truth, noise, seeds, errors."""
 import json
 
 import numpy as np
 import pytest
 
-from neurofit import models, simulate, stimuli
-from neurofit.cli import main
-from neurofit.data import Dataset
-from neurofit.model import Model
-from neurofit.study import ConfigError, Study, validate_config
-from neurofit.synthetic import synthetic_dataset
+from neurofit import models, simulate
+from neurofit.cli.main import main
+from neurofit.data import stimuli
+from neurofit.data.dataset import Dataset
+from neurofit.data.synthetic import synthetic_dataset
+from neurofit.equations.model import Model
+from neurofit.workflow.study import ConfigError, Study, validate_config
 
 LEAKY = "dv/dt = (-v + R*I)/tau : volt\nR : ohm\ntau : second\n"
 TWO_INPUTS = "dv/dt = (-v + R*I + R*I_b)/tau : volt\nR : ohm\ntau : second\n"

@@ -8,7 +8,7 @@ from scipy.special import exprel as scipy_exprel
 
 import neurofit as nf
 from neurofit import models
-from neurofit.expressions import exprel, make_rate_functions_safe
+from neurofit.equations.expressions import exprel, make_rate_functions_safe
 from neurofit.units import CAPACITANCE, CONDUCTANCE, RESISTANCE, TIME, VOLTAGE, UnitError, parse_quantity, to_si
 
 MV, MS = 1e-3, 1e-3

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from neurofit import inference, models
-from neurofit.data import Dataset
-from neurofit.integrators import METHODS
-from neurofit.io import load_simulation
-from neurofit.provenance import check_manifest, read_manifest
-from neurofit.study import SCHEMA_PATH, Study, validate_config
 from helpers import job_counts, snakemake
+from neurofit import models
+from neurofit.codegen.integrators import METHODS
+from neurofit.data.dataset import Dataset
+from neurofit.data.files import load_simulation
+from neurofit.inference import inferencer as inference
+from neurofit.workflow.provenance import check_manifest, read_manifest
+from neurofit.workflow.study import SCHEMA_PATH, Study, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -67,11 +68,11 @@ def test_every_schema_key_has_type_default_and_description():
 
 def test_one_schema_for_the_workflow_and_the_package():
     """The schema exists once, in the package; workflow/schemas/ only links to it."""
-    assert SCHEMA_PATH.parent == ROOT / "src" / "neurofit" / "schemas"
+    assert SCHEMA_PATH.parent == ROOT / "src" / "neurofit" / "workflow" / "schemas"
     assert (ROOT / "workflow/schemas/config.schema.yaml").resolve() == SCHEMA_PATH.resolve()
     assert [p.name for p in (ROOT / "workflow/schemas").iterdir()] == ["config.schema.yaml"]
     assert (ROOT / "workflow/schemas/config.schema.yaml").is_symlink()
-    assert '"schemas/*.yaml"' in (ROOT / "pyproject.toml").read_text()  # shipped with the package
+    assert '"workflow/schemas/*.yaml"' in (ROOT / "pyproject.toml").read_text()  # shipped with the package
     assert "SCHEMA_PATH" in (ROOT / "Snakefile").read_text()
 
 

@@ -70,7 +70,7 @@ def results(workdir: Path) -> Path:
 def numeric_differences(a: Path, b: Path, names=NUMERIC_OUTPUTS) -> dict:
     """name -> differences between the results folders ``a`` and ``b`` (only names that differ): the
     files of BYTE_IDENTICAL must be equal byte for byte, the others in every number (run times aside)."""
-    from neurofit.audit import compare_files
+    from neurofit.cli.auditor import compare_files
 
     found = {}
     for name in names:

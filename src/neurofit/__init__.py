@@ -3,20 +3,22 @@
 The core (Model, simulate) is imported eagerly; fitting, optimizers, metrics and inference load on
 first use so that ``import neurofit`` stays fast.
 """
-from .equations import EquationError
-from .model import Model
+from .equations.model import Model
+from .equations.parser import EquationError
 from .simulate import SimulationError, SimulationResult, simulate
 from .units import UnitError, parse_quantity, to_si
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "TraceFitter": "fitting", "SpikeFitter": "fitting", "OnlineTraceFitter": "fitting", "FitError": "fitting",
-    "NevergradOptimizer": "optimizers", "SkoptOptimizer": "optimizers", "Optimizer": "optimizers",
-    "MSEMetric": "metrics", "GammaFactor": "metrics", "FeatureMetric": "metrics", "TraceMetric": "metrics",
-    "SpikeMetric": "metrics", "Metric": "metrics",
-    "Inferencer": "inference",
-    "read_recording": "recordings", "Recording": "recordings", "Sweep": "recordings",
+    "TraceFitter": "fitting.fitters", "SpikeFitter": "fitting.fitters", "OnlineTraceFitter": "fitting.fitters",
+    "FitError": "fitting.fitters",
+    "NevergradOptimizer": "fitting.optimizers", "SkoptOptimizer": "fitting.optimizers", "Optimizer": "fitting.optimizers",
+    "MSEMetric": "fitting.metrics", "GammaFactor": "fitting.metrics", "FeatureMetric": "fitting.metrics",
+    "TraceMetric": "fitting.metrics", "SpikeMetric": "fitting.metrics", "Metric": "fitting.metrics",
+    "Inferencer": "inference.inferencer",
+    "read_recording": "data.recordings", "Recording": "data.recordings", "Sweep": "data.recordings",
+    "NeurofitError": "errors",
 }
 
 

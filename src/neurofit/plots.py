@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from .io import atomic_write_bytes
+from .data.files import atomic_write_bytes
 
 # SI unit name (as in Dataset.units) → (display unit, factor from SI)
 DISPLAY = {"volt": ("mV", 1e3), "amp": ("nA", 1e9), "second": ("ms", 1e3), "siemens": ("nS", 1e9),

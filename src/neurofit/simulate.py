@@ -6,20 +6,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .equations import EquationError
-from .expressions import ExpressionError, parse_expression
-from .backend_numpy import helper_namespace
-from .integrators import resolve_method
-from .kernel import build_kernel
-from .model import as_model
-from .printing import Printer
+from .codegen.integrators import resolve_method
+from .codegen.kernel import build_kernel
+from .codegen.numpy_backend import helper_namespace
+from .codegen.printing import Printer
+from .equations.expressions import ExpressionError, parse_expression
+from .equations.model import as_model
+from .equations.parser import EquationError
+from .errors import NeurofitError
 from .units import TIME, UnitError, shorten, to_si
 
 BACKENDS = ("auto", "numpy", "c")
 DTYPES = ("float64", "float32")
 
 
-class SimulationError(ValueError):
+class SimulationError(NeurofitError):
     """Bad arguments to ``simulate`` (the message names the argument and what would be valid)."""
 
 
@@ -70,12 +71,12 @@ def _kernel_spec(model, method, record, targets):
 def _compiled(model, method, record, targets, backend, dtype, sensitivities=()):
     spec = _kernel_spec(model, method, record, targets)
     if sensitivities:
-        from .sensitivity import with_sensitivities
+        from .codegen.sensitivity import with_sensitivities
         spec = with_sensitivities(spec, sensitivities, tuple(r for r in record if r in model.states))
     if backend == "numpy":
-        from .backend_numpy import NumpyKernel
+        from .codegen.numpy_backend import NumpyKernel
         return NumpyKernel(spec, dtype)
-    from .backend_c import CKernel
+    from .codegen.c_backend import CKernel
     return CKernel(spec, dtype)
 
 
@@ -83,7 +84,7 @@ def _resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise SimulationError(f"backend='{backend}' is not valid (valid: {', '.join(BACKENDS)})")
     if backend == "auto":
-        from .backend_c import compiler_works
+        from .codegen.c_backend import compiler_works
         return "c" if compiler_works() else "numpy"
     return backend
 
@@ -281,7 +282,7 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
         spike_trains = _spike_trains(events, n_sets, n_traces, dt)
     derivatives = {}
     if sensitivities:
-        from .sensitivity import sensitivity_name
+        from .codegen.sensitivity import sensitivity_name
         for var in record:
             if var in model.states:
                 derivatives[var] = np.stack([records.pop(sensitivity_name(var, p)) for p in sensitivities], axis=-1)

@@ -15,6 +15,8 @@ import ast
 import math
 from dataclasses import dataclass
 
+from .errors import NeurofitError
+
 _BASE = ("m", "kg", "s", "A", "K", "mol", "cd")
 
 MAX_TEXT_LENGTH = 10_000  # characters of one quantity or expression
@@ -22,7 +24,7 @@ MAX_LITERAL_DIGITS = 30  # digits of an integer literal
 MAX_EXPONENT = 64  # largest |exponent| of a power with a constant exponent
 
 
-class UnitError(ValueError):
+class UnitError(NeurofitError):
     """A unit or quantity that cannot be understood, or dimensions that do not match."""
 
 

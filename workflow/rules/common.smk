@@ -1,21 +1,21 @@
 # Helpers shared by the stages (which studies run, their files, their targets); no rules here.
 
-from neurofit.cli import is_user_error, one_line
-from neurofit.fit_study import FitPlan, refine_enabled, run_names
-from neurofit.inference_study import (
+from neurofit.cli.main import is_user_error, one_line
+from neurofit.workflow.fit_section import FitPlan, refine_enabled, run_names
+from neurofit.workflow.infer_section import (
     CALIBRATION_FILES,
     INFERENCE_FILES,
     check_infer_section,
 )
-from neurofit.provenance import MANIFEST_SUFFIX
-from neurofit.rate_section import OUTPUTS as RATE_OUTPUTS, rate_settings
-from neurofit.reduction_study import (
+from neurofit.workflow.provenance import MANIFEST_SUFFIX
+from neurofit.workflow.rate_section import OUTPUTS as RATE_OUTPUTS, rate_settings
+from neurofit.workflow.reduction_section import (
     FIGURES as REDUCTION_FIGURES,
     FILES as REDUCTION_FILES,
     ReductionPlan,
 )
-from neurofit.study import Study, config_json
-from neurofit.workflow import config_error, put_command_on_path
+from neurofit.workflow.study import Study, config_json
+from neurofit.workflow.snakefile import config_error, put_command_on_path
 
 RESULTS = "results"
 put_command_on_path()  # rules call `neurofit`: the one next to the Python running Snakemake

@@ -6,7 +6,7 @@ GUI backend and no global state; `fig.savefig` renders with Agg), and returns th
 import numpy as np
 from matplotlib.figure import Figure
 
-from neurofit.analysis.rate import A, TAU, THETA, drdt, euler_rate, fi_curve, fixed_points
+from .rate import TAU, THETA, A, drdt, euler_rate, fi_curve, fixed_points
 
 
 def _axes(ax):

@@ -4,7 +4,7 @@ OU-driven run, fitting the model to rate traces, and `rate_study` writing every 
 Units are the tutorial's (times in ms, rates, inputs and weights in arbitrary units); conversion
 to the simulator's SI units (seconds) happens here and only here. Entry points take plain floats,
 lists and dicts so that a CLI can call them with a parsed YAML config; files are written
-atomically (`neurofit.io`, `neurofit.plots.save_figure`).
+atomically (`neurofit.data.files`, `neurofit.plots.save_figure`).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit
 
-from neurofit.analysis import rate, rate_plots
-from neurofit.analysis.rate import A, TAU, THETA
-from neurofit.io import atomic_save_npz, atomic_write_json
+from ..data.files import atomic_save_npz, atomic_write_json
+from . import rate, rate_plots
+from .rate import TAU, THETA, A
 
 MS = 1e-3  # seconds per ms: the tutorial's time unit in SI
 PARAMETERS = ("tau", "a", "theta", "w")
@@ -36,7 +36,8 @@ def simulate_rate(w, I_ext, r_init, tau=TAU, a=A, theta=THETA, dt=0.1, T=None, m
     Returns (t_ms (n_steps,), r) with r of shape (n_steps,) for one trace, else (n_traces, n_steps).
     """
     import neurofit
-    from neurofit import models
+
+    from .. import models
 
     if np.ndim(I_ext) == 0:
         I_ext = np.full(rate.n_steps(20.0 if T is None else T, dt), float(I_ext))
@@ -74,7 +75,7 @@ def ou_input(n_steps, dt=0.1, I_mean=0.56, sigma=0.7, tau_ou=1.0, *, seed):
     The update is the tutorial's; its draws come from np.random.default_rng(seed), not from the
     legacy np.random.seed, so a seed gives other numbers than the tutorial's `myseed`.
     """
-    from neurofit.stimuli import ornstein_uhlenbeck
+    from ..data.stimuli import ornstein_uhlenbeck
 
     return ornstein_uhlenbeck(int(n_steps), dt * MS, tau_ou * MS, sigma, mu=I_mean, x0="stationary",
                               seed=seed, method="euler")
@@ -102,7 +103,7 @@ def ou_driven_run(w=5.0, I_mean=0.56, sigma=0.7, tau_ou=1.0, T=1000.0, dt=0.1, *
 
 def step_protocol(amplitudes, T=50.0, dt=0.1, start=5.0, stop=25.0, baseline=0.0):
     """I_ext traces (len(amplitudes), n_steps): `baseline`, then each amplitude for start <= t < stop (ms)."""
-    from neurofit.stimuli import steps
+    from ..data.stimuli import steps
 
     return steps(rate.n_steps(T, dt), dt * MS, [float(x) for x in amplitudes], start * MS, stop * MS,
                  baseline=baseline)
@@ -135,10 +136,10 @@ def fit_rate_model(t, I_ext_traces, r_traces, bounds=None, *, seed, r_init=0.0, 
     Returns a JSON-ready dict: "params" (best, tutorial units), "error" (its MSE), "search_params",
     "search_error" (the global search's best), "n_simulations" (parameter sets simulated in the search).
     """
-    from neurofit.fitting import TraceFitter
-    from neurofit.metrics import MSEMetric
-    from neurofit.optimizers import NevergradOptimizer
-    from neurofit import models
+    from .. import models
+    from ..fitting.fitters import TraceFitter
+    from ..fitting.metrics import MSEMetric
+    from ..fitting.optimizers import NevergradOptimizer
 
     t = np.asarray(t, dtype=float)
     I_ext_traces = np.atleast_2d(np.asarray(I_ext_traces, dtype=float))
@@ -270,7 +271,7 @@ def rate_study(config, out_dir, bifurcation_chunks=None):
     m = cfg["model"]
     tau, a, theta = float(m["tau"]), float(m["a"]), float(m["theta"])
     w, I0 = float(cfg["w"]), float(cfg["I_ext"])
-    from neurofit.plots import save_figure
+    from ..plots import save_figure
 
     summary = {"config": cfg, "units": {"time": "ms", "rate": "a.u.", "input": "a.u.", "eigenvalue": "1/ms"}}
 
@@ -334,7 +335,7 @@ def rate_study(config, out_dir, bifurcation_chunks=None):
 
 
 def _fit_section(fit, out, save_figure):
-    from neurofit.plots import plot_traces
+    from ..plots import plot_traces
 
     true = {k: float(fit["true_params"][k]) for k in PARAMETERS}
     I_ext = step_protocol(fit["amplitudes"], fit["T"], fit["dt"], fit["step_start"], fit["step_stop"])

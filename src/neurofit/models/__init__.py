@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 
-from ..model import Model
+from ..equations.model import Model
 
 
 @dataclass(frozen=True)

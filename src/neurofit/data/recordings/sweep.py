@@ -1,0 +1,271 @@
+"""Sweeps (one membrane-potential trace and the current injected during it) and recordings (lists of them).
+
+A ``Sweep`` holds SI arrays and what was learnt from them when it was made: the main current step, the
+holding current and the quality-control verdict. A ``Recording`` is what ``read_recording`` returns;
+``Recording.to_dataset`` turns the chosen sweeps into the ``Dataset`` the fitters take.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import InitVar, dataclass, field
+
+import numpy as np
+
+from ...units import TIME, VOLTAGE, UnitError, to_si
+from ..dataset import Dataset
+from .errors import RecordingError, one_line
+from .qc import QCSettings, run_qc
+from .resample import is_piecewise_constant, rational_ratio, resample
+from .stimulus import Step, describe_current
+
+FORMATS = ("abf", "nwb", "igor", "neo", "arrays")
+_SAME_DT = 1e-9  # relative difference below which two sampling steps are the same
+
+
+@dataclass(eq=False)
+class Sweep:
+    """One current-clamp sweep in SI units.
+
+    index: the file's sweep number (or the position in a list of one-sweep files, from 0);
+    dt: sampling step (s); voltage: membrane potential (V), 1-D float64, n samples;
+    current: injected current (A), 1-D float64, n samples (the command waveform when the file has one,
+    holding level included); protocol: the protocol's name in the file, if any; source: the file(s)
+    the sweep was read from. qc_settings (constructor only): thresholds for the quality control
+    (default ``QCSettings()``).
+
+    Filled on construction: stimulus (the main ``Step`` of the current, or None), holding (A, the
+    current's level before it first changes), stimulus_start / stimulus_stop (s, first departure from
+    holding and last return to it, None without a stimulus), qc (check name → passed) and qc_reasons
+    (check name → one-line reason, failed checks only). Raises RecordingError for arrays that are not
+    1-D, differ in length, or a dt that is not a positive number.
+    """
+
+    index: int
+    dt: float
+    voltage: np.ndarray
+    current: np.ndarray
+    protocol: str | None = None
+    source: str = ""
+    qc_settings: InitVar[QCSettings | None] = None
+    stimulus: Step | None = field(init=False)
+    holding: float = field(init=False)
+    stimulus_start: float | None = field(init=False)
+    stimulus_stop: float | None = field(init=False)
+    qc: dict = field(init=False)
+    qc_reasons: dict = field(init=False)
+
+    def __post_init__(self, qc_settings: QCSettings | None):
+        where = f"{self.source or 'sweep'} (sweep {self.index})"
+        try:
+            self.dt = float(self.dt)
+        except (TypeError, ValueError):
+            raise RecordingError(f"{where}: dt = {self.dt!r} must be a number of seconds") from None
+        if not math.isfinite(self.dt) or self.dt <= 0:
+            raise RecordingError(f"{where}: dt = {self.dt!r} s must be a positive, finite sampling step")
+        self.voltage = self._trace(self.voltage, "voltage", where)
+        self.current = self._trace(self.current, "current", where)
+        if self.voltage.size != self.current.size:
+            raise RecordingError(f"{where}: voltage has {self.voltage.size} samples but current has "
+                                 f"{self.current.size}; a sweep needs both sampled together")
+        described = describe_current(self.current, self.dt)
+        self.stimulus, self.holding = described.step, described.holding
+        self.stimulus_start, self.stimulus_stop = described.stimulus_start, described.stimulus_stop
+        self.check_quality(qc_settings)
+
+    @staticmethod
+    def _trace(values, name: str, where: str) -> np.ndarray:
+        try:
+            array = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RecordingError(f"{where}: {name} is not numeric") from None
+        if array.ndim != 1:
+            raise RecordingError(f"{where}: {name} has shape {array.shape}; a sweep's traces are 1-D")
+        return array
+
+    def check_quality(self, settings: QCSettings | None = None) -> None:
+        """Run the quality control again with ``settings`` (default ``QCSettings()``); fills qc / qc_reasons."""
+        self.qc, self.qc_reasons = run_qc(self, settings)
+
+    @property
+    def passed_qc(self) -> bool:
+        """True when every quality-control check passed."""
+        return all(self.qc.values())
+
+    @property
+    def duration(self) -> float:
+        """n samples * dt (s)."""
+        return self.voltage.size * self.dt
+
+
+def _seconds(value, name: str) -> float:
+    try:
+        number = to_si(value, TIME, name=name)
+    except UnitError as err:
+        raise RecordingError(f"{name} = {value!r}: {one_line(err)} (give seconds or a time like '200 ms')") from None
+    if not math.isfinite(number):
+        raise RecordingError(f"{name} = {value!r} must be a finite time")
+    return number
+
+
+@dataclass(eq=False)
+class Recording:
+    """The sweeps read from one file (or one list of one-sweep files).
+
+    sweeps: list of ``Sweep``; path: the file read (str), or the list of files; format: one of
+    "abf", "nwb", "igor", "neo", "arrays"; files: path → sha256 of every file read.
+    """
+
+    sweeps: list
+    path: object
+    format: str
+    files: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise RecordingError(f"{self.path}: format {self.format!r} is not one of {', '.join(FORMATS)}")
+
+    def check_quality(self, settings: QCSettings | None = None) -> None:
+        """Run the quality control of every sweep again with ``settings`` (default ``QCSettings()``)."""
+        for sweep in self.sweeps:
+            sweep.check_quality(settings)
+
+    def _select(self, sweeps) -> list:
+        by_index = {sweep.index: sweep for sweep in self.sweeps}
+        if sweeps is None:
+            chosen = [sweep for sweep in self.sweeps if sweep.passed_qc]
+            if not chosen:
+                reasons = "; ".join(f"sweep {s.index}: {next(iter(s.qc_reasons.values()))}" for s in self.sweeps[:3])
+                raise RecordingError(f"{self.path}: no sweep passes quality control ({reasons}); choose sweeps= "
+                                     f"explicitly or loosen QCSettings and call check_quality")
+            return chosen
+        if isinstance(sweeps, (int, np.integer)):
+            sweeps = [sweeps]
+        chosen, seen = [], set()
+        for index in sweeps:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or int(index) not in by_index:
+                raise RecordingError(f"{self.path}: no sweep {index!r} (sweeps: {_ranges(sorted(by_index))})")
+            if int(index) in seen:
+                raise RecordingError(f"{self.path}: sweep {index} is selected twice")
+            seen.add(int(index))
+            chosen.append(by_index[int(index)])
+        if not chosen:
+            raise RecordingError(f"{self.path}: sweeps= is empty; give at least one sweep number")
+        return chosen
+
+    def to_dataset(self, sweeps=None, window=None, ljp=None, dt=None) -> Dataset:
+        """The chosen sweeps as a neurofit ``Dataset``: inputs {"I": (n, n_steps)} A, outputs {"v": ...} V.
+
+        sweeps: list of ``Sweep.index`` values (default: every sweep that passes quality control);
+        window: (start, stop) of the part to keep, seconds or quantity strings ("200 ms"), default all;
+        ljp: liquid junction potential subtracted from the voltage, V = V_recorded - ljp (V or "14 mV");
+        dt: new sampling step (s or "0.1 ms"), a simple fraction of the recorded one (see ``resample``).
+        Sweeps of different lengths are cropped to the shortest (with a warning). The dataset's source
+        records the files with their sha256 ("files"), the original lengths in samples ("lengths") and the
+        preprocessing ("preprocessing": sweeps, window, ljp, dt, cropping, how the current was resampled).
+        Raises RecordingError (one line) for unknown sweeps, no sweep passing QC, a window outside the
+        sweeps, different sampling steps without dt=, or a dt that is not a simple fraction.
+        """
+        chosen = self._select(sweeps)
+        ljp_volts = _ljp_volts(ljp)
+        recorded_steps = sorted({sweep.dt for sweep in chosen})
+        new_dt = self._common_step(recorded_steps, dt)
+        voltages, currents, held = [], [], []
+        for sweep in chosen:
+            voltage = sweep.voltage if ljp_volts is None else sweep.voltage - ljp_volts
+            current = sweep.current
+            if not _same_step(sweep.dt, new_dt):
+                held.append(is_piecewise_constant(current))
+                voltage, current = resample(voltage, sweep.dt, new_dt), resample(current, sweep.dt, new_dt)
+            voltages.append(voltage)
+            currents.append(current)
+        lengths = [v.size for v in voltages]
+        shortest = min(lengths)
+        cropped = len(set(lengths)) > 1
+        if cropped:
+            warnings.warn(f"{self.path}: sweeps have {min(lengths)} to {max(lengths)} samples; all are cropped to "
+                          f"the shortest, {shortest} samples ({shortest * new_dt:g} s)", stacklevel=2)
+        start, stop, window_seconds = (0, shortest, None) if window is None else self._window(window, new_dt, shortest)
+        preprocessing = {
+            "sweeps": [sweep.index for sweep in chosen],
+            "selection": "quality control" if sweeps is None else "sweeps=",
+            "window": window_seconds,
+            "ljp": ljp_volts,
+            "dt": None if all(_same_step(step, new_dt) for step in recorded_steps)
+            else {"recorded": recorded_steps, "resampled_to": new_dt},
+            "current_resampling": _current_resampling(held),
+            "cropped_to": shortest if cropped else None,
+        }
+        label = ", ".join(map(str, self.path)) if isinstance(self.path, (list, tuple)) else str(self.path)
+        source = {"inputs": {"I": label}, "outputs": {"v": label}, "format": self.format,
+                  "files": dict(self.files), "lengths": [sweep.voltage.size for sweep in chosen],
+                  "preprocessing": preprocessing}
+        return Dataset(inputs={"I": np.stack([c[start:stop] for c in currents])},
+                       outputs={"v": np.stack([v[start:stop] for v in voltages])},
+                       dt=new_dt, units={"I": "amp", "v": "volt"}, source=source)
+
+    def _common_step(self, recorded_steps: list, dt) -> float:
+        """The dataset's sampling step (s): ``dt`` when given (checked against every recorded step), else
+        the sweeps' one step; RecordingError when they differ and dt is None."""
+        if dt is None:
+            if not _same_step(recorded_steps[0], recorded_steps[-1]):
+                listed = ", ".join(f"{step:g}" for step in recorded_steps)
+                raise RecordingError(f"{self.path}: the chosen sweeps are sampled every {listed} s; give dt= to "
+                                     f"resample them to one step")
+            return recorded_steps[0]
+        new_dt = _seconds(dt, "dt")
+        for step in recorded_steps:
+            rational_ratio(step, new_dt)  # refuse an impossible dt before any work
+        return new_dt
+
+    def _window(self, window, dt: float, samples: int) -> tuple[int, int, list]:
+        """(first sample, one past the last, [start, stop] in s) of a window given as (start, stop)."""
+        if isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2:
+            raise RecordingError(f"window = {window!r} must be (start, stop), e.g. (0.1, 0.9) or ('100 ms', '900 ms')")
+        begin, end = (_seconds(value, f"window {name}") for value, name in zip(window, ("start", "stop")))
+        duration = samples * dt
+        if not 0 <= begin < end <= duration + dt / 2:
+            raise RecordingError(f"window = ({begin:g}, {end:g}) s must satisfy 0 <= start < stop <= {duration:g} s "
+                                 f"(the length of the sweeps of {self.path})")
+        first, last = int(round(begin / dt)), min(samples, int(round(end / dt)))
+        if last <= first:
+            raise RecordingError(f"window = ({begin:g}, {end:g}) s holds no sample at dt = {dt:g} s")
+        return first, last, [begin, end]
+
+
+def _same_step(first: float, second: float) -> bool:
+    return abs(first - second) <= _SAME_DT * max(first, second)
+
+
+def _ljp_volts(ljp) -> float | None:
+    """The liquid junction potential in V (None stays None); RecordingError for anything but a voltage."""
+    if ljp is None:
+        return None
+    try:
+        volts = to_si(ljp, VOLTAGE, name="ljp")
+    except UnitError as err:
+        raise RecordingError(f"ljp = {ljp!r}: {one_line(err)} (give volts or a voltage like '14 mV')") from None
+    if not math.isfinite(volts):
+        raise RecordingError(f"ljp = {ljp!r} must be a finite voltage")
+    return volts
+
+
+def _current_resampling(held: list) -> str | None:
+    """How the resampled currents were resampled (held: one bool per resampled sweep, True = zero-order hold)."""
+    if not held:
+        return None
+    if all(held):
+        return "zero-order hold"
+    return "anti-aliasing filter" if not any(held) else "zero-order hold (commands) and anti-aliasing filter"
+
+
+def _ranges(numbers: list) -> str:
+    """[0, 1, 2, 5] → "0-2, 5"."""
+    parts, start = [], None
+    for position, number in enumerate(numbers):
+        if start is None:
+            start = number
+        if position + 1 == len(numbers) or numbers[position + 1] != number + 1:
+            parts.append(f"{start}" if start == number else f"{start}-{number}")
+            start = None
+    return ", ".join(parts) or "none"

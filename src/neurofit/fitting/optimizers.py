@@ -1,0 +1,323 @@
+"""Global optimizers behind one ask/tell interface.
+
+Parameters are told and returned as dicts of SI floats. Internally every parameter lives in a
+search space that is linear, or log10 for parameters named in ``log_scale``; backends only see
+that internal space. ``NevergradOptimizer`` wraps nevergrad (DE, CMA, PSO, NGOpt, ...),
+``SkoptOptimizer`` wraps scikit-optimize (GP, RF, ET, GBRT); users plug in their own by
+subclassing ``Optimizer`` and implementing ``ask``::
+
+    opt = NevergradOptimizer("DE", seed=1)
+    popsize = opt.initialize(["gl", "C"], {"gl": ("1 nS", "100 nS"), "C": (1e-12, 1e-9)},
+                             log_scale={"C"}, popsize=20)
+    for _ in range(rounds):
+        params = opt.ask(popsize)
+        opt.tell(params, errors_of(params))
+    best = opt.recommend()
+
+A diverged simulation (NaN/inf error) is never a crash: each backend receives a finite
+penalty instead (see the classes), while the history keeps the error as told.
+
+Resuming is by replay, never by unpickling: ``get_state`` is plain data (the ``initialize`` arguments
+and every told batch), and ``set_state`` (or ``replay_round``, which ``Fitter`` checkpoints use) asks a
+freshly built optimizer of the same settings and seed for each batch again, checks that it proposes the
+recorded candidates, and tells it the recorded errors - the backend ends in the state of the original.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..errors import NeurofitError
+from .bounds import parse_bounds
+
+__all__ = ["Optimizer", "NevergradOptimizer", "SkoptOptimizer", "ReplayError", "calc_bounds", "replay_round"]
+
+#: Loss told to nevergrad for NaN/inf errors; below nevergrad's own clipping level (5e20).
+NEVERGRAD_PENALTY = 1e20
+
+_SKOPT_METHODS = ("GP", "RF", "ET", "GBRT")
+
+
+class ReplayError(NeurofitError):
+    """Replaying recorded asks gave other candidates: another method, seed or version, or an unseeded optimizer."""
+
+
+def replay_round(optimizer, n_samples: int, parameters: list[Mapping], errors) -> list[dict]:
+    """Ask ``optimizer`` (any object with ``ask``/``tell``) for ``n_samples`` candidates, check that they equal
+    the recorded ``parameters`` (dicts of SI floats, in order), and tell it the recorded ``errors``
+    (n_samples,); returns the candidates. ReplayError if they differ: the optimizer is then unusable."""
+    asked = optimizer.ask(n_samples)
+    same = len(asked) == len(parameters) and all(
+        set(a) == set(b) and all(float(a[k]) == float(b[k]) for k in a) for a, b in zip(asked, parameters))
+    if not same:
+        raise ReplayError("the optimizer proposed other candidates than recorded (another method, seed or version "
+                          "of it, or no seed)")
+    optimizer.tell(asked, errors)
+    return asked
+
+
+def calc_bounds(parameter_names: list[str], bounds: Mapping, log_scale: Iterable[str] = ()
+                ) -> dict[str, tuple[float, float]]:
+    """Validated bounds ``{name: (lo, hi)}`` as SI floats (quantity strings allowed); one-line
+    ``ValueError`` naming the parameter otherwise (see neurofit.fitting.bounds)."""
+    names, log_scale = list(parameter_names), set(log_scale)
+    for extra in sorted(log_scale - set(names)):
+        raise ValueError(f"log_scale names '{extra}', which is not a fitted parameter (fitted: {', '.join(names)})")
+    spec = {n: ([*b, "log"] if n in log_scale else list(b)) if isinstance(b, (list, tuple)) else b
+            for n, b in bounds.items()}
+    return parse_bounds(spec, names, where=lambda n: f"bounds of '{n}'").free
+
+
+class Optimizer(abc.ABC):
+    """Base class: bounds, log-scale transform, history, best-so-far and resuming by replay.
+
+    Subclasses implement ``ask``; they may extend ``initialize`` and ``tell`` (calling
+    ``super()``) to set up and feed a backend. Helpers for subclasses: ``internal_lower`` /
+    ``internal_upper`` (bounds in the internal space), ``to_internal`` and ``from_internal``.
+    """
+
+    def initialize(self, parameter_names: list[str], bounds: Mapping, log_scale: Iterable[str] = (),
+                   popsize: int = 1, rounds: int | None = None) -> int:
+        """Set up the search; returns the population size the method will actually use.
+
+        ``rounds`` (optional) lets budget-aware backends plan ``rounds * popsize`` evaluations.
+        """
+        checked = calc_bounds(parameter_names, bounds, log_scale)
+        if int(popsize) < 1:
+            raise ValueError(f"popsize must be a positive integer, got {popsize}")
+        self.parameter_names = list(parameter_names)
+        self.bounds = checked
+        self.log_scale = frozenset(log_scale)
+        self._log_mask = np.array([n in self.log_scale for n in self.parameter_names])
+        lo = np.array([checked[n][0] for n in self.parameter_names])
+        hi = np.array([checked[n][1] for n in self.parameter_names])
+        self._si_lower, self._si_upper = lo, hi
+        self.internal_lower = np.where(self._log_mask, np.log10(np.where(self._log_mask, lo, 1.0)), lo)
+        self.internal_upper = np.where(self._log_mask, np.log10(np.where(self._log_mask, hi, 1.0)), hi)
+        self.tested_parameters: list[dict] = []
+        self.errors: list[float] = []
+        self._setup = {"parameter_names": list(self.parameter_names),
+                       "bounds": {n: [float(lo), float(hi)] for n, (lo, hi) in checked.items()},
+                       "log_scale": sorted(self.log_scale), "popsize": int(popsize), "rounds": rounds}
+        self._batch_sizes: list[int] = []  # of the told batches, in order
+        return int(popsize)
+
+    def to_internal(self, parameters: list[Mapping]) -> np.ndarray:
+        """Parameter dicts (SI) → array (n, n_params) in the internal space, clipped to bounds."""
+        try:
+            x = np.array([[float(p[n]) for n in self.parameter_names] for p in parameters], dtype=float)
+        except KeyError as err:
+            raise ValueError(f"parameter set lacks '{err.args[0]}' "
+                             f"(needs {', '.join(self.parameter_names)})") from None
+        x = x.reshape(len(parameters), len(self.parameter_names))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x[:, self._log_mask] = np.log10(x[:, self._log_mask])
+        if np.isnan(x).any():
+            raise ValueError("parameter sets must be numbers, and positive for log-scale parameters "
+                             f"({', '.join(sorted(self.log_scale)) or 'none'})")
+        return np.clip(x, self.internal_lower, self.internal_upper)
+
+    def from_internal(self, x) -> list[dict[str, float]]:
+        """Array (n, n_params) in the internal space → parameter dicts (SI), within bounds."""
+        x = np.clip(np.atleast_2d(np.asarray(x, dtype=float)), self.internal_lower, self.internal_upper)
+        si = np.where(self._log_mask, 10.0 ** np.where(self._log_mask, x, 0.0), x)
+        si = np.clip(si, self._si_lower, self._si_upper)
+        return [dict(zip(self.parameter_names, map(float, row))) for row in si]
+
+    @abc.abstractmethod
+    def ask(self, n_samples: int) -> list[dict[str, float]]:
+        """``n_samples`` parameter sets (dicts of SI floats) to evaluate next."""
+
+    def tell(self, parameters: list[Mapping], errors) -> None:
+        """Record the errors of evaluated parameter sets (NaN/inf allowed)."""
+        errors = np.asarray(errors, dtype=float).ravel()
+        if len(errors) != len(parameters):
+            raise ValueError(f"tell got {len(parameters)} parameter sets but {len(errors)} errors")
+        self.tested_parameters.extend(dict(p) for p in parameters)
+        self.errors.extend(errors.tolist())
+        self._batch_sizes.append(len(errors))
+
+    def recommend(self) -> dict[str, float]:
+        """The best parameter set told so far (lowest error; NaN counts as worst)."""
+        if not self.errors:
+            raise RuntimeError("nothing was told yet: call ask() and tell() before recommend()")
+        errors = np.nan_to_num(np.asarray(self.errors), nan=np.inf)
+        return dict(self.tested_parameters[int(np.argmin(errors))])
+
+    def get_state(self) -> dict:
+        """Plain data (JSON-serialisable) to continue later: the class name, the ``initialize`` arguments and
+        every told batch ({"parameters": [dicts of SI floats], "errors": [floats, NaN/inf as told]})."""
+        batches, start = [], 0
+        for size in self._batch_sizes:
+            told = self.tested_parameters[start:start + size]
+            batches.append({"parameters": [{k: float(v) for k, v in p.items()} for p in told],
+                            "errors": self.errors[start:start + size]})
+            start += size
+        return {"class": type(self).__qualname__, "setup": dict(self._setup), "batches": batches}
+
+    def set_state(self, state: Mapping) -> None:
+        """Continue from ``get_state()`` data on a new optimizer built with the same settings and seed:
+        ``initialize`` with the recorded arguments, then ``replay_round`` every batch (each must have been
+        asked as one batch right before it was told); later asks equal those of the original.
+        ValueError (one line) for another class, ReplayError if the replayed asks differ."""
+        name = state.get("class") if isinstance(state, Mapping) else None
+        if name != type(self).__qualname__:
+            raise ValueError(f"state was saved by {name}, cannot load it into {type(self).__qualname__}")
+        self.initialize(**state["setup"])
+        for batch in state["batches"]:
+            replay_round(self, len(batch["parameters"]), batch["parameters"], batch["errors"])
+
+
+class NevergradOptimizer(Optimizer):
+    """Any nevergrad method by registry name (``DE``, ``TwoPointsDE``, ``CMA``, ``PSO``,
+    ``NGOpt``, ``OnePlusOne``, ...; all: ``sorted(nevergrad.optimizers.registry)``).
+
+    The parametrization is an ``ng.p.Array`` bounded in the internal (linear/log10) space.
+    ``seed`` makes runs reproducible; ``budget`` (default ``rounds * popsize`` when
+    ``initialize`` gets ``rounds``) is required by budget-planning methods such as NGOpt.
+    ``kwds`` go to the nevergrad optimizer's constructor. NaN/inf errors are told as
+    ``NEVERGRAD_PENALTY``. Sequential-only methods (e.g. SQP, NelderMead) run with
+    ``popsize`` 1. CMA variants on a single parameter run as TwoPointsDE (nevergrad's 1-D CMA
+    needs the optional fcmaes package).
+    """
+
+    def __init__(self, method: str = "DE", seed: int | None = None, budget: int | None = None, **kwds):
+        from nevergrad.optimization import registry
+
+        if method not in registry:
+            raise ValueError(f"unknown nevergrad method '{method}' (valid names include DE, TwoPointsDE, "
+                             f"CMA, PSO, NGOpt, OnePlusOne; all: sorted(nevergrad.optimizers.registry))")
+        self.method = method
+        self.seed = seed
+        self.budget = budget
+        self.kwds = kwds
+
+    def initialize(self, parameter_names, bounds, log_scale=(), popsize=1, rounds=None) -> int:
+        import nevergrad as ng
+        from nevergrad.optimization import registry
+
+        popsize = super().initialize(parameter_names, bounds, log_scale, popsize, rounds)
+        method = registry[self.method]
+        if len(self.parameter_names) == 1 and "CMA" in self.method:
+            method = registry["TwoPointsDE"]  # nevergrad's 1-D CMA needs the optional fcmaes package
+        if method.no_parallelization:
+            popsize = 1
+        parametrization = ng.p.Array(shape=(len(self.parameter_names),),
+                                     lower=self.internal_lower, upper=self.internal_upper)
+        if self.seed is not None:
+            parametrization.random_state = np.random.RandomState(self.seed)
+        budget = self.budget if self.budget is not None else (rounds * popsize if rounds else None)
+        self._optim = method(parametrization=parametrization, budget=budget, num_workers=popsize,
+                             **self.kwds)
+        self._pending: dict[tuple, list] = {}  # asked, not yet told candidates by SI values
+        return int(getattr(self._optim, "llambda", popsize))
+
+    def ask(self, n_samples: int) -> list[dict[str, float]]:
+        if self._optim.no_parallelization and int(n_samples) > 1:
+            raise ValueError(f"nevergrad method '{self.method}' evaluates one point at a time: "
+                             f"ask(1), or choose a parallel method such as DE, CMA or PSO")
+        try:
+            candidates = [self._optim.ask() for _ in range(int(n_samples))]
+        except AssertionError as err:
+            if self._optim.budget is None:
+                raise ValueError(f"nevergrad method '{self.method}' needs a budget: use "
+                                 f"NevergradOptimizer('{self.method}', budget=...) or "
+                                 f"initialize(..., rounds=...)") from err
+            raise
+        except TypeError as err:
+            if "0-dimensional" not in str(err):
+                raise
+            raise RuntimeError(f"nevergrad method '{self.method}' failed inside nevergrad's surrogate "
+                               f"model, which does not work with numpy >= 2.4 ({err}); use DE, "
+                               f"TwoPointsDE, CMA or PSO") from err
+        parameters = self.from_internal(np.array([c.value for c in candidates]))
+        for p, c in zip(parameters, candidates):
+            self._pending.setdefault(self._key(p), []).append(c)
+        return parameters
+
+    def tell(self, parameters, errors) -> None:
+        super().tell(parameters, errors)
+        losses = np.asarray(errors, dtype=float).ravel()
+        losses = np.where(np.isfinite(losses), losses, NEVERGRAD_PENALTY)
+        for p, loss in zip(parameters, losses):
+            key = self._key(p)
+            if key in self._pending:
+                candidate = self._pending[key].pop(0)
+                if not self._pending[key]:
+                    del self._pending[key]
+            else:  # a point that was not asked (e.g. a user's initial guess)
+                candidate = self._optim.parametrization.spawn_child(new_value=self.to_internal([p])[0])
+            self._optim.tell(candidate, float(loss))
+
+    def _key(self, parameters: Mapping) -> tuple:
+        return tuple(float(parameters[n]) for n in self.parameter_names)
+
+
+class SkoptOptimizer(Optimizer):
+    """scikit-optimize's ``skopt.Optimizer`` (Bayesian optimization).
+
+    ``method`` is "GP", "RF", "ET", "GBRT" or a scikit-learn regressor; other ``kwds``
+    (``acq_optimizer``, ``acq_func_kwargs``, ...) go to ``skopt.Optimizer``. Batches come from
+    ``ask(n_points=n)`` (constant liar). The surrogate runs with one BLAS thread: its matrices
+    are small, and results then do not depend on the machine's thread count. NaN/inf errors
+    are told as ``worst + (worst - best)`` of the finite errors so far (``worst + |worst|`` if
+    they are all equal, 1.0 until one exists) and re-penalised on every tell, so the surrogate
+    stays on the scale of real errors.
+    """
+
+    def __init__(self, method="GP", n_initial_points: int = 10, acq_func: str = "gp_hedge",
+                 random_state: int | None = None, **kwds):
+        from sklearn.base import RegressorMixin
+
+        if isinstance(method, str):
+            if method.upper() not in _SKOPT_METHODS:
+                raise ValueError(f"unknown skopt method '{method}' (valid: {', '.join(_SKOPT_METHODS)} "
+                                 f"or a scikit-learn regressor instance)")
+            method = method.upper()
+        elif not isinstance(method, RegressorMixin):
+            raise ValueError(f"skopt method must be one of {', '.join(_SKOPT_METHODS)} or a scikit-learn "
+                             f"regressor instance, got {method!r}")
+        self.method = method
+        self.n_initial_points = n_initial_points
+        self.acq_func = acq_func
+        self.random_state = random_state
+        self.kwds = kwds
+
+    def initialize(self, parameter_names, bounds, log_scale=(), popsize=1, rounds=None) -> int:
+        import skopt
+        from skopt.space import Real
+
+        popsize = super().initialize(parameter_names, bounds, log_scale, popsize, rounds)
+        dimensions = [Real(lo, hi, transform="normalize", name=name) for name, lo, hi
+                      in zip(self.parameter_names, self.internal_lower, self.internal_upper)]
+        self._optim = skopt.Optimizer(dimensions, base_estimator=self.method,
+                                      n_initial_points=self.n_initial_points, acq_func=self.acq_func,
+                                      random_state=self.random_state, **self.kwds)
+        self._penalized: list[int] = []  # indices into skopt's yi told as penalties
+        return popsize
+
+    def ask(self, n_samples: int) -> list[dict[str, float]]:
+        n = int(n_samples)  # a single point needs no constant-liar copy of the optimizer
+        with threadpool_limits(limits=1):
+            return self.from_internal([self._optim.ask()] if n == 1 else self._optim.ask(n_points=n))
+
+    def tell(self, parameters, errors) -> None:
+        super().tell(parameters, errors)
+        told = np.asarray(self.errors)
+        finite = told[np.isfinite(told)]
+        penalty = 1.0
+        if finite.size:
+            spread = finite.max() - finite.min() or abs(finite.max()) or 1.0
+            penalty = float(finite.max() + spread)
+        for i in self._penalized:
+            self._optim.yi[i] = penalty
+        losses = np.asarray(errors, dtype=float).ravel()
+        bad = ~np.isfinite(losses)
+        offset = len(self._optim.yi)
+        self._penalized.extend(offset + int(i) for i in np.flatnonzero(bad))
+        losses = np.where(bad, penalty, losses)
+        with threadpool_limits(limits=1):
+            self._optim.tell(self.to_internal(parameters).tolist(), losses.tolist())

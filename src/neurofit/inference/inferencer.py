@@ -1,0 +1,879 @@
+"""Inferencer: a posterior over a neuron model's parameters from recordings, by simulation-based inference.
+
+brian2modelfitting's Inferencer API on the ``sbi`` package (NPE, NLE, NRE; the old names SNPE,
+SNLE, SNRE are accepted as aliases) and neurofit's simulator::
+
+    inferencer = Inferencer(dt, model, input={"I": I}, output={"v": v}, features={"v": ["v_max", "v_mean"]})
+    inferencer.infer(n_samples=5000, g_Na=["1 uS", "100 uS"], g_K=["0.1 uS", "10 uS", "log"])
+    samples = inferencer.sample((10_000,))          # SI, shape (10000, 2)
+
+Parameters are SI floats; priors are uniform or log-uniform boxes. Training data are drawn from a
+seeded prior up front and simulated in batches, so a chunk of them (``simulate_training_chunk``)
+is exactly the corresponding slice of an unchunked run. Simulations whose features are NaN/inf are
+counted and left out of training. A saved posterior is data only - the network's weights and a JSON
+description it is rebuilt from - so loading a posterior file never unpickles (and never runs) code.
+
+A study's ``infer`` section drives the same through the workflow: see ``neurofit.workflow.infer_section``.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import pickle
+import pickletools
+import warnings
+import weakref
+import zipfile
+
+import numpy as np
+import torch
+from torch.distributions import TransformedDistribution, constraints
+from torch.distributions.transforms import Transform
+
+from ..data.files import atomic_save_npz, atomic_write_bytes
+from ..equations.model import Model
+from ..errors import NeurofitError
+from ..fitting.bounds import parse_bounds
+from ..simulate import simulate
+from ..units import to_si
+from .features import SPIKES, FeatureSet, RawTraces, stimulus_windows
+
+
+class InferenceError(NeurofitError):
+    """Inference set-up or data that cannot be used (one line naming the argument and what would be valid)."""
+
+
+METHODS = {"NPE": "NPE", "NLE": "NLE", "NRE": "NRE", "SNPE": "NPE", "SNLE": "NLE", "SNRE": "NRE"}
+DENSITY_ESTIMATORS = ("maf", "mdn", "nsf", "made", "maf_rqs")
+CLASSIFIERS = ("resnet", "mlp", "linear")
+EMBEDDINGS = ("mlp", "cnn")
+_NOISE_STREAM = 0x6F6273  # keeps observation-noise draws apart from other uses of the seed
+POSTERIOR_FORMAT = "neurofit.posterior"
+#: Version 2: weights and a JSON description, read with ``torch.load(weights_only=True)``; version 1
+#: held pickled sbi objects and is refused (loading it could run code).
+POSTERIOR_VERSION = 2
+_BUILD_BATCH = 16  # rows of the stand-in training batch a saved network is rebuilt from
+_REGENERATE = "regenerate it with `neurofit infer` (or Inferencer.infer and save_posterior)"
+
+
+def set_threads(threads: int | None = None) -> int:
+    """``torch.set_num_threads`` from ``threads``, else env NEUROFIT_THREADS, else 1; returns the number."""
+    n = threads if threads is not None else int(os.environ.get("NEUROFIT_THREADS", "1"))
+    if n < 1:
+        raise InferenceError(f"threads = {n}: must be a positive number of threads (e.g. the cores given to the job)")
+    torch.set_num_threads(n)
+    return n
+
+
+class _NoTracker:
+    """sbi's training tracker, doing nothing: sbi's default writes TensorBoard logs into ./sbi-logs of
+    whatever folder a job runs in. Epochs and losses stay in the inference object's ``summary``."""
+
+    log_dir = None
+
+    def log_metric(self, name, value, step=None):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_params(self, params):
+        pass
+
+    def add_figure(self, name, figure, step=None):
+        pass
+
+    def flush(self):
+        pass
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed torch and numpy's global generator for the block; restore both afterwards."""
+    state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        np.random.seed(int(seed) % 2 ** 32)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
+# --- priors ---------------------------------------------------------------------------------------
+
+class _LogScale(Transform):
+    """exp() on the masked (log-uniform) dimensions, identity on the others."""
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.mask = mask
+
+    def __eq__(self, other):
+        return isinstance(other, _LogScale) and torch.equal(self.mask, other.mask)
+
+    def _call(self, x):
+        return torch.where(self.mask, x.exp(), x)
+
+    def _inverse(self, y):
+        return torch.where(self.mask, y.clamp_min(torch.finfo(y.dtype).tiny).log(), y)
+
+    def log_abs_det_jacobian(self, x, y):
+        return torch.where(self.mask, x, torch.zeros_like(x)).sum(-1)
+
+
+def _box_prior(low, high, log_mask):
+    """The prior over [low, high] (SI): sbi's BoxUniform, or a BoxPrior if any dimension is log-uniform."""
+    if any(log_mask):
+        return BoxPrior(low, high, log_mask)
+    from sbi.utils import BoxUniform
+    return BoxUniform(torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32))
+
+
+class BoxPrior(TransformedDistribution):
+    """Independent priors in [low, high] (SI): uniform, or log-uniform where ``log_mask`` is True."""
+
+    arg_constraints = {}
+
+    def __init__(self, low, high, log_mask, device: str = "cpu"):
+        from sbi.utils import BoxUniform
+        self.low = torch.as_tensor(low, dtype=torch.float32, device=device)
+        self.high = torch.as_tensor(high, dtype=torch.float32, device=device)
+        self.log_mask = torch.as_tensor(log_mask, dtype=torch.bool, device=device)
+        base = BoxUniform(torch.where(self.log_mask, self.low.log(), self.low),
+                          torch.where(self.log_mask, self.high.log(), self.high), device=device)
+        super().__init__(base, _LogScale(self.log_mask))
+
+    @constraints.dependent_property(is_discrete=False, event_dim=1)
+    def support(self):
+        return constraints.independent(constraints.interval(self.low, self.high), 1)
+
+
+def _method(name: str) -> str:
+    key = str(name).upper()
+    if key not in METHODS:
+        raise InferenceError(f"inference_method = {name!r} is not valid (valid: NPE, NLE, NRE; aliases SNPE, SNLE, "
+                             f"SNRE)")
+    return METHODS[key]
+
+
+def _device(name: str) -> str:
+    return "cuda" if name == "gpu" else name
+
+
+def _check_estimator(method: str, model) -> None:
+    valid = CLASSIFIERS if method == "NRE" else DENSITY_ESTIMATORS
+    if model not in valid and not str(model).startswith("zuko_"):
+        raise InferenceError(f"density_estimator_model = {model!r} is not valid for {method} "
+                             f"(valid: {', '.join(valid)})")
+
+
+def _embedding_key(method: str) -> str:
+    """The argument of sbi's network builder that takes the embedding net (of x; of theta for NLE)."""
+    return "embedding_net_x" if method == "NRE" else "embedding_net"
+
+
+def _builder(method: str, model: str, kwargs: dict, embedding=None):
+    """sbi's network builder (``posterior_nn`` / ``likelihood_nn`` / ``classifier_nn``) for ``method``;
+    ``embedding``: a torch module for the argument named by ``_embedding_key``, or None."""
+    from sbi.neural_nets import classifier_nn, likelihood_nn, posterior_nn
+    factory = {"NPE": posterior_nn, "NLE": likelihood_nn, "NRE": classifier_nn}[method]
+    extra = {} if embedding is None else {_embedding_key(method): embedding}
+    return factory(model=model, **kwargs, **extra)
+
+
+def _trainer(method: str, prior, builder, device: str, show_progress_bars: bool):
+    """A new sbi inference object (NPE, NLE or NRE) training networks made by ``builder``."""
+    from sbi.inference import NLE, NPE, NRE
+    if method == "NRE":
+        return NRE(prior=prior, classifier=builder, device=device, show_progress_bars=show_progress_bars,
+                   tracker=_NoTracker())
+    return (NPE if method == "NPE" else NLE)(prior=prior, density_estimator=builder, device=device,
+                                             show_progress_bars=show_progress_bars, tracker=_NoTracker())
+
+
+def _network(posterior) -> torch.nn.Module:
+    """The trained network inside an sbi posterior (direct, or behind its potential function)."""
+    for owner in (posterior, getattr(posterior, "potential_fn", None)):
+        for name in ("posterior_estimator", "likelihood_estimator", "ratio_estimator"):
+            if isinstance(getattr(owner, name, None), torch.nn.Module):
+                return getattr(owner, name)
+    raise InferenceError(f"save_posterior: cannot find the network of a {type(posterior).__name__}")
+
+
+def _check_json(value, where: str) -> None:
+    """A one-line InferenceError unless ``value`` is plain JSON data (numbers, strings, lists, dicts)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InferenceError(f"{where} = {type(value).__name__} cannot be saved in a posterior file (only numbers, "
+                             f"strings, lists and dicts are)") from None
+
+
+# --- the Inferencer -------------------------------------------------------------------------------
+
+class Inferencer:
+    """Simulation-based inference of ``model``'s parameters from recorded ``output`` under ``input``.
+
+    input: name → (n_traces, n_steps) SI; output: variable → (n_traces, n_steps) SI, and/or
+    ``"spikes"`` → one array of spike times (s) per trace. features: {output: [feature, ...]} (see
+    ``neurofit.inference.features``) or None for automatic features (block-averaged raw traces of at most
+    ``raw_samples`` samples, fed to an embedding net). window: stimulus (start, end) for the
+    features, by default the first to last nonzero input sample of each trace. Training data are
+    simulated ``batch_size`` parameter sets at a time; ``threads``: torch (and C backend) threads.
+    noise: {output: SD} observation noise added to simulated traces before their features (the
+    recordings already hold theirs); draws depend on (seed, parameter-set index) only.
+    """
+
+    def __init__(self, dt, model, input: dict, output: dict, features: dict | None = None, method: str | None = None,
+                 threshold=None, reset=None, refractory=None, param_init: dict | None = None,
+                 namespace: dict | None = None, backend: str = "auto", dtype: str = "float64", seed: int = 0,
+                 window=None, batch_size: int = 1000, threads: int | None = None, raw_samples: int = 256,
+                 noise: dict | None = None):
+        self.threads = set_threads(threads)
+        self.dt = to_si(dt, name="dt")
+        if not self.dt > 0:
+            raise InferenceError(f"dt = {dt!r}: must be a positive time step (e.g. '0.01 ms')")
+        if not isinstance(input, dict) or not input:
+            raise InferenceError("input must be a dict {input_variable: array (n_traces, n_steps)}, e.g. {'I': traces}")
+        self.input = {k: np.atleast_2d(np.asarray(v, dtype=np.float64)) for k, v in input.items()}
+        shapes = {a.shape for a in self.input.values()}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise InferenceError(f"input arrays must share one shape (n_traces, n_steps); got {sorted(shapes)}")
+        self.n_traces, self.n_steps = shapes.pop()
+        self.output, self.output_spikes = self._read_output(output)
+        self.model = self._build_model(model, namespace, threshold, reset, refractory)
+        self.method, self.param_init = method, dict(param_init or {})
+        self.backend, self.dtype, self.seed = backend, dtype, int(seed)
+        self.simulation_backend = None  # the backend "auto" resolved to, once simulations ran
+        if batch_size < 1:
+            raise InferenceError(f"batch_size = {batch_size}: must be a positive number of parameter sets")
+        self.batch_size = int(batch_size)
+        self.features = self._build_features(features, window, raw_samples)
+        self.noise = {k: to_si(v, name=f"noise['{k}']") for k, v in (noise or {}).items()}
+        bad = [k for k in self.noise if k not in self.output]
+        if bad:
+            raise InferenceError(f"noise: {', '.join(bad)} not a trace output (outputs: {', '.join(self.output)})")
+        self.prior = None
+        self.bounds, self.log_scale, self.fixed, self.param_names = {}, set(), {}, []
+        self.inference = self.posterior = self.samples = None
+        self.inference_method = None
+        self.theta = self.x = None
+        self.n_invalid = 0
+        self._round = 0
+        self._x_o = None
+        self._networks = weakref.WeakKeyDictionary()  # sbi inference object -> how its networks are built
+        self._saved_as = None  # how self.posterior is rebuilt: its network's and build_posterior's settings
+
+    # --- set-up ---------------------------------------------------------------------------------
+    def _read_output(self, output) -> tuple[dict, list | None]:
+        if not isinstance(output, dict) or not output:
+            raise InferenceError("output must be a dict {variable: array (n_traces, n_steps)} and/or "
+                                 "{'spikes': [spike times per trace]}")
+        traces, spikes = {}, None
+        for name, value in output.items():
+            if name == SPIKES:
+                spikes = [np.asarray(s, dtype=np.float64).reshape(-1) for s in value]
+                if len(spikes) != self.n_traces:
+                    raise InferenceError(f"output['spikes'] has {len(spikes)} spike trains; expected one per input "
+                                         f"trace ({self.n_traces})")
+                continue
+            a = np.atleast_2d(np.asarray(value, dtype=np.float64))
+            if a.shape != (self.n_traces, self.n_steps):
+                raise InferenceError(f"output['{name}'] has shape {a.shape}; expected {(self.n_traces, self.n_steps)} "
+                                     f"like the input")
+            if not np.all(np.isfinite(a)):
+                raise InferenceError(f"output['{name}'] contains NaN or inf; recordings must be finite")
+            traces[name] = a
+        return traces, spikes
+
+    def _build_model(self, model, namespace, threshold, reset, refractory) -> Model:
+        events = {"threshold": threshold, "reset": reset, "refractory": refractory}
+        if isinstance(model, Model):
+            if namespace:
+                raise InferenceError("namespace: a neurofit.Model carries its own; pass namespace= with the equations "
+                                     "text, or build the Model with Model(equations, namespace=...)")
+            if any(e is not None for e in events.values()):
+                model = model.with_events(**events)
+        elif isinstance(model, str):
+            model = Model(model, namespace=namespace, inputs=list(self.input), **events)
+        else:
+            raise InferenceError(f"model must be equations text or a neurofit.Model, not {type(model).__name__}")
+        bad = [v for v in self.output if v not in model.recordable()]
+        if bad:
+            raise InferenceError(f"output: {', '.join(bad)} not a variable of the model "
+                                 f"(recordable: {', '.join(model.recordable())})")
+        if self.output_spikes is not None and model.threshold is None:
+            raise InferenceError("output['spikes'] needs a model threshold (threshold='v > -50*mV')")
+        return model
+
+    def _build_features(self, features, window, raw_samples):
+        if features is None:
+            return RawTraces(list(self.output), self.n_traces, self.n_steps, raw_samples)
+        if not isinstance(features, dict):
+            raise InferenceError("features must be a dict {output: [feature, ...]} or None (automatic)")
+        bad = [k for k in features if k != SPIKES and k not in self.output]
+        if bad or (SPIKES in features and self.output_spikes is None):
+            name = bad[0] if bad else SPIKES
+            raise InferenceError(f"features['{name}']: not an output (outputs: "
+                                 f"{', '.join(list(self.output) + ([SPIKES] if self.output_spikes else []))})")
+        windows = stimulus_windows(self.input, self.dt, window)
+        return FeatureSet(features, windows, self.dt, self.n_steps)
+
+    @property
+    def x_o(self) -> np.ndarray:
+        """Features of the recorded output (n_features,)."""
+        if self._x_o is None:
+            traces = {v: self.output[v][None] for v in self.features.trace_vars}
+            x = self.features(traces, [self.output_spikes])[0]
+            bad = [n for n, value in zip(self.features.names, x) if not np.isfinite(value)]
+            if bad:
+                raise InferenceError(f"features of the data are NaN/inf: {', '.join(bad[:5])}; choose features "
+                                     f"defined for the recordings")
+            self._x_o = x
+        return self._x_o
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.features.names
+
+    # --- prior and training data -----------------------------------------------------------------
+    def init_prior(self, **bounds):
+        """Uniform prior over name=[low, high] (log-uniform for [low, high, "log"]); name=value fixes a parameter."""
+        space = parse_bounds(bounds, self.model.parameters, allow_fixed=True, dimensions=self.model.dimensions)
+        self.bounds, self.log_scale, self.fixed = space.free, space.log_scale, space.fixed
+        self.param_names = list(self.bounds)
+        low = [self.bounds[p][0] for p in self.param_names]
+        high = [self.bounds[p][1] for p in self.param_names]
+        self.prior = _box_prior(low, high, [p in self.log_scale for p in self.param_names])
+        return self.prior
+
+    def _require_prior(self):
+        if self.prior is None:
+            raise InferenceError("no prior yet: call init_prior(name=[low, high], ...) or infer(..., name=[low, high])")
+
+    def generate_training_data(self, n_samples: int, prior=None, seed: int | None = None) -> np.ndarray:
+        """``n_samples`` parameter sets (n_samples, n_parameters) SI drawn from ``prior`` (default: the prior)."""
+        if prior is None:
+            self._require_prior()
+            prior = self.prior
+        if int(n_samples) < 1:
+            raise InferenceError(f"n_samples = {n_samples}: must be a positive number of simulations")
+        return _draw(prior, (int(n_samples),), self.seed if seed is None else seed)
+
+    def extract_summary_statistics(self, theta, training_data: dict | None = None, seed: int | None = None,
+                                   set_offset: int = 0) -> np.ndarray:
+        """Features (n_sets, n_features) of simulations at ``theta`` (n_sets, n_parameters); NaN rows mark
+        invalid simulations. ``training_data`` (traces {var: (n_sets, n_traces, n_steps)}, and 'spikes':
+        spikes[set][trace]) skips the simulation. Noise draws depend on (seed, set_offset + row)."""
+        theta = self._check_theta(theta)
+        if training_data is not None:
+            traces = {v: training_data[v] for v in self.features.trace_vars}
+            return self.features(traces, training_data.get(SPIKES))
+        seed = self.seed if seed is None else seed
+        x = np.empty((theta.shape[0], len(self.features.names)))
+        for start in range(0, theta.shape[0], self.batch_size):
+            stop = min(start + self.batch_size, theta.shape[0])
+            result = self._simulate(theta[start:stop], self.features.trace_vars, self.features.needs_spikes,
+                                    seed, set_offset + start)
+            self._add_noise(result.traces, seed, set_offset + start)
+            self.simulation_backend = result.backend
+            with np.errstate(all="ignore"):
+                x[start:stop] = self.features(result.traces, result.spikes)
+            x[start:stop][result.invalid_sets] = np.nan
+        return x
+
+    def _add_noise(self, traces: dict, seed: int, set_offset: int):
+        for var, sd in self.noise.items():
+            if var in traces:
+                for i, row in enumerate(traces[var]):
+                    row += sd * np.random.default_rng([seed, _NOISE_STREAM, set_offset + i]).standard_normal(row.shape)
+
+    def simulate_training_chunk(self, n_samples: int, chunk: int, n_chunks: int, prior=None,
+                                seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, x) of chunk ``chunk`` (0 .. n_chunks-1) of ``n_samples`` simulations: all theta are drawn
+        from the seeded prior, the chunk's slice is simulated; the chunks concatenated equal one
+        unchunked ``generate_training_data`` + ``extract_summary_statistics`` with the same seed."""
+        start, stop = chunk_range(n_samples, chunk, n_chunks)
+        theta = self.generate_training_data(n_samples, prior, seed)
+        x = self.extract_summary_statistics(theta[start:stop], seed=seed, set_offset=start)
+        return theta[start:stop], x
+
+    def _check_theta(self, theta) -> np.ndarray:
+        theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+        if not self.param_names:
+            self._require_prior()
+        if theta.shape[1] != len(self.param_names):
+            raise InferenceError(f"theta has {theta.shape[1]} columns; expected one per inferred parameter "
+                                 f"({', '.join(self.param_names)})")
+        return theta
+
+    def _simulate(self, theta, record, spikes, seed, set_offset=0, init=None):
+        params = {p: theta[:, k] for k, p in enumerate(self.param_names)}
+        params.update(self.fixed)
+        inputs = {k: v for k, v in self.input.items() if k in self.model.inputs}
+        return simulate(self.model, params, inputs, self.dt, init=self.param_init if init is None else init,
+                        record=tuple(record), spikes=spikes, method=self.method, backend=self.backend,
+                        dtype=self.dtype, seed=seed, n_steps=self.n_steps, set_offset=set_offset, threads=self.threads)
+
+    def save_summary_statistics(self, path, theta=None, x=None):
+        """Write theta and x (default: the last training data) to ``path`` (.npz, atomic)."""
+        theta = self.theta if theta is None else theta
+        x = self.x if x is None else x
+        if theta is None or x is None:
+            raise InferenceError("save_summary_statistics: give theta and x (or run infer / infer_step first)")
+        arrays = {"theta": np.asarray(theta, dtype=np.float64), "x": np.asarray(x, dtype=np.float64),
+                  "param_names": np.array(self.param_names), "feature_names": np.array(self.feature_names)}
+        atomic_save_npz(path, arrays, compress=True)
+
+    def load_summary_statistics(self, path) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, x) from a file written by ``save_summary_statistics`` (keys theta, x or arr_0, arr_1)."""
+        with np.load(path, allow_pickle=False) as f:
+            keys = ("theta", "x") if "theta" in f.files else ("arr_0", "arr_1")
+            if not set(keys) <= set(f.files):
+                raise InferenceError(f"{path}: expected arrays 'theta' and 'x' (found: {', '.join(f.files)})")
+            self.theta, self.x = f[keys[0]], f[keys[1]]
+        return self.theta, self.x
+
+    # --- sbi ----------------------------------------------------------------------------------------
+    def init_inference(self, inference_method: str = "NPE", density_estimator_model: str = "maf", prior=None,
+                       sbi_device: str = "cpu", **inference_kwargs):
+        """A new sbi inference object (NPE, NLE or NRE). ``inference_kwargs`` go to sbi's ``posterior_nn`` /
+        ``likelihood_nn`` / ``classifier_nn``; ``embedding_net`` may be "mlp", "cnn" or a torch module
+        (for NPE and NRE it embeds x; with automatic features it defaults to "mlp")."""
+        method = _method(inference_method)
+        if prior is None:
+            self._require_prior()
+            prior = self.prior
+        _check_estimator(method, density_estimator_model)
+        kwargs = dict(inference_kwargs)
+        show = kwargs.pop("show_progress_bars", False)
+        key = _embedding_key(method)
+        embedding = kwargs.pop(key, kwargs.pop("embedding_net", None))
+        if method != "NLE":  # for NLE, sbi's embedding_net embeds theta and is passed through as given
+            if embedding is None and isinstance(self.features, RawTraces):
+                embedding = "mlp"
+        module = self._embedding(embedding) if method != "NLE" and embedding is not None else embedding
+        trainer = _trainer(method, prior, _builder(method, density_estimator_model, kwargs, module),
+                           _device(sbi_device), show)
+        self._networks[trainer] = {"model": density_estimator_model, "kwargs": kwargs,
+                                   "embedding": embedding if isinstance(embedding, str) or embedding is None
+                                   else "custom"}
+        self.inference_method = method
+        return trainer
+
+    def _embedding(self, embedding):
+        from sbi.neural_nets.embedding_nets import CNNEmbedding, FCEmbedding
+        if isinstance(embedding, torch.nn.Module):
+            return embedding
+        n_x = len(self.feature_names)
+        if embedding == "mlp":
+            return FCEmbedding(input_dim=n_x)
+        if embedding == "cnn":
+            return CNNEmbedding(input_shape=(n_x,))
+        raise InferenceError(f"embedding_net = {embedding!r} is not valid (valid: {', '.join(EMBEDDINGS)} "
+                             f"or a torch.nn.Module)")
+
+    def _valid(self, theta, x) -> tuple[np.ndarray, np.ndarray]:
+        theta = self._check_theta(theta)
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        if x.shape[0] != theta.shape[0]:
+            raise InferenceError(f"theta has {theta.shape[0]} rows but x has {x.shape[0]}; one row of x per "
+                                 f"parameter set")
+        ok = np.all(np.isfinite(x), axis=1)
+        self.n_invalid = int((~ok).sum())
+        if not ok.any():
+            raise InferenceError(f"all {x.shape[0]} simulations are invalid (NaN/inf features); check the bounds, "
+                                 f"the features and the integration method")
+        if self.n_invalid:
+            warnings.warn(f"{self.n_invalid} of {x.shape[0]} simulations are invalid (NaN/inf features) and left "
+                          f"out of training", stacklevel=3)
+        return theta[ok], x[ok]
+
+    def train(self, inference, theta, x, proposal=None, **train_kwargs):
+        """Add (theta, x) to ``inference`` (invalid rows left out, counted in ``n_invalid``) and train it;
+        ``proposal``: the distribution theta came from, if not the prior (NPE only)."""
+        from sbi.inference.trainers.npe.npe_base import PosteriorEstimatorTrainer
+        theta, x = self._valid(theta, x)
+        theta_t = torch.as_tensor(theta, dtype=torch.float32)
+        x_t = torch.as_tensor(x, dtype=torch.float32)
+        if isinstance(inference, PosteriorEstimatorTrainer):
+            inference.append_simulations(theta_t, x_t, proposal=proposal)
+        else:  # NLE / NRE: data of later rounds are simply appended
+            inference.append_simulations(theta_t, x_t)
+        inference.train(**train_kwargs)
+        return inference
+
+    def build_posterior(self, inference, **posterior_kwargs):
+        """(inference, posterior) with the posterior's default x set to the data's features."""
+        posterior = inference.build_posterior(**posterior_kwargs)
+        posterior.set_default_x(torch.as_tensor(self.x_o, dtype=torch.float32))
+        return inference, posterior
+
+    def infer_step(self, proposal, inference, n_samples: int | None = None, theta=None, x=None,
+                   train_kwargs: dict | None = None, posterior_kwargs: dict | None = None, seed: int | None = None):
+        """One round: draw ``n_samples`` from ``proposal`` and simulate them (or use theta, x), train, and build
+        the posterior."""
+        seed = self.seed if seed is None else seed
+        if theta is None:
+            if x is not None or n_samples is None:
+                raise InferenceError("infer_step: give n_samples (to simulate) or theta (and optionally x)")
+            theta = self.generate_training_data(n_samples, proposal, seed)
+        if x is None:
+            x = self.extract_summary_statistics(theta, seed=seed)
+        self.theta, self.x = np.asarray(theta), np.asarray(x)
+        from sbi.inference.trainers.npe.npe_base import PosteriorEstimatorTrainer
+        is_npe = isinstance(inference, PosteriorEstimatorTrainer)
+        npe_proposal = proposal if is_npe and proposal is not self.prior else None
+        with _seeded(seed):  # network initialisation and batch order
+            inference = self.train(inference, theta, x, npe_proposal, **(train_kwargs or {}))
+        inference, posterior = self.build_posterior(inference, **(posterior_kwargs or {}))
+        self.inference, self.posterior = inference, posterior
+        network = self._networks.get(inference)
+        self._saved_as = None if network is None else {"method": self.inference_method, "network": network,
+                                                       "posterior_kwargs": dict(posterior_kwargs or {})}
+        return posterior
+
+    def infer(self, n_samples: int | None = None, theta=None, x=None, n_rounds: int = 1,
+              inference_method: str = "NPE", density_estimator_model: str = "maf", inference_kwargs: dict | None = None,
+              train_kwargs: dict | None = None, posterior_kwargs: dict | None = None, restart: bool = False,
+              sbi_device: str = "cpu", **bounds):
+        """Train and return the posterior. The first call (or ``restart=True``) starts from the prior given by
+        ``bounds``; later calls continue with the current posterior as proposal (multi-round inference).
+        ``n_rounds`` > 1 runs that many rounds, each drawing ``n_samples`` from the previous posterior.
+        Parameters named like an argument of ``infer`` (theta, x, ...) get their bounds from ``init_prior``."""
+        if not isinstance(n_rounds, int) or n_rounds < 1:
+            raise InferenceError(f"n_rounds = {n_rounds!r}: must be a positive integer (1: amortized inference)")
+        if n_samples is None and theta is None:
+            raise InferenceError("infer: give n_samples (number of simulations per round) or theta and x")
+        if restart or self.posterior is None:
+            if bounds or self.prior is None:
+                self.init_prior(**bounds)
+            self.inference = self.init_inference(inference_method, density_estimator_model, self.prior, sbi_device,
+                                                 **(inference_kwargs or {}))
+            proposal, self._round = self.prior, 0
+        else:
+            current = {p: [*b, "log" if p in self.log_scale else "linear"] for p, b in self.bounds.items()}
+            space = parse_bounds({**current, **self.fixed, **bounds}, self.model.parameters, allow_fixed=True,
+                                 dimensions=self.model.dimensions) if bounds else None
+            if space is not None and (space.free, space.log_scale, space.fixed) != \
+                    (self.bounds, self.log_scale, self.fixed):
+                raise InferenceError("infer: bounds changed while continuing; pass restart=True to start from the new "
+                                     "prior")
+            if self.inference is None:  # a loaded posterior: new networks, trained on proposal draws
+                self.inference = self.init_inference(inference_method, density_estimator_model, self.prior,
+                                                     sbi_device, **(inference_kwargs or {}))
+            proposal = self.posterior
+        for r in range(n_rounds):
+            seed = self.seed if self._round == 0 else int(np.random.SeedSequence([self.seed, self._round])
+                                                          .generate_state(1)[0])
+            proposal = self.infer_step(proposal, self.inference, n_samples, theta if r == 0 else None,
+                                       x if r == 0 else None, train_kwargs, posterior_kwargs, seed)
+            self._round += 1
+        return self.posterior
+
+    # --- posterior --------------------------------------------------------------------------------
+    def _posterior(self, posterior=None):
+        posterior = self.posterior if posterior is None else posterior
+        if posterior is None:
+            raise InferenceError("no posterior yet: call infer(...) or load_posterior(path) first")
+        return posterior
+
+    def sample(self, shape, posterior=None, x=None, seed: int | None = None, **kwargs) -> np.ndarray:
+        """Samples from the posterior given x (default: the data's features), SI, as a numpy array of
+        shape (*shape, n_parameters); the same seed gives the same samples."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        self.samples = _draw(self._posterior(posterior), shape, self.seed if seed is None else seed,
+                             x=self.x_o if x is None else x, **kwargs)
+        return self.samples
+
+    def save_posterior(self, path):
+        """Write the posterior to ``path`` (atomic): its network's weights and a JSON description (method,
+        network settings, prior, parameter and feature names, x_o) - plain data that ``load_posterior``
+        reads with ``torch.load(weights_only=True)``, so loading the file cannot run code."""
+        posterior = self._posterior()
+        if self._saved_as is None:
+            raise InferenceError("save_posterior: the posterior was trained with an sbi object not made by "
+                                 "init_inference; only posteriors of infer / infer_step with init_inference can be "
+                                 "saved")
+        network = self._saved_as["network"]
+        for key, value in network["kwargs"].items():
+            _check_json(value, f"inference_kwargs['{key}']")
+        for key, value in self._saved_as["posterior_kwargs"].items():
+            _check_json(value, f"posterior_kwargs['{key}']")
+        description = {
+            "method": self._saved_as["method"], "network": network,
+            "posterior_kwargs": self._saved_as["posterior_kwargs"],
+            "prior": {"names": self.param_names, "low": [self.bounds[p][0] for p in self.param_names],
+                      "high": [self.bounds[p][1] for p in self.param_names],
+                      "log": [p in self.log_scale for p in self.param_names]},
+            "fixed": self.fixed, "feature_names": self.feature_names, "x_o": self.x_o.tolist()}
+        weights = {k: v.detach().cpu() for k, v in _network(posterior).state_dict().items()}
+        buffer = io.BytesIO()
+        torch.save({"format": POSTERIOR_FORMAT, "version": POSTERIOR_VERSION,
+                    "description": json.dumps(description), "weights": weights}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load_posterior(self, path, embedding_net: torch.nn.Module | None = None):
+        """Read a posterior written by ``save_posterior``; it becomes this inferencer's posterior (on the
+        cpu). The network is rebuilt from the file's description and gets the file's weights.
+        ``embedding_net``: for a posterior trained with a custom embedding module, a module of the same
+        architecture (a copy of it receives the saved weights). Files of older neurofit versions, which
+        held pickled Python objects, are refused: loading them could run code."""
+        description, weights = _read_posterior(path)
+        prior = description["prior"]
+        names, fixed = prior["names"], description["fixed"]
+        bad = [p for p in names + list(fixed) if p not in self.model.parameters]
+        if bad:
+            raise InferenceError(f"{path}: parameter(s) {', '.join(bad)} not in this model "
+                                 f"(parameters: {', '.join(self.model.parameters)})")
+        if description["feature_names"] != self.feature_names:
+            raise InferenceError(f"{path}: trained on features {description['feature_names'][:4]}...; this "
+                                 f"inferencer has {self.feature_names[:4]}...")
+        method, network = _method(description["method"]), description["network"]
+        _check_estimator(method, network["model"])
+        embedding = network["embedding"]
+        if embedding == "custom":
+            if not isinstance(embedding_net, torch.nn.Module):
+                raise InferenceError(f"{path}: trained with a custom embedding net; pass a module of the same "
+                                     f"architecture: load_posterior(path, embedding_net=...)")
+            embedding = copy.deepcopy(embedding_net)
+        elif embedding is not None and method != "NLE":
+            embedding = self._embedding(embedding)
+        low, high = [float(v) for v in prior["low"]], [float(v) for v in prior["high"]]
+        log = list(prior["log"])
+        box = _box_prior(low, high, log)
+        x_o = torch.as_tensor(description["x_o"], dtype=torch.float32)
+        try:
+            builder = _builder(method, network["model"], network["kwargs"], embedding)
+            with _seeded(0):  # a stand-in batch of the training data's shapes; the weights replace what it set
+                estimator = builder(box.sample((_BUILD_BATCH,)), x_o + torch.randn(_BUILD_BATCH, x_o.numel()))
+            estimator.load_state_dict(weights)
+            estimator.eval()
+            posterior = _trainer(method, box, builder, "cpu", False).build_posterior(
+                density_estimator=estimator, prior=box, **description["posterior_kwargs"])
+        except (RuntimeError, TypeError, ValueError, NotImplementedError) as err:
+            raise InferenceError(f"{path}: the posterior it describes cannot be rebuilt with its weights "
+                                 f"({_first_line(err)}); {_REGENERATE}") from None
+        posterior.set_default_x(x_o)
+        self.posterior = posterior
+        self.prior = box
+        self.param_names = list(names)
+        self.bounds = {p: (lo, hi) for p, lo, hi in zip(names, low, high)}
+        self.log_scale = {p for p, is_log in zip(names, log) if is_log}
+        self.fixed = {p: float(v) for p, v in fixed.items()}
+        self.inference_method, self.inference = method, None
+        self._saved_as = {"method": method, "network": network, "posterior_kwargs": description["posterior_kwargs"]}
+        self._round = 1
+        return self.posterior
+
+    # --- plots and analysis -----------------------------------------------------------------------
+    def _per_parameter(self, values: dict | None, what: str, default=None) -> list | None:
+        if values is None:
+            return None
+        bad = [k for k in values if k not in self.param_names]
+        if bad:
+            raise InferenceError(f"{what}: {', '.join(bad)} not an inferred parameter ({', '.join(self.param_names)})")
+        return [values.get(p, default(p) if default else None) for p in self.param_names]
+
+    def _limits(self, limits: dict | None, fallback: bool = False):
+        if limits is None and not fallback:
+            return None
+        limits = limits or {}
+        rows = self._per_parameter(limits, "limits", default=lambda p: self.bounds[p])
+        return [[to_si(v, name=f"limits['{p}']") for v in row] for p, row in zip(self.param_names, rows)]
+
+    def _points(self, points):
+        if points is None or not isinstance(points, dict):
+            return points
+        values = self._per_parameter(points, "points")
+        missing = [p for p, v in zip(self.param_names, values) if v is None]
+        if missing:
+            raise InferenceError(f"points: missing value(s) for {', '.join(missing)}")
+        return np.array([[to_si(v, name="points") for v in values]])
+
+    def _subset(self, subset):
+        if subset is None:
+            return None
+        bad = [s for s in subset if s not in self.param_names]
+        if bad:
+            raise InferenceError(f"subset: {', '.join(bad)} not an inferred parameter ({', '.join(self.param_names)})")
+        return [self.param_names.index(s) for s in subset]
+
+    def _labels_ticks(self, labels, ticks):
+        labels = self._per_parameter(labels, "labels", default=lambda p: p) or list(self.param_names)
+        if ticks is not None:  # sbi needs ticks for every parameter: the others get their bounds
+            ticks = [[to_si(v, name=f"ticks['{p}']") for v in row] for p, row in
+                     zip(self.param_names, self._per_parameter(ticks, "ticks", default=lambda p: self.bounds[p]))]
+        return labels, ticks
+
+    def pairplot(self, samples=None, points=None, limits=None, subset=None, labels=None, ticks=None, **kwargs):
+        """``sbi.analysis.pairplot`` of posterior samples (default: the last ``sample``); points, limits,
+        labels, ticks are dicts keyed by parameter name (SI or quantity strings). Returns (fig, axes)."""
+        from sbi.analysis import pairplot
+        samples = self.samples if samples is None else samples
+        if samples is None:
+            raise InferenceError("pairplot: no samples; call sample(shape) first or pass samples=")
+        labels, ticks = self._labels_ticks(labels, ticks)
+        return pairplot(np.asarray(samples), points=self._points(points), limits=self._limits(limits),
+                        subset=self._subset(subset), labels=labels, ticks=ticks, **kwargs)
+
+    def _condition(self, condition) -> torch.Tensor:
+        if isinstance(condition, dict):
+            condition = self._points(condition)
+        return torch.as_tensor(np.atleast_2d(np.asarray(condition, dtype=np.float64)), dtype=torch.float32)
+
+    def conditional_pairplot(self, condition, density=None, points=None, limits=None, subset=None, labels=None,
+                             ticks=None, **kwargs):
+        """``sbi.analysis.conditional_pairplot``: slices of the posterior density through ``condition``
+        (array (1, n_parameters) or dict); limits default to the prior bounds. Returns (fig, axes)."""
+        from sbi.analysis import conditional_pairplot
+        labels, ticks = self._labels_ticks(labels, ticks)
+        return conditional_pairplot(self._posterior(density), self._condition(condition),
+                                    torch.tensor(self._limits(limits, fallback=True)), points=self._points(points),
+                                    subset=self._subset(subset), labels=labels, ticks=ticks, **kwargs)
+
+    def conditional_corrcoeff(self, condition, density=None, limits=None, subset=None, **kwargs) -> np.ndarray:
+        """``sbi.analysis.conditional_corrcoeff``: correlation matrix of parameter pairs with the others fixed
+        at ``condition``."""
+        from sbi.analysis import conditional_corrcoeff
+        matrix = conditional_corrcoeff(self._posterior(density), torch.tensor(self._limits(limits, fallback=True)),
+                                       self._condition(condition), subset=self._subset(subset), **kwargs)
+        return matrix.detach().cpu().numpy()
+
+    def generate_traces(self, n_samples: int = 1, posterior=None, output_var=None, param_init: dict | None = None,
+                        reduce: str | None = "mean", seed: int | None = None):
+        """Simulate every input trace with posterior samples. ``reduce="mean"`` (the manual's behaviour):
+        one simulation at the mean of ``n_samples`` samples → (n_traces, n_steps); ``reduce=None``: the
+        posterior predictive, one simulation per sample → (n_samples, n_traces, n_steps). output_var: a
+        variable, "spikes" (spike trains), or a list (→ dict); default: the outputs."""
+        if reduce not in ("mean", None):
+            raise InferenceError(f"reduce = {reduce!r} is not valid (valid: 'mean', None)")
+        seed = self.seed if seed is None else seed
+        samples = _draw(self._posterior(posterior), (int(n_samples),), seed, x=self.x_o)
+        theta = samples.mean(axis=0, keepdims=True) if reduce == "mean" else samples
+        names = ([*self.output] + ([SPIKES] if self.output_spikes is not None else [])) if output_var is None else \
+            ([output_var] if isinstance(output_var, str) else list(output_var))
+        record = [v for v in names if v != SPIKES]
+        bad = [v for v in record if v not in self.model.recordable()]
+        if bad:
+            raise InferenceError(f"output_var: {', '.join(bad)} not a variable of the model "
+                                 f"(recordable: {', '.join(self.model.recordable())}, or 'spikes')")
+        result = self._simulate(theta, record, SPIKES in names, seed, init={**self.param_init, **(param_init or {})})
+        out = {v: result.traces[v] for v in record}
+        if SPIKES in names:
+            out[SPIKES] = result.spikes
+        if reduce == "mean":
+            out = {k: v[0] for k, v in out.items()}
+        single = isinstance(output_var, str) or (output_var is None and len(names) == 1)
+        return out[names[0]] if single else out
+
+
+def _draw(distribution, shape: tuple, seed: int, x=None, **kwargs) -> np.ndarray:
+    """Seeded draws from a prior or an sbi posterior (given x; ``kwargs`` to its ``sample``), as float64 numpy."""
+    from sbi.inference.posteriors.base_posterior import NeuralPosterior
+    if isinstance(distribution, NeuralPosterior):
+        kwargs.setdefault("show_progress_bars", False)
+        if x is not None:
+            kwargs["x"] = torch.as_tensor(x, dtype=torch.float32)
+    with _seeded(seed):
+        samples = distribution.sample(shape, **kwargs)
+    return samples.detach().cpu().numpy().astype(np.float64)
+
+
+def _first_line(err: BaseException) -> str:
+    """The exception's type and the first sentence of its message (torch's run over lines and sentences)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0].split('. ')[0]}" if text else type(err).__name__
+
+
+def _pickle_stream(path) -> bytes:
+    """The pickle inside a torch file (data.pkl of its zip archive; the file itself in torch's legacy format)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            return archive.read(member) if member else b""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _written_by_old_neurofit(path) -> bool:
+    """Whether a file torch refused to load safely is a posterior of neurofit's old, pickled format: its
+    pickle is scanned (``pickletools.genops`` only parses opcodes, nothing runs) for the format name."""
+    try:
+        return any(arg == POSTERIOR_FORMAT for _, arg, _ in pickletools.genops(_pickle_stream(path)))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
+
+
+def _check_description(d) -> None:
+    """ValueError naming what a posterior file's description lacks (damage, or not written by
+    ``save_posterior``)."""
+    def need(ok, what):
+        if not ok:
+            raise ValueError(what)
+    number = (int, float)
+    need(isinstance(d, dict), "description is not a JSON object")
+    need(isinstance(d.get("method"), str), "no method")
+    network, prior = d.get("network"), d.get("prior")
+    need(isinstance(network, dict) and isinstance(network.get("model"), str)
+         and isinstance(network.get("kwargs"), dict) and isinstance(network.get("embedding", 0), (str, type(None))),
+         "no network settings")
+    need(isinstance(d.get("posterior_kwargs"), dict), "no posterior settings")
+    need(isinstance(prior, dict) and all(isinstance(prior.get(k), list) for k in ("names", "low", "high", "log")),
+         "no prior")
+    n = len(prior["names"])
+    need(n > 0 and all(len(prior[k]) == n for k in ("low", "high", "log"))
+         and all(isinstance(v, str) for v in prior["names"])
+         and all(isinstance(v, number) for v in prior["low"] + prior["high"])
+         and all(isinstance(v, bool) for v in prior["log"]), "prior names, lows, highs and log flags do not match")
+    need(isinstance(d.get("fixed"), dict) and all(isinstance(v, number) for v in d["fixed"].values()),
+         "no fixed values")
+    names, x_o = d.get("feature_names"), d.get("x_o")
+    need(isinstance(names, list) and isinstance(x_o, list) and len(names) == len(x_o) > 0
+         and all(isinstance(v, number) for v in x_o), "feature names and x_o do not match")
+
+
+def _read_posterior(path) -> tuple[dict, dict]:
+    """(description, weights) of a posterior file, read without unpickling objects; InferenceError (one line)
+    for files of the old pickled format, foreign or damaged files."""
+    with open(path, "rb") as f:  # a missing or unreadable file: the OSError names it
+        try:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # objects that are not plain data (or bytes that are no pickle at all)
+            if _written_by_old_neurofit(path):
+                raise InferenceError(f"{path}: written by an older neurofit (pickled Python objects), not loaded "
+                                     f"for safety; {_REGENERATE}") from None
+            raise InferenceError(f"{path}: holds pickled Python objects or is damaged, not loaded for safety; not "
+                                 f"a neurofit posterior (written by Inferencer.save_posterior)") from None
+        except Exception as err:  # torch raises RuntimeError, OSError, KeyError ... on bytes it cannot read
+            raise InferenceError(f"{path}: damaged or not a torch file ({_first_line(err)}); "
+                                 f"{_REGENERATE}") from None
+    if not isinstance(state, dict) or state.get("format") != POSTERIOR_FORMAT:
+        raise InferenceError(f"{path}: not a neurofit posterior (written by Inferencer.save_posterior)")
+    if state.get("version") != POSTERIOR_VERSION:
+        raise InferenceError(f"{path}: posterior format version {state.get('version')!r}, this neurofit reads "
+                             f"version {POSTERIOR_VERSION}; {_REGENERATE}")
+    weights = state.get("weights")
+    try:
+        description = json.loads(state.get("description"))
+        _check_description(description)
+        if not (isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values())):
+            raise ValueError("no network weights")
+    except (TypeError, ValueError) as err:
+        raise InferenceError(f"{path}: damaged neurofit posterior ({err}); {_REGENERATE}") from None
+    return description, weights
+
+
+def chunk_range(n_samples: int, chunk: int, n_chunks: int) -> tuple[int, int]:
+    """Rows [start, stop) of chunk ``chunk`` of ``n_samples`` split into ``n_chunks`` near-equal parts."""
+    if n_chunks < 1 or not 0 <= chunk < n_chunks:
+        raise InferenceError(f"chunk = {chunk} of n_chunks = {n_chunks}: need n_chunks >= 1 and 0 <= chunk < n_chunks")
+    return chunk * n_samples // n_chunks, (chunk + 1) * n_samples // n_chunks

@@ -1,0 +1,697 @@
+"""A study's ``fit`` section → fitter, metric and optimizers; one fit, one refine, their files and summary.
+
+The workflow runs ``neurofit fit`` once per (optimizer, seed) of a study, ``neurofit refine`` once per
+fit, then ``neurofit summarize`` / ``neurofit plot-fit`` over all of them. The commands are thin; the
+work is here::
+
+    study = Study.load("hh_tutorial", path="config/config.yaml")
+    plan = FitPlan(study)                      # checks the section (one-line ConfigError naming the key)
+    run = run_fit(plan, study.dataset(), "DE", seed=1, checkpoint="fit/DE_1/checkpoint.pkl")
+    write_fit(run, "fit/DE_1/fit.json", "fit/DE_1/history.parquet")
+    refined = run_refine(plan, study.dataset(), read_fit("fit/DE_1/fit.json"), read_history(...))
+
+Checkpoints: ``run_fit`` hands ``checkpoint=`` to ``Fitter.fit``, which saves the optimizer state and
+history after every round, so a killed job started again resumes and ends with the same numbers as
+an uninterrupted one. A small ``<checkpoint>.json`` beside it holds a fingerprint of everything that
+determines the fit (fit settings, model, data, optimizer, seed); a checkpoint written for other
+settings is discarded instead of resumed. ``discard_checkpoint`` removes both once the results are
+written (a forced re-run then recomputes the fit instead of reloading its end state).
+"""
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.files import atomic_write_bytes, atomic_write_json, check_memory
+from ..fitting.bounds import BoundsError, parse_bounds
+from ..fitting.metrics import first_step
+from ..units import TIME, UnitError, to_si
+from .study import SCHEMA, ConfigError, Study
+
+FIT_FORMAT = "neurofit.fit"
+REFINED_FORMAT = "neurofit.refined"
+FORMAT_VERSION = 1
+#: Metric keys that belong to one metric only; giving them a non-default value for another is an error.
+METRIC_KEYS = {"mse": ("t_start", "normalization"), "gamma": ("t_start", "delta", "time", "rate_correction"),
+               "feature": ("stim_times", "features", "weights")}
+METRIC_DEFAULTS = {key: prop.get("default") for key, prop in
+                   SCHEMA["$defs"]["study"]["properties"]["fit"]["properties"]["metric"]["properties"].items()
+                   if key != "name"}
+METRICS_OF = {"trace": ("mse", "feature"), "online": ("mse",), "spike": ("gamma",)}
+SKOPT_ONLY = ("n_initial_points", "acq_func")
+#: nevergrad methods known without importing nevergrad (1.5 s, on every Snakefile parse); others are looked
+#: up in its registry.
+COMMON_NEVERGRAD = ("DE", "TwoPointsDE", "CMA", "PSO", "NGOpt", "OnePlusOne")
+#: Candidates a trial optimizer asks to check a fit's settings (two: one-at-a-time methods still fail).
+TRIAL_POPULATION = 2
+
+
+def run_names(fit_section: dict) -> list[tuple[str, int]]:
+    """(optimizer label, seed) of every fit job of a (validated) fit section, optimizers first."""
+    return [(optimizer_label(o), int(seed)) for o in fit_section["optimizers"] for seed in fit_section["seeds"]]
+
+
+def optimizer_label(spec: dict) -> str:
+    return spec.get("label") or spec["name"]
+
+
+def refine_enabled(fit_section: dict) -> bool:
+    """Whether the fits of this (validated) section are refined (null: trace and online fits are)."""
+    enabled = fit_section["refine"]["enabled"]
+    return fit_section["kind"] != "spike" if enabled is None else bool(enabled)
+
+
+@dataclass
+class OptimizerSpec:
+    """One entry of ``fit.optimizers``."""
+
+    index: int
+    label: str
+    library: str
+    name: str
+    n_initial_points: int | None = None
+    acq_func: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def build(self, seed: int):
+        """A fresh optimizer of this spec seeded with ``seed``."""
+        from ..fitting.optimizers import NevergradOptimizer, SkoptOptimizer
+
+        if self.library == "nevergrad":
+            return NevergradOptimizer(self.name, seed=seed, **self.options)
+        extra = {k: v for k, v in (("n_initial_points", self.n_initial_points), ("acq_func", self.acq_func))
+                 if v is not None}
+        return SkoptOptimizer(self.name, random_state=seed, **extra, **self.options)
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "library": self.library, "name": self.name,
+                "n_initial_points": self.n_initial_points, "acq_func": self.acq_func, "options": self.options}
+
+
+class FitPlan:
+    """The checked ``fit`` section of a study: model with fixed parameters, bounds, metric, optimizers.
+
+    Construction checks what needs no data and no optimizer library (parameter names, units, bounds,
+    metric choice, optimizer labels); ``check(dataset)`` adds the data and builds every optimizer once.
+    Every mistake is a ``ConfigError`` whose message starts with the key path.
+    """
+
+    def __init__(self, study: Study, model=None):
+        self.study = study
+        section = study.section.get("fit")
+        if section is None:
+            raise ConfigError(f"{study.where('fit')}: missing (this study has no fit section)")
+        self.section = section
+        self.kind = section["kind"]
+        base = model if model is not None else study.model()
+        self.fixed = self._fixed(base)
+        self.model = base.fix(self.fixed) if self.fixed else base
+        self.parameters = [p for p in self.model.parameters if p != "iteration"]
+        self.bounds, self.log_scale = self._bounds()
+        self.units = {p: str(self.model.dimensions[p]) for p in self.parameters if p in self.model.dimensions}
+        self.metric_settings = self._metric_settings()
+        self.optimizers = self._optimizers()
+        n = section["n_samples"]
+        check_memory(self.where("n_samples"), 8.0 * n * (len(self.parameters) + 1),
+                     f"{n} candidates of {len(self.parameters)} parameters")
+        self.init = study.initial_values(self.model, section["init"], ("fit", "init"))
+        spec = study.builtin
+        self.method = section["method"] or (spec.method if spec is not None else None)
+        self.refine = dict(section["refine"], enabled=refine_enabled(section))
+        if section["refine"]["enabled"] and self.kind == "spike":
+            raise ConfigError(f"{self.where('refine', 'enabled')}: spike fits cannot be refined (least squares "
+                              f"needs traces); set it to false or null")
+        if self.kind == "spike" and self.model.threshold is None:
+            raise ConfigError(f"{study.where('model', 'threshold')}: a spike fit needs the model's spike condition "
+                              f"(e.g. threshold: v > -20*mV, with refractory: v > -20*mV for a Hodgkin-Huxley model)")
+        bad = [o for o in (section["outputs"] or []) if o not in self.model.recordable()]
+        if bad:
+            raise ConfigError(f"{self.where('outputs')}: {bad[0]} is not a variable of the model "
+                              f"(variables: {', '.join(self.model.recordable())})")
+        self.ground_truth = self._ground_truth(base)
+
+    def where(self, *keys) -> str:
+        return self.study.where("fit", *keys)
+
+    # --- checks of the section ----------------------------------------------------------------------
+    def _fixed(self, model) -> dict:
+        fixed = {}
+        for name, value in self.section["fixed"].items():
+            if name not in model.parameters:
+                raise ConfigError(f"{self.where('fixed', name)}: not a parameter of the model "
+                                  f"(parameters: {', '.join(model.parameters) or 'none'})")
+            if name in self.section["bounds"]:
+                raise ConfigError(f"{self.where('fixed', name)}: also has bounds; a parameter is either "
+                                  f"fitted (bounds) or held fixed (fixed)")
+            fixed[name] = self.study.quantity(value, model, name, ("fit", "fixed", name))
+        return fixed
+
+    def _bounds(self) -> tuple[dict, set]:
+        try:
+            space = parse_bounds(self.section["bounds"], self.parameters, require_all=False,
+                                 dimensions=self.model.dimensions, where=lambda name: self.where("bounds", name))
+        except BoundsError as err:
+            raise ConfigError(str(err)) from None
+        missing = [p for p in self.parameters if p not in space.free]
+        if missing:
+            raise ConfigError(f"{self.where('bounds')}: no bounds for {', '.join(missing)}; give "
+                              f"{missing[0]}: [low, high] or hold it fixed under fit.fixed")
+        return {p: space.free[p] for p in self.parameters}, space.log_scale
+
+    def _metric_settings(self) -> dict:
+        m = dict(self.section["metric"])
+        name = m["name"] or ("gamma" if self.kind == "spike" else "mse")
+        if name not in METRICS_OF[self.kind]:
+            raise ConfigError(f"{self.where('metric', 'name')}: metric '{name}' does not work with kind "
+                              f"'{self.kind}' (valid: {', '.join(METRICS_OF[self.kind])})")
+        for key, default in METRIC_DEFAULTS.items():
+            if key not in METRIC_KEYS[name] and m.get(key, default) != default:
+                owners = [k for k, keys in METRIC_KEYS.items() if key in keys]
+                raise ConfigError(f"{self.where('metric', key)}: only for metric {' or '.join(owners)} "
+                                  f"(this fit uses {name})")
+        if name == "gamma" and m["delta"] is None:
+            raise ConfigError(f"{self.where('metric', 'delta')}: missing; the gamma factor needs its coincidence "
+                              f"window (e.g. delta: 2 ms)")
+        if name == "feature":
+            for key in ("stim_times", "features"):
+                if m[key] is None:
+                    raise ConfigError(f"{self.where('metric', key)}: missing (required for metric feature)")
+            self._check_efel_features(m["features"], m["weights"])
+        for key in ("t_start", "delta", "time"):
+            if m.get(key) is not None:
+                value = m[key]
+                try:
+                    to_si(value, TIME if isinstance(value, str) else None, name=self.where("metric", key))
+                except UnitError as err:
+                    raise ConfigError(str(err)) from None
+        m["name"] = name
+        return {k: m[k] for k in ("name", *METRIC_KEYS[name])}
+
+    def _check_efel_features(self, features: list, weights: dict) -> None:
+        """ConfigError naming fit.metric.features (or .weights) for a name that is not an eFEL feature."""
+        import difflib
+
+        import efel
+
+        known = set(efel.get_feature_names())
+        for k, feature in enumerate(features):
+            if feature not in known:
+                close = difflib.get_close_matches(feature, known, n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else "see efel.get_feature_names()"
+                raise ConfigError(f"{self.where('metric', 'features', str(k))}: unknown eFEL feature '{feature}' "
+                                  f"({hint})")
+        for feature in weights:
+            if feature not in features:
+                raise ConfigError(f"{self.where('metric', 'weights', feature)}: not one of metric.features "
+                                  f"({', '.join(features)})")
+
+    def _optimizers(self) -> list[OptimizerSpec]:
+        specs, seen = [], {}
+        for i, o in enumerate(self.section["optimizers"]):
+            label = optimizer_label(o)
+            if label in seen:
+                raise ConfigError(f"{self.where('optimizers', str(i), 'label')}: '{label}' is also the label of "
+                                  f"optimizers.{seen[label]}; give each a different label")
+            seen[label] = i
+            if o["library"] != "skopt":
+                given = [k for k in SKOPT_ONLY if o.get(k) is not None]
+                if given:
+                    raise ConfigError(f"{self.where('optimizers', str(i), given[0])}: only for library skopt")
+            self._check_method(i, o["library"], o["name"])
+            specs.append(OptimizerSpec(i, label, o["library"], o["name"], o.get("n_initial_points"),
+                                       o.get("acq_func"), dict(o.get("options") or {})))
+        return specs
+
+    def _check_method(self, index: int, library: str, name: str) -> None:
+        """ConfigError naming fit.optimizers.<index>.name unless ``library`` has the method ``name``."""
+        from ..fitting.optimizers import _SKOPT_METHODS
+
+        if library == "skopt":
+            if name.upper() not in _SKOPT_METHODS:
+                raise ConfigError(f"{self.where('optimizers', str(index), 'name')}: unknown skopt method '{name}' "
+                                  f"(valid: {', '.join(_SKOPT_METHODS)})")
+            return
+        if name in COMMON_NEVERGRAD:
+            return
+        from nevergrad.optimization import registry
+
+        if name in registry:
+            return
+        import difflib
+
+        close = difflib.get_close_matches(name, list(registry), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        if name.upper() in _SKOPT_METHODS:
+            hint = f"for scikit-optimize's {name.upper()} add library: skopt; "
+        raise ConfigError(f"{self.where('optimizers', str(index), 'name')}: unknown nevergrad method '{name}' "
+                          f"({hint}valid names include {', '.join(COMMON_NEVERGRAD)}; all: "
+                          f"sorted(nevergrad.optimizers.registry))")
+
+    def _ground_truth(self, base) -> dict:
+        truth = {}
+        for name, value in self.study.section["ground_truth"].items():
+            if name not in base.parameters:
+                raise ConfigError(f"{self.study.where('ground_truth', name)}: not a parameter of the model "
+                                  f"(parameters: {', '.join(base.parameters) or 'none'})")
+            truth[name] = self.study.quantity(value, base, name, ("ground_truth", name))
+        return truth
+
+    # --- what the commands use ----------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return [o.label for o in self.optimizers]
+
+    @property
+    def runs(self) -> list[tuple[str, int]]:
+        return run_names(self.section)
+
+    @property
+    def noise_floor(self) -> float | None:
+        return self.section["noise_floor"]
+
+    def optimizer(self, label: str) -> OptimizerSpec:
+        for spec in self.optimizers:
+            if spec.label == label:
+                return spec
+        raise ConfigError(f"{self.where('optimizers')}: no optimizer labelled '{label}' "
+                          f"(labels: {', '.join(self.labels)})")
+
+    def output_units(self, outputs) -> dict:
+        """SI unit names of the fitted outputs (spike fits: none)."""
+        return {o: str(self.model.dimensions[o]) for o in outputs if o in self.model.dimensions}
+
+    def fit_bounds(self) -> dict:
+        """Bounds as ``fit()`` keyword arguments: name → [low, high, 'log' | 'linear'] (SI)."""
+        return {p: [lo, hi, "log" if p in self.log_scale else "linear"] for p, (lo, hi) in self.bounds.items()}
+
+    def outputs(self, dataset) -> list[str]:
+        """Recorded outputs the fit compares with (trace fits)."""
+        chosen = self.section["outputs"]
+        if chosen is not None:
+            missing = [o for o in chosen if o not in dataset.outputs]
+            if missing:
+                raise ConfigError(f"{self.where('outputs')}: {missing[0]} is not a recorded output "
+                                  f"(recorded: {', '.join(dataset.outputs) or 'none'})")
+            return list(chosen)
+        found = [o for o in dataset.outputs if o in self.model.recordable()]
+        if not found:
+            raise ConfigError(f"{self.study.where('data', 'outputs')}: a fit needs a recorded output the model "
+                              f"has (model variables: {', '.join(self.model.recordable())}; recorded: "
+                              f"{', '.join(dataset.outputs) or 'none'})")
+        return found
+
+    def spike_trains(self, dataset) -> list:
+        """Recorded spike trains (one array of times per trace) of a spike fit."""
+        if dataset.spikes:
+            return list(next(iter(dataset.spikes.values())))
+        threshold = self.section["spike_threshold"]
+        if threshold is None:
+            raise ConfigError(f"{self.where('spike_threshold')}: missing; a spike fit needs spike times - give the "
+                              f"value whose upward crossing by the recorded {next(iter(dataset.outputs), 'output')} "
+                              f"is a spike (e.g. 0 mV)")
+        if not dataset.outputs:
+            raise ConfigError(f"{self.study.where('data', 'outputs')}: a spike fit needs a recorded output")
+        var = (self.section["outputs"] or list(dataset.outputs))[0]
+        value = self.study.quantity(threshold, self.model, var, ("fit", "spike_threshold"))
+        return [spike_times(trace, dataset.dt, value) for trace in dataset.outputs[var]]
+
+    def metric(self, dataset):
+        """The metric object of the section."""
+        from ..fitting.metrics import FeatureMetric, GammaFactor, MSEMetric
+
+        m = self.metric_settings
+        try:
+            if m["name"] == "mse":
+                return MSEMetric(t_start=m["t_start"], normalization=m["normalization"])
+            if m["name"] == "gamma":
+                duration = m["time"] if m["time"] is not None else dataset.duration
+                return GammaFactor(delta=m["delta"], time=duration, rate_correction=m["rate_correction"],
+                                   t_start=m["t_start"])
+            stims = m["stim_times"]
+            pairs = stims if stims and isinstance(stims[0], (list, tuple)) else [stims]
+            return FeatureMetric(stim_times=pairs, feat_list=m["features"], weights=m["weights"])
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{self.where('metric')}: {' '.join(str(err).split())}") from None
+
+    def fitter(self, dataset, seed: int | None = None):
+        """A TraceFitter / OnlineTraceFitter / SpikeFitter on ``dataset`` (noise seed ``seed``)."""
+        from ..fitting.fitters import OnlineTraceFitter, SpikeFitter, TraceFitter
+
+        if self.kind == "spike":
+            output = self.spike_trains(dataset)
+        else:
+            output = {o: dataset.outputs[o] for o in self.outputs(dataset)}
+        targets = {f"{o}_target" for o in dataset.outputs}
+        missing = [i for i in self.model.inputs if i not in dataset.inputs and i not in targets]
+        if missing:
+            raise ConfigError(f"{self.study.where('data', 'inputs')}: the model needs input(s) {', '.join(missing)} "
+                              f"(given: {', '.join(dataset.inputs) or 'none'})")
+        inputs = {i: dataset.inputs[i] for i in self.model.inputs if i in dataset.inputs} or dict(dataset.inputs)
+        if self.kind == "trace":  # online and spike fits keep no traces of the population
+            self.check_memory(dataset, len(output))
+        cls = {"trace": TraceFitter, "online": OnlineTraceFitter, "spike": SpikeFitter}[self.kind]
+        return cls(model=self.model, input=inputs, output=output, dt=dataset.dt, n_samples=self.section["n_samples"],
+                   method=self.method, param_init=self.init, backend=self.section["backend"],
+                   dtype=self.section["dtype"], seed=seed)
+
+    def check_memory(self, dataset, n_outputs: int) -> None:
+        """ConfigError naming fit.n_samples unless a round's population arrays of a trace fit - n_samples
+        candidates x n_traces x n_steps samples of each of ``n_outputs`` recorded variables, plus one such
+        array for the metric's difference from the data - fit in the memory available."""
+        n = self.section["n_samples"]
+        check_memory(self.where("n_samples"), 8.0 * n * dataset.n_traces * dataset.n_steps * (n_outputs + 1),
+                     f"{n} candidates x {dataset.n_traces} traces x {dataset.n_steps} steps x {n_outputs} output(s)")
+
+    def build_optimizer(self, label: str, seed: int, trial: bool = True):
+        """A fresh optimizer ``label`` seeded with ``seed``. With ``trial``, a twin first asks a small round
+        (at most TRIAL_POPULATION candidates: checking a config never builds a full population), so that a
+        bad method name, option or a one-at-a-time method is a ConfigError naming the optimizer's key, not an
+        error in the middle of the fit."""
+        spec = self.optimizer(label)
+        keys = ("optimizers", str(spec.index))
+        try:
+            if trial:
+                popsize = min(self.section["n_samples"], TRIAL_POPULATION)
+                twin = spec.build(seed)
+                twin.initialize(self.parameters, self.bounds, log_scale=self.log_scale, popsize=popsize)
+                twin.ask(popsize)
+            return spec.build(seed)
+        except (ValueError, TypeError, RuntimeError) as err:
+            key = "name" if "unknown" in str(err) and spec.name in str(err) else None
+            where = self.where(*keys, key) if key else self.where(*keys)
+            raise ConfigError(f"{where}: {' '.join(str(err).split())}") from None
+
+    def check(self, dataset) -> None:
+        """Everything a fit job would trip over, before any fit job runs: data, metric, every optimizer."""
+        self.fitter(dataset)
+        self.metric(dataset)
+        for spec in self.optimizers:
+            self.build_optimizer(spec.label, 0)
+
+    def fingerprint(self, dataset, label: str, seed: int) -> str:
+        """Hash of everything that determines the fit of (label, seed): a checkpoint is resumed only if equal."""
+        from .. import __version__
+
+        section = {k: v for k, v in self.section.items() if k not in ("refine", "noise_floor")}
+        digest = hashlib.sha256()
+        digest.update(json.dumps({"fit": section, "model": self.model.content_hash, "label": label, "seed": seed,
+                                  "optimizer": self.optimizer(label).as_dict(), "neurofit": __version__},
+                                 sort_keys=True, default=str).encode())
+        digest.update(repr(float(dataset.dt)).encode())
+        for role, arrays in (("inputs", dataset.inputs), ("outputs", dataset.outputs)):
+            for name in sorted(arrays):
+                digest.update(f"{role}/{name}".encode())
+                digest.update(np.ascontiguousarray(arrays[name], dtype=np.float64).tobytes())
+        return digest.hexdigest()
+
+
+def spike_times(trace, dt: float, threshold: float, min_interval: float = 1e-3) -> np.ndarray:
+    """Times (s) of the upward crossings of ``threshold`` by ``trace`` (first sample at or above it).
+
+    A crossing less than ``min_interval`` after the last one counted is noise on the same spike (a
+    noisy trace can cross a threshold near its peak several times) and is skipped.
+    """
+    trace = np.asarray(trace, dtype=float)
+    above = trace >= threshold
+    crossings = (np.flatnonzero(above[1:] & ~above[:-1]) + 1) * float(dt)
+    kept = []
+    for t in crossings:
+        if not kept or t - kept[-1] >= min_interval:
+            kept.append(t)
+    return np.array(kept, dtype=float)
+
+
+# --- one fit --------------------------------------------------------------------------------------------
+
+@dataclass
+class FitRun:
+    """The outcome of ``run_fit``: the fit.json document and the history of every evaluation."""
+
+    doc: dict
+    history: "object"  # pandas.DataFrame
+
+
+def _finite_or_none(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _checkpoint_key(checkpoint) -> Path:
+    return Path(f"{checkpoint}.json")
+
+
+def prepare_checkpoint(checkpoint, fingerprint: str, log=None) -> bool:
+    """Keep ``checkpoint`` only if it was written for ``fingerprint``; record the fingerprint beside it.
+    Returns True if an existing checkpoint will be resumed."""
+    checkpoint = Path(checkpoint)
+    key = _checkpoint_key(checkpoint)
+    resumable = False
+    if checkpoint.exists():
+        try:
+            resumable = json.loads(key.read_text())["fingerprint"] == fingerprint
+        except (OSError, ValueError, KeyError, TypeError):
+            resumable = False
+        if not resumable:
+            checkpoint.unlink()
+            if log:
+                log(f"checkpoint {checkpoint} was written for other settings: starting over")
+    atomic_write_json(key, {"fingerprint": fingerprint})
+    return resumable
+
+
+def discard_checkpoint(checkpoint) -> None:
+    """Remove a checkpoint and its fingerprint (after the fit's results are written)."""
+    for path in (Path(checkpoint), _checkpoint_key(checkpoint)):
+        if path.exists():
+            path.unlink()
+
+
+def run_fit(plan: FitPlan, dataset, label: str, seed: int, checkpoint=None, log=None) -> FitRun:
+    """Run the fit of optimizer ``label`` with ``seed`` (resuming ``checkpoint`` if it holds this fit)."""
+    spec = plan.optimizer(label)
+    fitter = plan.fitter(dataset, seed=seed)
+    metric = plan.metric(dataset)
+    optimizer = plan.build_optimizer(label, seed)
+    n_rounds = plan.section["n_rounds"]
+    if checkpoint is not None:
+        Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+        if prepare_checkpoint(checkpoint, plan.fingerprint(dataset, label, seed), log) and log:
+            log(f"resuming from checkpoint {checkpoint}")
+    rounds_run = []
+
+    def callback(params, errors, best_params, best_error, index, info):
+        rounds_run.append(index)
+        if log:
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in best_params.items())
+            log(f"round {index + 1}/{n_rounds}: best error {best_error:.6g} ({shown})")
+
+    start = time.perf_counter()
+    fitter.fit(optimizer=optimizer, metric=metric, n_rounds=n_rounds, callback=callback,
+               checkpoint=None if checkpoint is None else str(checkpoint), **plan.fit_bounds())
+    wall = time.perf_counter() - start
+    history = fitter.results(format="dataframe")
+    history.insert(0, "evaluation", np.arange(len(history), dtype=np.int64))
+    history["round"] = history["round"].astype(np.int64)
+    history = history[["evaluation", "round", *fitter.parameter_names, "error"]]
+    per_round = history.groupby("round")["error"].min().sort_index().to_numpy()
+    best_so_far = np.minimum.accumulate(per_round) if per_round.size else per_round
+    rounds_done = int(per_round.size)
+    doc = {
+        "format": FIT_FORMAT, "version": FORMAT_VERSION,
+        "study": plan.study.name, "optimizer": spec.as_dict(), "seed": int(seed), "kind": plan.kind,
+        "metric": plan.metric_settings, "parameters": list(fitter.parameter_names),
+        "outputs": list(fitter.output), "units": {**plan.units, **plan.output_units(fitter.output)},
+        "bounds": {p: list(b) for p, b in plan.bounds.items()}, "log_scale": sorted(plan.log_scale),
+        "fixed": plan.fixed, "n_samples": plan.section["n_samples"], "n_rounds": n_rounds,
+        "rounds_done": rounds_done, "n_evaluations": int(len(history)),
+        "best_params": {p: float(v) for p, v in fitter.best_params.items()},
+        "best_error": _finite_or_none(fitter.best_error),
+        "best_error_per_round": [_finite_or_none(e) for e in best_so_far],
+        "history": None,
+        # not reproducible numbers: the time of this run (a resumed run counts its own rounds only)
+        "wall_time_s": round(wall, 6),
+        "resumed_from_round": int(rounds_run[0]) if rounds_run else rounds_done,
+    }
+    return FitRun(doc, history)
+
+
+def history_bytes(history) -> bytes:
+    """The history as Parquet bytes (the same numbers give the same bytes)."""
+    buffer = _io.BytesIO()
+    history.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
+    return buffer.getvalue()
+
+
+def write_fit(run: FitRun, fit_path, history_path) -> None:
+    """Write fit.json and history.parquet atomically (the history first: fit.json names it)."""
+    fit_path, history_path = Path(fit_path), Path(history_path)
+    atomic_write_bytes(history_path, history_bytes(run.history))
+    doc = dict(run.doc)
+    doc["history"] = os.path.relpath(history_path, fit_path.parent)
+    atomic_write_json(fit_path, doc)
+
+
+def read_fit(path) -> dict:
+    """A fit.json written by ``write_fit``."""
+    return _read_result(path, FIT_FORMAT, "a fit result")
+
+
+def read_refined(path) -> dict:
+    """A refined.json written by the refine command."""
+    return _read_result(path, REFINED_FORMAT, "a refine result")
+
+
+def _read_result(path, expected_format: str, what: str) -> dict:
+    doc = _read_json(path)
+    if doc.get("format") != expected_format:
+        raise ConfigError(f"{path}: not {what} (format {doc.get('format')!r}; expected {expected_format!r})")
+    doc["_path"] = str(path)
+    return doc
+
+
+def _read_json(path) -> dict:
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+
+
+def history_path_of(fit_doc: dict) -> Path:
+    """The history.parquet a fit.json names (relative to the fit.json)."""
+    return Path(fit_doc["_path"]).parent / (fit_doc.get("history") or "history.parquet")
+
+
+def read_history(path):
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: file not found")
+    return pd.read_parquet(path)
+
+
+# --- refine -----------------------------------------------------------------------------------------------
+
+def _restore(plan: FitPlan, fitter, fit_doc: dict, history, dataset) -> None:
+    """Give a fresh fitter the state ``refine`` reads from a finished fit: bounds, metric, history, best."""
+    if list(fit_doc["parameters"]) != list(fitter.parameter_names) or \
+            {p: tuple(b) for p, b in fit_doc["bounds"].items()} != plan.bounds:
+        raise ConfigError(f"{fit_doc['_path']}: written for other fit settings (parameters or bounds differ "
+                          f"from {plan.where('bounds')}); run neurofit fit again")
+    columns = [*fitter.parameter_names, "error", "round"]
+    fitter.restore(plan.bounds, plan.metric(dataset),
+                   [{k: (int(v) if k == "round" else float(v)) for k, v in row.items()}
+                    for row in history[columns].to_dict("records")], log_scale=plan.log_scale)
+
+
+def mse(fitter, params: dict, t_start: float = 0.0) -> float:
+    """Mean squared error (SI units squared, summed over the fitted outputs) of ``params`` from ``t_start``."""
+    traces = fitter.generate(output_var=list(fitter.output), params=params)
+    start = first_step(t_start, fitter.dt)
+    total = 0.0
+    for var, data in fitter.output.items():
+        diff = np.asarray(traces[var])[:, start:] - data[:, start:]
+        value = float(np.mean(diff ** 2))
+        total += value if math.isfinite(value) else math.inf
+    return total
+
+
+def run_refine(plan: FitPlan, dataset, fit_doc: dict, history, noise_floor: float | None = None, log=None) -> dict:
+    """Refine a finished fit (``fit_doc`` + its history) by least squares; the refined.json document."""
+    if plan.kind == "spike":
+        raise ConfigError(f"{plan.where('kind')}: spike fits cannot be refined (least squares needs traces)")
+    fitter = plan.fitter(dataset, seed=fit_doc["seed"])
+    _restore(plan, fitter, fit_doc, history, dataset)
+    settings = plan.refine
+    extra = {"max_nfev": settings["max_nfev"]} if settings["max_nfev"] else {}
+    t_start = to_si(plan.metric_settings.get("t_start", 0) or 0, name="t_start")
+    start = time.perf_counter()
+    params, result = fitter.refine(calc_gradient=settings["calc_gradient"], n_starts=settings["n_starts"], **extra)
+    wall = time.perf_counter() - start
+    mse_fit = mse(fitter, fit_doc["best_params"], t_start)
+    mse_refined = mse(fitter, params, t_start)
+    if noise_floor is None:
+        noise_floor = plan.noise_floor
+    doc = {
+        "format": REFINED_FORMAT, "version": FORMAT_VERSION,
+        "study": plan.study.name, "optimizer": fit_doc["optimizer"]["label"], "seed": fit_doc["seed"],
+        "parameters": list(fitter.parameter_names), "units": plan.units,
+        "params": {p: float(v) for p, v in params.items()},
+        "fit_params": dict(fit_doc["best_params"]),
+        "mse": _finite_or_none(mse_refined), "mse_fit": _finite_or_none(mse_fit), "t_start": t_start,
+        "cost": _finite_or_none(float(np.mean(result.fun ** 2))),
+        "noise_floor": noise_floor,
+        "ratio_to_floor": _finite_or_none(mse_refined / noise_floor) if noise_floor else None,
+        "ratio_to_floor_fit": _finite_or_none(mse_fit / noise_floor) if noise_floor else None,
+        "calc_gradient": settings["calc_gradient"], "n_starts": settings["n_starts"],
+        # of the best start; "simulations" counts every start (residuals and Jacobians)
+        "nfev": int(result.nfev), "njev": None if result.njev is None else int(result.njev),
+        "simulations": fitter.refine_evaluations,
+        "status": int(result.status), "message": str(result.message),
+        "wall_time_s": round(wall, 6),
+    }
+    if log:
+        ratio = f" = {doc['ratio_to_floor']:.4f} x noise floor" if doc["ratio_to_floor"] is not None else ""
+        log(f"refined: MSE {mse_fit:.6g} -> {mse_refined:.6g}{ratio} ({result.nfev} evaluations, {wall:.2f} s)")
+    return doc
+
+
+# --- summary ----------------------------------------------------------------------------------------------
+
+def pair_runs(fit_docs: list, refined_docs: list) -> list[tuple[dict, dict | None]]:
+    """(fit, refined or None) per run, matched by (optimizer label, seed), in the order of ``fit_docs``."""
+    refined = {(d["optimizer"], d["seed"]): d for d in refined_docs}
+    return [(f, refined.get((f["optimizer"]["label"], f["seed"]))) for f in fit_docs]
+
+
+def summarize(fit_docs: list, refined_docs: list = (), ground_truth: dict | None = None):
+    """One row per (optimizer, seed): errors after fit and refine, evaluations, wall times, parameters
+    (fit, refined, ground truth and relative error of the final value). A pandas DataFrame."""
+    import pandas as pd
+
+    truth = ground_truth or {}
+    rows = []
+    for fit, ref in pair_runs(fit_docs, list(refined_docs)):
+        row = {"study": fit["study"], "optimizer": fit["optimizer"]["label"], "library": fit["optimizer"]["library"],
+               "method": fit["optimizer"]["name"], "seed": fit["seed"], "n_samples": fit["n_samples"],
+               "n_rounds": fit["rounds_done"], "n_evaluations": fit["n_evaluations"],
+               "fit_error": fit["best_error"], "fit_wall_time_s": fit["wall_time_s"],
+               "fit_mse": ref["mse_fit"] if ref else None,
+               "refined_mse": ref["mse"] if ref else None,
+               "noise_floor": ref["noise_floor"] if ref else None,
+               "refined_ratio_to_floor": ref["ratio_to_floor"] if ref else None,
+               "refine_nfev": ref["nfev"] if ref else None,
+               "refine_wall_time_s": ref["wall_time_s"] if ref else None}
+        for p in fit["parameters"]:
+            final = ref["params"][p] if ref else fit["best_params"][p]
+            row[f"{p}_fit"] = fit["best_params"][p]
+            row[f"{p}_refined"] = ref["params"][p] if ref else None
+            row[f"{p}_truth"] = truth.get(p)
+            row[f"{p}_rel_error"] = (final - truth[p]) / truth[p] if truth.get(p) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_run(fit_docs: list, refined_docs: list = ()) -> tuple[dict, dict | None]:
+    """The run with the lowest final error (refined MSE if refined, else the fit's error)."""
+    def final(pair):
+        fit, ref = pair
+        value = ref["mse"] if ref and ref["mse"] is not None else fit["best_error"]
+        return math.inf if value is None else value
+    pairs = pair_runs(fit_docs, list(refined_docs))
+    if not pairs:
+        raise ConfigError("no fit results given")
+    return min(pairs, key=final)
+
+
+def final_params(fit: dict, refined: dict | None) -> dict:
+    return dict(refined["params"]) if refined else dict(fit["best_params"])
