@@ -1,5 +1,9 @@
 # neurofit workflow: `snakemake --cores N` runs every study of the config (default: config/config.yaml).
-# Each stage lives in workflow/rules/<stage>.smk; every rule is a thin call of a `neurofit` subcommand.
+# Each stage lives in workflow/rules/<stage>.smk; every rule is a thin call of a `neurofit` subcommand and is named
+# after it ('-' -> '_'; a second rule of one subcommand has a suffix: prepare_config, simulate_training). The
+# prepare rules read the config files and write results/<study>/study.yaml, which every other rule reads.
+# The test study: `snakemake --cores 2 --directory .test` (.test/config/config.yaml); config/README.md lists the
+# config files.
 import os
 
 from snakemake.exceptions import WorkflowError
@@ -22,10 +26,12 @@ DEFAULT_CONFIG = "config/config.yaml"
 # naming the file and line ("config/config.yaml line 12: duplicate key 'fit' ..."). The --configfile files
 # are in workflow.configfiles; the default one is read by the directive below whenever it exists. (A syntax
 # error in a --configfile file stops Snakemake before the Snakefile, with Snakemake's own message.)
+# CONFIG_DOCS keeps each document: common.smk finds the files that define a study (its prepare job reads them).
+CONFIG_DOCS = {}
 for _path in dict.fromkeys([*map(str, workflow.configfiles), DEFAULT_CONFIG]):
     if os.path.isfile(_path):
         try:
-            read_config(_path)
+            CONFIG_DOCS[_path] = read_config(_path)[0]
         except ConfigError as err:
             config_error(str(err))
 

@@ -88,14 +88,18 @@ def test_same_config_gives_byte_identical_output(tiny, capsys):
 
 
 def test_prepare_then_simulate_and_plot(tiny, capsys):
-    _, config = tiny
-    status, _, err = run_cli(capsys, "prepare", "--config-json", json.dumps(config), "--study", "tiny",
+    tmp_path, config = tiny
+    config["studies"]["tiny"]["description"] = "a tiny LIF study"
+    write_yaml(tmp_path / "config.yaml", config)
+    status, _, err = run_cli(capsys, "prepare", "--config", "config.yaml", "--study", "tiny",
                              "--output-config", "r/study.yaml", "--output-data", "r/data.npz")
     assert status == 0, err
     frozen = yaml.safe_load(Path("r/study.yaml").read_text())
     assert frozen["studies"]["tiny"]["simulate"]["dtype"] == "float64"  # defaults filled in
+    assert "description" not in frozen["studies"]["tiny"]  # free text: no job reads it
     for out in ("r/study.yaml", "r/data.npz"):
         assert check_manifest(out) is None
+        assert set(read_manifest(out)["inputs"]) == {"config.yaml", "current_nA.csv"}
     status, _, err = run_cli(capsys, "simulate", "--config", "r/study.yaml", "--study", "tiny", "--data", "r/data.npz",
                              "--output", "r/sim.npz")
     assert status == 0, err
@@ -110,6 +114,57 @@ def test_prepare_then_simulate_and_plot(tiny, capsys):
     assert set(read_manifest("r/traces.png")["inputs"]) == {"r/sim.npz", "r/data.npz", "r/study.yaml"}
 
 
+def test_several_config_files_are_merged_in_order(tiny, capsys):
+    """--config A B: B's keys override A's at every depth (as Snakemake merges --configfile files); the
+    manifest names both; the description is not frozen, so it changes nothing."""
+    tmp_path, config = tiny
+    write_yaml(tmp_path / "more.yaml", {"studies": {"tiny": {"description": "another text",
+                                                             "simulate": {"params": {"C": "100 pF"}}}}})
+    status, _, err = run_cli(capsys, "prepare", "--config", "config.yaml", "more.yaml", "--study", "tiny",
+                             "--output-config", "m/study.yaml", "--output-data", "m/data.npz")
+    assert status == 0, err
+    section = yaml.safe_load(Path("m/study.yaml").read_text())["studies"]["tiny"]
+    assert section["simulate"]["params"] == {"gl": ["10 nS", "12 nS"], "C": "100 pF"}
+    assert "description" not in section
+    assert set(read_manifest("m/study.yaml")["inputs"]) == {"config.yaml", "more.yaml", "current_nA.csv"}
+    status, _, err = run_cli(capsys, "simulate", "--config", "m/study.yaml", "--study", "tiny", "--output", "m/s.npz")
+    assert status == 0, err
+    np.testing.assert_allclose(load_simulation("m/s.npz").params["C"], [100e-12], rtol=1e-15)
+
+
+def test_prepare_a_study_without_data(tmp_path, capsys, monkeypatch):
+    """A rate study has no model and no data: prepare writes only the frozen config (no --output-data)."""
+    monkeypatch.chdir(tmp_path)
+    write_yaml(tmp_path / "rate.yaml", {"studies": {"r": {"description": "text", "rate": {"w": 4.0}}}})
+    status, out, err = run_cli(capsys, "prepare", "--config", "rate.yaml", "--study", "r", "--output-config",
+                               "r/study.yaml")
+    assert status == 0, err
+    assert "-> r/study.yaml" in out and sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        "study.yaml", "study.yaml.manifest.json"]
+    section = yaml.safe_load(Path("r/study.yaml").read_text())["studies"]["r"]
+    assert section["rate"]["w"] == 4.0 and "description" not in section and check_manifest("r/study.yaml") is None
+    status, _, err = run_cli(capsys, "prepare", "--config", "rate.yaml", "--study", "r", "--output-config",
+                             "s/study.yaml", "--output-data", "s/data.npz")
+    assert status == 2 and "no model and no data: --output-data is not for it" in err, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_prepare_of_a_study_with_data_needs_output_data(tiny, capsys):
+    status, _, err = run_cli(capsys, "prepare", "--config", "config.yaml", "--study", "tiny", "--output-config",
+                             "n/study.yaml")
+    assert status == 2 and "study 'tiny' has a model and data: give --output-data NPZ" in err, err
+    assert not Path("n").exists()
+
+
+def test_config_as_json_text(tiny, capsys):
+    """--config-json TEXT: the config document as text, for scripts (the workflow passes files)."""
+    _, config = tiny
+    status, _, err = run_cli(capsys, "simulate", "--config-json", json.dumps(config), "--study", "tiny",
+                             "--output", "j.npz")
+    assert status == 0, err
+    assert read_manifest("j.npz")["inputs"] == {"current_nA.csv": sha256_file("current_nA.csv")}
+
+
 def _broken(config, change):
     config = json.loads(json.dumps(config))
     change(config["studies"]["tiny"])
@@ -121,7 +176,7 @@ BAD_CONFIGS = {
     "wrong type": (lambda s: s["simulate"].update(seed="one"), "studies.tiny.simulate.seed"),
     "unknown builtin": (lambda s: s["model"].update(builtin="lif2"), "studies.tiny.model.builtin: 'lif2' is not valid"),
     "unknown parameter": (lambda s: s["simulate"]["params"].update(g_x=1.0), "studies.tiny.simulate.params.g_x"),
-    "dimension": (lambda s: s["simulate"]["params"].update(C="150 mV"), "'150 mV' has units of volt, expected farad"),
+    "dimension": (lambda s: s["simulate"]["params"].update(C="150 mV"), "has units of volt, expected farad"),
     "unknown unit": (lambda s: s["data"]["inputs"]["I"].update(unit="nAmp"), "unknown unit 'nAmp'"),
     "missing file": (lambda s: s["data"]["inputs"]["I"].update(path="nope.csv"),
                      "studies.tiny.data.inputs.I.path: nope.csv: file not found"),

@@ -298,8 +298,8 @@ def test_dry_run_of_the_default_config_lists_the_fit_jobs():
             for name in ("fit.json", "history.parquet", "refined.json"):
                 assert f"results/hh_tutorial/fit/{label}_{seed}/{name}" in out, out
     jobs = job_counts(out)
-    assert {rule: jobs.get(rule) for rule in ("fit", "refine", "summarize_fits", "plot_fits")} == \
-        {"fit": 4, "refine": 4, "summarize_fits": 1, "plot_fits": 1}, out
+    assert {rule: jobs.get(rule) for rule in ("fit", "refine", "summarize", "plot_fit")} == \
+        {"fit": 4, "refine": 4, "summarize": 1, "plot_fit": 1}, out
     for path in ("results/hh_tutorial/summary/fits.csv", "results/hh_tutorial/figures/fit_convergence.png",
                  "results/hh_tutorial/figures/fit_parameters.png", "results/hh_tutorial/figures/fit_traces.png"):
         assert path in out
@@ -335,7 +335,7 @@ def test_full_run_of_a_tiny_fit_study(tmp_path):
                *(f"figures/fit_{kind}.png" for kind in ("convergence", "parameters", "traces"))]
     for output in outputs:
         assert check_manifest(study / output) is None, output
-    for log in ("fit/DE_1", "refine/DE_1", "summarize_fits", "plot_fits"):
+    for log in ("fit/DE_1", "refine/DE_1", "summarize", "plot_fit"):
         assert (study / "logs" / f"{log}.log").exists() and (study / "benchmarks" / f"{log}.tsv").exists()
     assert not (study / "fit" / "DE_1" / "checkpoint.pkl").exists()
     status, out = snakemake("--cores", "2", cwd=tmp_path)  # complete: nothing is recomputed

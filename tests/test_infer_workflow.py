@@ -181,7 +181,7 @@ def test_command_errors_are_one_line(commands, capsys, tmp_path):
     path = write_yaml(tmp_path / "no_infer.yaml", no_infer)
     status, _, err = run_cli(capsys, "simulate", "--config", path, "--study", "rate", "--chunk", 0,
                              "--output", tmp_path / "c.npz")
-    assert status == 2 and "studies.rate.infer: missing" in err
+    assert status == 2 and "studies.rate.infer: study 'rate' has no 'infer' section" in err
     assert not list(tmp_path.glob("c.npz*"))
 
 

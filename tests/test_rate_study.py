@@ -12,7 +12,7 @@ from neurofit.codegen.c_backend import compiler_works
 
 A, THETA = 1.2, 2.8
 
-# A small rate study (every key optional; see rate_study.DEFAULT_CONFIG for all keys and defaults).
+# A small rate study: every key of a config's rate section (the config schema holds their defaults).
 EXAMPLE_CONFIG = {
     "model": {"tau": 1.0, "a": 1.2, "theta": 2.8},     # tau in ms
     "w": 5.0, "I_ext": 0.5,                              # dr/dt, fixed points, trajectories
@@ -135,7 +135,8 @@ def test_fit_recovers_parameters_from_noisy_step_responses():
     I_ext = rate_study.step_protocol([0.5, 0.8, 1.0, 2.0], T=50.0, dt=0.1, start=5.0, stop=25.0)
     t, clean, noisy = rate_study.synthetic_traces(TRUE, I_ext, dt=0.1, noise_sd=0.02, seed=1)
     assert np.max(clean[2:, 200:250]) > 0.9 and np.max(clean[:2]) < 0.2  # both regimes are in the data
-    res = rate_study.fit_rate_model(t, I_ext, noisy, seed=1, n_samples=30, n_rounds=40, method="DE", refine=True)
+    res = rate_study.fit_rate_model(t, I_ext, noisy, EXAMPLE_CONFIG["fit"]["bounds"], seed=1, n_samples=30,
+                                    n_rounds=40, method="DE", refine=True)
     for name, value in TRUE.items():
         assert res["params"][name] == pytest.approx(value, rel=0.05), name
     assert res["error"] == pytest.approx(0.02 ** 2, rel=0.1)  # the residual is the noise
@@ -186,17 +187,18 @@ def test_rate_study_gathers_chunks_written_separately(tmp_path):
         rate_study.rate_study(other, tmp_path / "c", bifurcation_chunks=paths)
 
 
-def test_study_config_names_unknown_keys():
-    assert rate_study.study_config({})["w"] == 5.0
-    with pytest.raises(ValueError, match="unknown key 'gain'"):
-        rate_study.study_config({"gain": 1})
-    with pytest.raises(ValueError, match="ou.sigma_ou"):
-        rate_study.study_config({"ou": {"sigma_ou": 1}})
-    with pytest.raises(ValueError, match="model.w"):
-        rate_study.study_config({"model": {"w": 1}})
-    with pytest.raises(ValueError, match="fit.bounds.gain"):
-        rate_study.study_config({"fit": {"bounds": {"gain": [0, 1]}}})
-    cfg = rate_study.study_config({"fit": {"true_params": {"w": 4.0}, "bounds": {"w": [1.0, 8.0]}}})
-    assert cfg["fit"]["true_params"] == {**TRUE, "w": 4.0}  # nested mappings merge key by key
-    assert cfg["fit"]["bounds"] == {**rate_study.DEFAULT_FIT_BOUNDS, "w": [1.0, 8.0]}
-    assert rate_study.DEFAULT_CONFIG["fit"]["true_params"]["w"] == 5.0  # defaults untouched
+def test_the_schema_names_unknown_keys_and_fills_in_the_rest():
+    """The defaults and the valid keys of a rate study are the config schema's (no copy in rate_study)."""
+    from neurofit.workflow.study import ConfigError, validate_config
+
+    def rate(section):
+        return validate_config({"studies": {"r": {"rate": section}}})["studies"]["r"]["rate"]
+
+    assert rate({})["w"] == 5.0
+    for section, key in (({"gain": 1}, "gain"), ({"ou": {"sigma_ou": 1}}, "ou.sigma_ou"),
+                         ({"model": {"w": 1}}, "model.w"), ({"fit": {"bounds": {"gain": [0, 1]}}}, "fit.bounds.gain")):
+        with pytest.raises(ConfigError, match=f"studies.r.rate.{key}: unknown key"):
+            rate(section)
+    cfg = rate({"fit": {"true_params": {"w": 4.0}, "bounds": {"w": [1.0, 8.0]}}})
+    assert cfg["fit"]["true_params"] == {**TRUE, "w": 4.0}  # nested mappings are filled in key by key
+    assert cfg["fit"]["bounds"] == {**rate({})["fit"]["bounds"], "w": [1.0, 8.0]}

@@ -11,7 +11,7 @@ from helpers import job_counts, run_cli, snakemake, write_yaml
 from neurofit.analysis import rate, rate_study
 from neurofit.cli.main import main
 from neurofit.workflow.provenance import check_manifest, read_manifest
-from neurofit.workflow.rate_section import OUTPUTS
+from neurofit.workflow.rate_section import OUTPUTS, RateSection
 from neurofit.workflow.study import Study, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +34,11 @@ def config(**rate_section):
 
 def test_schema_defaults_are_the_package_defaults():
     section = validate_config(config())["studies"]["tiny"]
-    assert section["rate"] == rate_study.DEFAULT_CONFIG
+    assert RateSection(Study.from_config(config(), "tiny")).settings == section["rate"]  # the schema's, nothing added
+    assert not hasattr(rate_study, "DEFAULT_CONFIG") and not hasattr(rate_study, "DEFAULT_FIT_BOUNDS")
     assert "model" not in section and "data" not in section  # a rate study needs neither
     partial = validate_config(config(fit={"bounds": {"w": [1.0, 9.0]}}))["studies"]["tiny"]["rate"]
-    assert partial["fit"]["bounds"] == {**rate_study.DEFAULT_FIT_BOUNDS, "w": [1.0, 9.0]}
+    assert partial["fit"]["bounds"] == {**section["rate"]["fit"]["bounds"], "w": [1.0, 9.0]}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,8 @@ def test_rate_study_command_writes_the_tutorials_numbers(tiny_run):
     assert [round(fp["r"], 3) for fp in summary["fixed_points"]] == [0.042, 0.447, 0.900]
     assert [round(fp["eigenvalue"], 3) for fp in summary["fixed_points"]] == [-0.583, 0.498, -0.626]
     # the same numbers as the package's rate_study called directly (unchunked map), key by key
-    direct_summary = rate_study.rate_study(TINY, tiny_run["work"] / "direct")
+    settings = RateSection(Study.from_config(config(**TINY), "tiny")).settings  # the defaults: the schema's
+    direct_summary = rate_study.rate_study(settings, tiny_run["work"] / "direct")
     assert summary == json.loads(json.dumps(direct_summary))
     for name in OUTPUTS:
         assert check_manifest(tiny_run["out"] / name) is None, name
@@ -146,7 +148,7 @@ def test_a_study_needs_model_and_data_together_or_a_rate_section(tmp_path, capsy
 def test_rate_only_study_has_no_model_or_data():
     study = Study.from_config(config(**TINY), "tiny")
     assert study.data_files == [] and study.model_files == []
-    with pytest.raises(ValueError, match=r"studies.tiny.model: missing \(this study has no model section\)"):
+    with pytest.raises(ValueError, match=r"studies.tiny.model: study 'tiny' has no 'model' section"):
         study.model()
 
 

@@ -152,7 +152,7 @@ def test_recorded_target_gives_the_target_models_numbers(tiny_run, tmp_path, cap
     (lambda s: s["model"].update(builtin="adx"), "studies.tiny.reduction.model.builtin: 'adx' is not valid"),
     (lambda s: s["model"]["init"].update(u=0), "studies.tiny.reduction.model.init.u: not a state variable"),
     (lambda s: s["target"].update(params={"g_k": "6 uS"}), "studies.tiny.reduction.target.params.g_k: not a "
-                                                           "parameter of 'hh_traub'"),
+                                                           "parameter of the model"),
     (lambda s: s["target"].update(threshold=None, refractory=None),
      "studies.tiny.reduction.target.threshold: the target model 'hh_traub' has no spike condition"),
     (lambda s: s["protocol"].update(start="50 ms"), "studies.tiny.reduction.protocol.stop: need 0 <= start < stop"),

@@ -98,15 +98,42 @@ def test_schema_enums_match_the_package():
 
 # --- snakemake runs ---------------------------------------------------------------------------------
 
+def shell_commands(log: str) -> list:
+    """(rule, shell command) of every job of a `snakemake -n -p` log (not the target rule, which has none)."""
+    found, rule = [], None
+    for line in log.splitlines():
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            rule = line.split()[1][:-1]
+        elif line.startswith("Shell command: ") and rule is not None and line != "Shell command: None":
+            found.append((rule, line[len("Shell command: "):]))
+            rule = None
+    return found
+
+
 def test_dry_run_of_the_default_config():
-    status, out = snakemake("-n", "--forceall", "--nolock", "--cores", "2")
+    status, out = snakemake("-n", "-p", "--forceall", "--nolock", "--cores", "2")
     assert status == 0, out
-    for rule in ("prepare", "simulate", "plot_traces", "fit", "refine", "rate_chunk", "reduce", "simulate_training",
-                 "infer", "calibrate"):
+    rules = ("prepare", "prepare_config", "simulate", "plot_traces", "fit", "refine", "summarize", "plot_fit",
+             "rate_chunk", "rate_study", "reduce", "plot_reduction", "simulate_training", "infer", "calibrate")
+    for rule in rules:
         assert f"rule {rule}:" in out, out
     assert "results/hh_tutorial/figures/traces.png" in out
     for i in range(2):  # the default SBI study's training data: 2 chunk jobs
         assert f"results/hh_inference/infer/chunks/chunk_{i}.npz" in out
+
+    # every rule is named after the subcommand it runs ('-' -> '_'), a second rule of one subcommand with a suffix
+    commands = shell_commands(out)
+    assert {rule for rule, _ in commands} == set(rules), commands
+    for rule, command in commands:
+        subcommand = command.split()[1].replace("-", "_")
+        assert command.startswith("neurofit ") and (rule == subcommand or rule.startswith(subcommand + "_")), \
+            (rule, command)
+    # one hand-off: prepare reads the config file, every other job the frozen study; no study as text
+    assert '{"studies"' not in out and "--config-json" not in out
+    for rule, command in commands:
+        study = command.split("--study ")[1].split()[0]
+        config = "config/config.yaml" if rule.startswith("prepare") else f"results/{study}/study.yaml"
+        assert f" --config {config} --study {study} " in command, (rule, command)
 
 
 def test_studies_sharing_settings_through_yaml_anchors_expand_into_their_own_jobs(tmp_path):
@@ -185,6 +212,14 @@ def test_full_run_of_the_default_study(tmp_path):
         assert check_manifest(infer / name) is None, name
 
     status, out = snakemake("--cores", "2", cwd=work)  # complete: nothing is recomputed
+    assert status == 0 and "Nothing to be done" in out, out
+    # ... not even after the descriptions changed: study.yaml, which every job reads, leaves them out
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    for name, section in config["studies"].items():
+        section["description"] = f"{name}, described again"
+        assert "description" not in yaml.safe_load((work / "results" / name / "study.yaml").read_text())["studies"][name]
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    status, out = snakemake("--cores", "2", "--dry-run", cwd=work)
     assert status == 0 and "Nothing to be done" in out, out
 
 

@@ -1,6 +1,7 @@
 """A tiny study run through the Snakemake workflow: the shared subject of the robustness, audit and SLURM tests.
 
-The HH tutorial's recordings, simulated at the ground truth, fitted with one optimizer (DE, seed 1,
+The study is the workflow's test config, .test/config/config.yaml (`snakemake --cores 2 --directory .test` runs
+it): the HH tutorial's recordings, simulated at the ground truth, fitted with one optimizer (DE, seed 1,
 30 candidates x 20 rounds: a few seconds, so that a kill can land mid-fit) and refined, and a small
 simulation-based inference on the same recordings (300 simulations in 2 chunks, NPE with an MDN); figures
 off to keep it quick. The DAG is 4 jobs deep: prepare -> simulate | fit -> refine -> summarize, and
@@ -13,7 +14,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "brian2modelfitting"
+TEST_DIR = ROOT / ".test"
+TEST_CONFIG = TEST_DIR / "config" / "config.yaml"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 STUDY = "tiny"
 
@@ -28,29 +30,31 @@ BYTE_IDENTICAL = ("study.yaml", "data.npz", "simulate/traces.npz", "fit/DE_1/his
 
 
 def tiny_config(n_rounds: int = 20) -> dict:
-    return {"studies": {STUDY: {
-        "model": {"builtin": "hh_traub"},
-        "data": {"dt": "0.01 ms", "inputs": {"I": {"path": str(DATA / "input_traces_hh.csv"), "unit": "amp"}},
-                 "outputs": {"v": {"path": str(DATA / "output_traces_hh.csv"), "unit": "mV"}}},
-        "ground_truth": {"gl": "10 nS", "g_na": "20 uS", "g_kd": "6 uS"},
-        "simulate": {"params": {"gl": "10 nS", "g_na": "20 uS", "g_kd": "6 uS"}, "init": {"v": "-65 mV"}},
-        "fit": {"bounds": {"gl": ["2 pS", "200 nS", "log"], "g_na": ["200 nS", "0.4 mS", "log"],
-                           "g_kd": ["200 nS", "200 uS", "log"]},
-                "init": {"v": "-65 mV"}, "optimizers": [{"name": "DE"}], "seeds": [1],
-                "n_samples": 30, "n_rounds": n_rounds, "noise_floor": 9.95e-7, "refine": {"n_starts": 2}},
-        "infer": {"bounds": {"gl": ["2 nS", "50 nS", "log"], "g_na": ["5 uS", "80 uS", "log"],
-                             "g_kd": ["1 uS", "30 uS", "log"]},
-                  "features": {"v": ["v_max", "v_mean", "v_std"]}, "noise": {"v": "1 mV"},
-                  "n_samples": 300, "n_chunks": 2, "density_estimator": "mdn", "num_posterior_samples": 500},
-        "figures": {"traces": False, "fits": False},
-    }}}
+    """The config of .test/config/config.yaml with its data paths made absolute (they are relative to .test/,
+    the working directory of `snakemake --directory .test`) and fit.n_rounds set to ``n_rounds``."""
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    for study in config["studies"].values():
+        for role in ("inputs", "outputs"):
+            for spec in study.get("data", {}).get(role, {}).values():
+                spec["path"] = str((TEST_DIR / spec["path"]).resolve())
+    config["studies"][STUDY]["fit"]["n_rounds"] = n_rounds
+    return config
 
 
 def make_workdir(path: Path, config: dict | None = None) -> Path:
+    """A working directory for the workflow, ``path``/work, whose config/config.yaml links to ``path``/config.yaml
+    (``config``, default the tiny study's). The config, like the recordings, lies outside the working directory:
+    jobs name it by its absolute path, so that a copy of results/ made elsewhere finds every input of its
+    manifests (the audit's tests review such a copy). Returns the working directory."""
     path = Path(path)
-    (path / "config").mkdir(parents=True, exist_ok=True)
-    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config or tiny_config(), sort_keys=False))
-    return path
+    work = path / "work"
+    (work / "config").mkdir(parents=True, exist_ok=True)
+    source = path / "config.yaml"
+    source.write_text(yaml.safe_dump(config or tiny_config(), sort_keys=False))
+    link = work / "config" / "config.yaml"
+    if not link.is_symlink():
+        link.symlink_to(source)
+    return work
 
 
 def snakemake_command(*args) -> list:

@@ -18,6 +18,7 @@ _LAZY = {
     "TraceMetric": "fitting.metrics", "SpikeMetric": "fitting.metrics", "Metric": "fitting.metrics",
     "Inferencer": "inference.inferencer",
     "read_recording": "data.recordings", "Recording": "data.recordings", "Sweep": "data.recordings",
+    "QCSettings": "data.recordings",
     "NeurofitError": "errors",
 }
 

@@ -247,3 +247,72 @@ def plot_fit_parameters(table, parameters: list, units: dict | None = None, trut
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+# --- recordings -------------------------------------------------------------------------------------------
+
+FAILED_QC_COLOR = "0.6"
+
+
+def _recording_label(path) -> str:
+    """File name(s) of a recording's ``path`` (a path or a list of paths) for a title."""
+    names = [Path(str(p)).name for p in path] if isinstance(path, (list, tuple)) else [Path(str(path)).name]
+    if len(names) <= 2:
+        return ", ".join(names)
+    return f"{names[0]} ... {names[-1]} ({len(names)} files)"
+
+
+def plot_sweeps(recording, colormap: str = "viridis") -> Figure:
+    """Voltage (top, mV) and injected current (bottom, pA) of every sweep of a recording against time (s).
+
+    recording: a ``Recording`` (its ``sweeps``: index, dt (s), voltage (V), current (A), protocol,
+    passed_qc). Line k of each panel is sweep k, drawn in its own colour of ``colormap`` (a colour bar
+    gives the sweep number); a sweep failing quality control is drawn dashed in grey (grey in the bar too).
+    The title names the file(s) and the protocol(s).
+    """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.lines import Line2D
+
+    sweeps = list(recording.sweeps)
+    if not sweeps:
+        raise ValueError("plot_sweeps: the recording holds no sweep")
+    fig = Figure(figsize=(9, 6.2), layout="constrained")
+    ax_v, ax_i = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    cmap = colormaps[colormap]
+    indices = [sweep.index for sweep in sweeps]
+    colors = cmap(np.linspace(0.0, 0.9, len(sweeps))) if len(sweeps) > 1 else [cmap(0.0)]
+    failed = 0
+    for sweep, color in zip(sweeps, colors):
+        t = np.arange(sweep.voltage.size) * sweep.dt
+        passed = sweep.passed_qc
+        failed += not passed
+        style = dict(color=color, ls="-", lw=0.8, alpha=0.9) if passed else \
+            dict(color=FAILED_QC_COLOR, ls="--", lw=0.7, alpha=0.8)
+        ax_v.plot(t, sweep.voltage * 1e3, label=f"sweep {sweep.index}", **style)
+        ax_i.plot(t, sweep.current * 1e12, label=f"sweep {sweep.index}", **style)
+    ax_v.set_ylabel("membrane potential (mV)")
+    ax_i.set_ylabel("injected current (pA)")
+    ax_i.set_xlabel("time (s)")
+    for ax in (ax_v, ax_i):
+        ax.grid(True, alpha=0.25)
+    if len(sweeps) > 1:
+        bounds = np.arange(len(sweeps) + 1) - 0.5
+        shown = [color if sweep.passed_qc else FAILED_QC_COLOR for sweep, color in zip(sweeps, colors)]
+        mappable = ScalarMappable(BoundaryNorm(bounds, len(sweeps)), ListedColormap(shown))
+        bar = fig.colorbar(mappable, ax=[ax_v, ax_i], label="sweep", pad=0.01, aspect=40)
+        ticks = np.arange(0, len(sweeps), -(-len(sweeps) // 10))  # at most 10 labelled sweeps
+        bar.set_ticks(ticks, labels=[str(indices[k]) for k in ticks])
+    else:
+        ax_v.set_title(f"sweep {indices[0]}", fontsize=9, loc="left")
+    if failed:
+        ax_v.legend(handles=[Line2D([], [], color=FAILED_QC_COLOR, ls="--", lw=0.9,
+                                    label=f"failed QC ({failed} of {len(sweeps)})")],
+                    loc="upper right", fontsize=8, frameon=False)
+    protocols = list(dict.fromkeys(s.protocol for s in sweeps if s.protocol))
+    title = _recording_label(recording.path)
+    if protocols:
+        title += "  —  protocol " + ", ".join(f"'{p}'" for p in protocols)
+    fig.suptitle(title, fontsize=10)
+    return fig

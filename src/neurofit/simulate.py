@@ -218,16 +218,86 @@ def _initial_state(model, init: dict | None, params: dict, inputs: dict, n_sets:
     return values
 
 
+#: Newton iterations and tolerance of the steady-state solve (``simulate(..., at_rest=True)``): the state is
+#: at rest when the Newton step is below ``REST_TOLERANCE`` times the state's own scale (max(|x|, 1e-3)).
+REST_ITERATIONS = 100
+REST_TOLERANCE = 1e-10
+#: Before Newton's method, the model runs this long (s) under its holding input, so that the solve starts near
+#: the stable rest (a cell that fires tonically under its holding current has none, and gets NaN).
+REST_RELAX_TIME = 0.5
+
+
+@functools.lru_cache(maxsize=64)
+def _rest_functions(model):
+    """The right-hand sides (noise terms at 0) and their Jacobian over the states, compiled once per model."""
+    states = [model.symbol(s) for s in model.states]
+    noise = {model.symbol(n): 0 for n in model.noise}
+    rhs = [model.expand(model.rhs[s]).subs(noise) for s in model.states]
+    jacobian = [[numpy_function(f.diff(x), "<neurofit steady state>") for x in states] for f in rhs]
+    return [numpy_function(f, "<neurofit steady state>") for f in rhs], jacobian
+
+
+def steady_state(model, values: dict, params: dict, inputs: dict, n_sets: int, n_traces: int, dt: float) -> dict:
+    """The model at rest under each trace's first input sample (the holding current), solved by Newton's method.
+
+    values: state -> (n_sets, n_traces) starting guess (``simulate`` passes the state after
+    ``REST_RELAX_TIME`` under the holding input);
+    params: name -> (n_sets,) SI; inputs: name -> (n_traces, n_steps) SI. Returns state -> (n_sets, n_traces)
+    where every derivative is zero (the Newton step below ``REST_TOLERANCE``); a cell for which the
+    iteration diverges or finds no rest within ``REST_ITERATIONS`` steps gets NaN, which the simulation
+    reports as an invalid (bad) candidate rather than an error.
+    """
+    rhs, jacobian = _rest_functions(model)
+    states = list(model.states)
+    x = np.stack([np.broadcast_to(values[s], (n_sets, n_traces)).astype(np.float64) for s in states], axis=-1)
+    env = {p: np.asarray(v, dtype=np.float64).reshape(n_sets, 1) for p, v in params.items()}
+    env.update({name: a[:, 0][None, :] for name, a in inputs.items()})
+    env.update({"t": 0.0, "dt": dt})
+    done = np.zeros((n_sets, n_traces), dtype=bool)
+    with np.errstate(all="ignore"):
+        for _ in range(REST_ITERATIONS):
+            env.update({s: x[..., i] for i, s in enumerate(states)})
+            f = np.stack([np.broadcast_to(g(env), (n_sets, n_traces)) for g in rhs], axis=-1)
+            J = np.empty((n_sets, n_traces, len(states), len(states)))
+            for i, row in enumerate(jacobian):
+                for j, g in enumerate(row):
+                    J[..., i, j] = np.broadcast_to(g(env), (n_sets, n_traces))
+            finite = np.all(np.isfinite(J), axis=(-2, -1)) & np.all(np.isfinite(f), axis=-1)
+            J[~finite], f[~finite] = np.eye(len(states)), 0.0
+            step = np.linalg.solve(J, -f[..., None])[..., 0]
+            step[~finite] = np.nan
+            step[done] = 0.0
+            x = x + step
+            done |= np.all(np.abs(step) <= REST_TOLERANCE * np.maximum(np.abs(x), 1e-3), axis=-1)
+            if done.all():
+                break
+    x[~done] = np.nan
+    return {s: x[..., i] for i, s in enumerate(states)}
+
+
+def _relaxed(model, method, backend, dtype, params, inputs, init_values, dt, seed, set_offset, threads) -> dict:
+    """The state after ``REST_RELAX_TIME`` under each trace's first input sample (nothing recorded)."""
+    n_steps = int(min(np.ceil(REST_RELAX_TIME / dt), 10 ** 6))
+    kernel = _compiled(model, method, (), (), backend, dtype, ())
+    held = {name: np.repeat(a[:, :1], n_steps, axis=1) for name, a in inputs.items()}
+    _, _, bad, final, _ = kernel.run(params, held, init_values, dt, n_steps, seed if seed is not None else 0,
+                                     set_offset, {}, 0, **({"threads": threads} if backend == "c" else {}))
+    relaxed = {s: np.where(bad, np.nan, final[s]) for s in model.states}
+    return relaxed
+
+
 def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, record=("v",), spikes: bool = False,
              method: str | None = None, backend: str = "auto", dtype: str = "float64", seed: int | None = None,
              n_steps: int | None = None, targets: dict | None = None, target_start: int = 0, set_offset: int = 0,
-             threads: int = 1, sensitivities=()) -> SimulationResult:
+             threads: int = 1, sensitivities=(), at_rest: bool = False) -> SimulationResult:
     """Simulate ``model`` for every parameter set (``params``: name → scalar or (n_sets,)) against every
     input trace (``inputs``: name → (n_traces, n_steps)); values in SI units.
 
     ``sensitivities`` (parameter names) adds ``result.sensitivities[var]`` of shape
     (n_sets, n_traces, n_steps, n_parameters): the exact derivative of each recorded state.
-    ``targets`` (state → (n_traces, n_steps)) accumulates the squared error online from sample
+    ``at_rest=True`` starts every (set, trace) at the model's steady state under the trace's first input
+    sample (``steady_state``: Newton's method from ``init`` as the guess; NaN - an invalid run - where it finds
+    none). ``targets`` (state → (n_traces, n_steps)) accumulates the squared error online from sample
     ``target_start`` on, so long batches need not keep their traces (use ``record=()``).
     Noise (``xi``) draws depend on (seed, set_offset + set, trace, step): chunks of a batch given
     their ``set_offset`` reproduce the unchunked batch.
@@ -267,6 +337,10 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
             raise SimulationError(f"targets['{v}'] has shape {targets[v].shape}; expected ({n_traces}, {n_steps})")
     init_values = _initial_state(model, init, params, inputs, n_sets, n_traces, dt)
     backend = _resolve_backend(backend)
+    if at_rest:
+        init_values = _relaxed(model, method, backend, dtype, params, inputs, init_values, dt, seed, set_offset,
+                               threads)
+        init_values = steady_state(model, init_values, params, inputs, n_sets, n_traces, dt)
     sensitivities = tuple(sensitivities or ())
     try:
         kernel = _compiled(model, method, record, tuple(targets), backend, dtype, sensitivities)

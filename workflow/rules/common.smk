@@ -14,8 +14,16 @@ from neurofit.workflow.reduction_section import (
     FILES as REDUCTION_FILES,
     ReductionPlan,
 )
-from neurofit.workflow.study import Study, config_json
-from neurofit.workflow.snakefile import config_error, put_command_on_path
+from neurofit.workflow.study import Study
+from neurofit.workflow.snakefile import (
+    config_error,
+    config_file_argument,
+    merged_config_files,
+    put_command_on_path,
+    section_fingerprint,
+    study_config_files,
+    study_pattern,
+)
 
 RESULTS = "results"
 put_command_on_path()  # rules call `neurofit`: the one next to the Python running Snakemake
@@ -49,10 +57,32 @@ try:
             REDUCTIONS[_study.name] = ReductionPlan(_study)
         if _study.section.get("infer") is not None:
             check_infer_section(_study, _model)
+    # The one hand-off from the config to the jobs: the prepare job of a study reads it from the config files
+    # that define it (--config FILE..., merged in Snakemake's order) and writes the frozen
+    # results/<study>/study.yaml; every other job reads that file (--config results/<study>/study.yaml). No
+    # study travels as text on a command line: a study the files do not give (changed with `snakemake --config
+    # ...`) is refused here.
+    _files = {
+        path: CONFIG_DOCS[path]
+        for path in merged_config_files(workflow, DEFAULT_CONFIG)
+    }
+    STUDY_CONFIG_FILES = {
+        name: [config_file_argument(path) for path in paths]
+        for name, paths in study_config_files(_files, STUDIES).items()
+    }
 except Exception as err:
     if not is_user_error(err):
         raise
     config_error(f"config: {one_line(err)}")
+
+# Studies with a model read recordings (prepare writes data.npz); the others (rate, reduction) have none
+# (prepare_config writes only study.yaml). The two rules call `neurofit prepare`; each takes its own studies.
+DATA_STUDIES = study_pattern(
+    n for n, s in STUDIES.items() if s.section.get("model") is not None
+)
+NO_DATA_STUDIES = study_pattern(
+    n for n, s in STUDIES.items() if s.section.get("model") is None
+)
 
 # Each stage appends a function (study name -> list of its final outputs); the target rule collects them.
 TARGETS = []
@@ -74,9 +104,14 @@ def study_section(study):
     return config["studies"][study]
 
 
-def study_json(wildcards):
-    """The config document holding only this study, as compact JSON for --config-json."""
-    return config_json({"studies": {wildcards.study: study_section(wildcards.study)}})
+def study_config(wildcards):
+    """The config files (paths) the prepare job of a study reads it from."""
+    return STUDY_CONFIG_FILES[wildcards.study]
+
+
+def study_fingerprint(wildcards):
+    """The prepare rule's trigger: the hash of the study's section without its description."""
+    return section_fingerprint(study_section(wildcards.study))
 
 
 def study_files(wildcards):

@@ -44,7 +44,7 @@ rule plot_traces:
 TARGETS.append(fit_summary_targets)
 
 
-rule summarize_fits:
+rule summarize:
     input:
         unpack(fit_results),
         config=f"{RESULTS}/{{study}}/study.yaml",
@@ -61,9 +61,9 @@ rule summarize_fits:
         ),
         manifest=manifest(f"{RESULTS}/{{study}}/summary/fits.csv"),
     log:
-        f"{RESULTS}/{{study}}/logs/summarize_fits.log",
+        f"{RESULTS}/{{study}}/logs/summarize.log",
     benchmark:
-        f"{RESULTS}/{{study}}/benchmarks/summarize_fits.tsv"
+        f"{RESULTS}/{{study}}/benchmarks/summarize.tsv"
     conda:
         "../envs/neurofit.yaml"
     threads: 1
@@ -76,7 +76,7 @@ rule summarize_fits:
 
 
 # One job draws the three figures (they read the same files; one Python start-up instead of three).
-rule plot_fits:
+rule plot_fit:
     input:
         unpack(fit_results),
         config=f"{RESULTS}/{{study}}/study.yaml",
@@ -90,9 +90,9 @@ rule plot_fits:
             for kind in FIT_FIGURES
         ],
     log:
-        f"{RESULTS}/{{study}}/logs/plot_fits.log",
+        f"{RESULTS}/{{study}}/logs/plot_fit.log",
     benchmark:
-        f"{RESULTS}/{{study}}/benchmarks/plot_fits.tsv"
+        f"{RESULTS}/{{study}}/benchmarks/plot_fit.tsv"
     conda:
         "../envs/neurofit.yaml"
     threads: 1

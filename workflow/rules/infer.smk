@@ -7,6 +7,7 @@
 TARGETS.append(infer_targets)
 
 
+# `neurofit simulate --chunk`: the second rule of the simulate subcommand, hence its suffix.
 rule simulate_training:
     input:
         config=f"{RESULTS}/{{study}}/study.yaml",

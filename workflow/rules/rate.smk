@@ -7,6 +7,8 @@ TARGETS.append(rate_targets)
 
 
 rule rate_chunk:
+    input:
+        config=f"{RESULTS}/{{study}}/study.yaml",
     output:
         chunk=f"{RESULTS}/{{study}}/rate/bifurcation/chunk_{{chunk}}.npz",
         manifest=manifest(f"{RESULTS}/{{study}}/rate/bifurcation/chunk_{{chunk}}.npz"),
@@ -21,15 +23,15 @@ rule rate_chunk:
         mem_mb=1000,
         runtime=30,
     params:
-        config=study_json,
         n_chunks=lambda wildcards: rate_chunk_count(wildcards.study),
     shell:
-        "neurofit rate-chunk --config-json {params.config:q} --study {wildcards.study}"
+        "neurofit rate-chunk --config {input.config} --study {wildcards.study}"
         " --chunk {wildcards.chunk} --of {params.n_chunks} --output {output.chunk} > {log} 2>&1"
 
 
 rule rate_study:
     input:
+        config=f"{RESULTS}/{{study}}/study.yaml",
         chunks=lambda wildcards: rate_chunk_files(wildcards.study),
     output:
         fi_curve=rate_figure("fi_curve", "F-I curve"),
@@ -53,8 +55,7 @@ rule rate_study:
         mem_mb=2000,
         runtime=30,
     params:
-        config=study_json,
         out=lambda wildcards: f"{RESULTS}/{wildcards.study}/rate",
     shell:
-        "neurofit rate-study --config-json {params.config:q} --study {wildcards.study}"
+        "neurofit rate-study --config {input.config} --study {wildcards.study}"
         " --chunks {input.chunks} --output-dir {params.out} > {log} 2>&1"

@@ -7,7 +7,8 @@ TARGETS.append(reduction_targets)
 
 rule reduce:
     input:
-        lambda wildcards: reduction_data_files(wildcards.study),
+        config=f"{RESULTS}/{{study}}/study.yaml",
+        data=lambda wildcards: reduction_data_files(wildcards.study),
     output:
         summary=f"{RESULTS}/{{study}}/reduction/reduction.json",
         arrays=f"{RESULTS}/{{study}}/reduction/reduction.npz",
@@ -28,15 +29,15 @@ rule reduce:
         mem_mb=2000,
         runtime=60,
     params:
-        config=study_json,
         out=lambda wildcards: f"{RESULTS}/{wildcards.study}/reduction",
     shell:
-        "neurofit reduce --config-json {params.config:q} --study {wildcards.study}"
+        "neurofit reduce --config {input.config} --study {wildcards.study}"
         " --output-dir {params.out} > {log} 2>&1"
 
 
 rule plot_reduction:
     input:
+        config=f"{RESULTS}/{{study}}/study.yaml",
         summary=f"{RESULTS}/{{study}}/reduction/reduction.json",
         arrays=f"{RESULTS}/{{study}}/reduction/reduction.npz",
         heldout=f"{RESULTS}/{{study}}/reduction/heldout.json",
@@ -62,9 +63,8 @@ rule plot_reduction:
         mem_mb=1000,
         runtime=10,
     params:
-        config=study_json,
         results=lambda wildcards: f"{RESULTS}/{wildcards.study}/reduction",
     shell:
-        "neurofit plot-reduction --config-json {params.config:q} --study {wildcards.study}"
+        "neurofit plot-reduction --config {input.config} --study {wildcards.study}"
         " --results {params.results} --loss {output.loss} --train {output.train}"
         " --heldout {output.heldout} > {log} 2>&1"

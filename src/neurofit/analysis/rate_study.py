@@ -20,7 +20,6 @@ from .rate import TAU, THETA, A
 
 MS = 1e-3  # seconds per ms: the tutorial's time unit in SI
 PARAMETERS = ("tau", "a", "theta", "w")
-DEFAULT_FIT_BOUNDS = {"tau": [0.1, 10.0], "a": [0.1, 5.0], "theta": [0.5, 6.0], "w": [0.0, 12.0]}
 
 
 def simulate_rate(w, I_ext, r_init, tau=TAU, a=A, theta=THETA, dt=0.1, T=None, method="euler",
@@ -123,15 +122,16 @@ def synthetic_traces(params, I_ext, dt=0.1, noise_sd=0.02, *, seed, r_init=0.0, 
     return t, r, noisy
 
 
-def fit_rate_model(t, I_ext_traces, r_traces, bounds=None, *, seed, r_init=0.0, n_samples=30, n_rounds=40,
+def fit_rate_model(t, I_ext_traces, r_traces, bounds, *, seed, r_init=0.0, n_samples=30, n_rounds=40,
                    method="DE", refine=True, n_starts=2, backend="auto"):
     """Fit tau, a, theta, w of the rate model to rate traces (tutorial units).
 
     t: (n_steps,) sample times in ms (evenly spaced from 0). I_ext_traces, r_traces: (n_traces,
-    n_steps). bounds: name → [low, high] or [low, high, "log"] in tutorial units (tau in ms); missing
-    names take DEFAULT_FIT_BOUNDS. r_init: the rate at t = 0 (a number or one per trace; 0 is the
-    rest state at I_ext = 0). A nevergrad `method` search (n_rounds × n_samples candidates, MSE)
-    followed, if `refine`, by least-squares refinement with the exact Jacobian.
+    n_steps). bounds: name → [low, high] or [low, high, "log"] in tutorial units (tau in ms), one for each
+    of tau, a, theta, w (a rate study's fit.bounds: the config schema holds their defaults). r_init: the
+    rate at t = 0 (a number or one per trace; 0 is the rest state at I_ext = 0). A nevergrad `method`
+    search (n_rounds × n_samples candidates, MSE) followed, if `refine`, by least-squares refinement with
+    the exact Jacobian.
 
     Returns a JSON-ready dict: "params" (best, tutorial units), "error" (its MSE), "search_params",
     "search_error" (the global search's best), "n_simulations" (parameter sets simulated in the search).
@@ -153,10 +153,13 @@ def fit_rate_model(t, I_ext_traces, r_traces, bounds=None, *, seed, r_init=0.0, 
     if unknown:
         raise ValueError(f"fit_rate_model: bounds for unknown parameter(s) {', '.join(unknown)} "
                          f"(parameters: {', '.join(PARAMETERS)})")
-    bounds = {**DEFAULT_FIT_BOUNDS, **(bounds or {})}
+    missing = [name for name in PARAMETERS if name not in (bounds or {})]
+    if missing:
+        raise ValueError(f"fit_rate_model: no bounds for {', '.join(missing)} (give [low, high] for each of "
+                         f"{', '.join(PARAMETERS)})")
     si_bounds = {}
-    for name, spec in bounds.items():
-        spec = list(spec)
+    for name in PARAMETERS:
+        spec = list(bounds[name])
         scale = MS if name == "tau" else 1.0
         si_bounds[name] = [float(spec[0]) * scale, float(spec[1]) * scale, *spec[2:]]
     r0 = np.atleast_1d(np.asarray(r_init, dtype=float))
@@ -183,52 +186,14 @@ def fit_rate_model(t, I_ext_traces, r_traces, bounds=None, *, seed, r_init=0.0, 
 
 # --- the study ------------------------------------------------------------------------------------
 
-DEFAULT_CONFIG = {
-    "model": {"tau": TAU, "a": A, "theta": THETA},
-    "w": 5.0,
-    "I_ext": 0.5,
-    "fi_curve": {"x_min": 0.0, "x_max": 10.0, "n": 101},
-    "trajectories": {"r_inits": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "T": 20.0, "dt": 0.1,
-                     "method": "euler", "backend": "numpy"},
-    "ou": {"w": 5.0, "I_mean": 0.56, "sigma": 0.7, "tau_ou": 1.0, "T": 1000.0, "dt": 0.1, "seed": 2020,
-           "r_init": 0.2, "band": 0.5},
-    "bifurcation": {"w_min": 0.0, "w_max": 8.0, "n_w": 33, "I_min": -1.0, "I_max": 2.0, "n_I": 31, "n_chunks": 1},
-    "fit": {"enabled": True, "true_params": {"tau": 1.0, "a": 1.2, "theta": 2.8, "w": 5.0},
-            "amplitudes": [0.5, 0.8, 1.0, 2.0], "T": 50.0, "dt": 0.1, "step_start": 5.0, "step_stop": 25.0,
-            "noise_sd": 0.02, "seed": 1, "bounds": DEFAULT_FIT_BOUNDS, "method": "DE", "n_samples": 30,
-            "n_rounds": 40, "refine": True, "n_starts": 2, "backend": "auto"},
-}
-
 FIGURES = ("fi_curve.png", "drdt.png", "trajectories.png", "ou_run.png", "bifurcation_map.png")
 FIT_FIGURE = "fit_traces.png"
 SUMMARY = "rate_study.json"
 
 
-def study_config(config=None):
-    """`config` merged over DEFAULT_CONFIG: sections (and fit.true_params, fit.bounds) key by key, so
-    every key is optional. Unknown keys are errors naming the key and the valid ones."""
-    def merge(base, new, where):
-        if not isinstance(new, dict):
-            raise ValueError(f"rate study config: '{where}' must be a mapping with keys {', '.join(base)}")
-        bad = [k for k in new if k not in base]
-        if bad:
-            raise ValueError(f"rate study config: unknown key(s) {', '.join(f'{where}.{k}' for k in bad)} "
-                             f"(valid: {', '.join(base)})")
-        for k, v in new.items():
-            base[k] = merge(base[k], v, f"{where}.{k}") if isinstance(base.get(k), dict) else copy.deepcopy(v)
-        return base
-
-    merged = copy.deepcopy(DEFAULT_CONFIG)
-    for key, value in (config or {}).items():
-        if key not in merged:
-            raise ValueError(f"rate study config: unknown key '{key}' (valid: {', '.join(DEFAULT_CONFIG)})")
-        merged[key] = merge(merged[key], value, key) if isinstance(merged[key], dict) else value
-    return merged
-
-
-def bifurcation_grid(config=None):
+def bifurcation_grid(config):
     """The study's (w, I_ext) grid: np.linspace(w_min, w_max, n_w), np.linspace(I_min, I_max, n_I)."""
-    b = study_config(config)["bifurcation"]
+    b = config["bifurcation"]
     if int(b["n_w"]) < 1 or int(b["n_I"]) < 1:
         raise ValueError(f"rate study config: bifurcation.n_w = {b['n_w']}, bifurcation.n_I = {b['n_I']}; "
                          f"both must be >= 1")
@@ -238,7 +203,7 @@ def bifurcation_grid(config=None):
 
 def write_bifurcation_chunk(config, chunk, n_chunks, path):
     """One chunk of the study's (w, I_ext) bifurcation map (`rate.bifurcation_chunk`), as an .npz at `path`."""
-    m = study_config(config)["model"]
+    m = config["model"]
     w_grid, I_grid = bifurcation_grid(config)
     res = rate.bifurcation_chunk(w_grid, I_grid, int(chunk), int(n_chunks), m["a"], m["theta"], m["tau"])
     return atomic_save_npz(path, {k: np.asarray(v) for k, v in res.items()})
@@ -263,10 +228,12 @@ def rate_study(config, out_dir, bifurcation_chunks=None):
     unstable), trajectories.png (several r_init), ou_run.png, bifurcation_map.png, fit_traces.png
     (when fit.enabled) and rate_study.json with the numbers: fixed points with eigenvalues, the
     trajectories' final rates, the OU run's transitions, the bifurcation map, the fit.
-    `config`: see DEFAULT_CONFIG (every key optional). `bifurcation_chunks`: paths of .npz files
-    from `write_bifurcation_chunk` to gather instead of computing the map here.
+    `config`: every key of a study's ``rate`` section (``neurofit.workflow.rate_section`` passes the
+    section's settings, with the defaults of the config schema filled in; with fit.enabled false, the fit's
+    keys are not read). `bifurcation_chunks`: paths of .npz files from `write_bifurcation_chunk` to gather
+    instead of computing the map here.
     """
-    cfg = study_config(config)
+    cfg = copy.deepcopy(config)
     out = Path(out_dir)
     m = cfg["model"]
     tau, a, theta = float(m["tau"]), float(m["a"]), float(m["theta"])

@@ -460,7 +460,7 @@ def _check_path(option: str, value: str, where: Locator, inputs, top_abs: Path, 
     here = where.here(recorded)
     if _is_under(here, top_real):
         return
-    shown = f"argument {option} {_shorten(value)}"
+    shown = f"argument {option} {_shorten(value, 400)}"
     try:
         here.relative_to(top_abs)
     except ValueError:

@@ -36,7 +36,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..data.dataset import Dataset
-    from ..workflow.fit_section import FitPlan, discard_checkpoint, run_fit, write_fit
+    from ..workflow.fit_section import FitSection, discard_checkpoint, run_fit, write_fit
     from ..workflow.provenance import write_manifest
 
     output = Path(args.output)
@@ -44,7 +44,7 @@ def run(args) -> int:
     checkpoint = None if args.no_checkpoint else Path(args.checkpoint or output.parent / "checkpoint.pkl")
     with stopwatch() as elapsed:
         study = load_study(args)
-        plan = FitPlan(study)
+        plan = FitSection(study)
         plan.optimizer(args.optimizer)  # a one-line error before reading data
         dataset = Dataset.load_npz(args.data) if args.data else study.dataset()
         with warnings.catch_warnings():  # e.g. a damaged checkpoint: one line in the job's log
@@ -54,7 +54,7 @@ def run(args) -> int:
     doc = result.doc
     inputs = config_inputs(args) + ([args.data] if args.data else study.source_files)
     common = dict(study=study.name, config=study.section, seeds={"fit": args.seed}, inputs=inputs,
-                  backend=plan.section["backend"], dtype=plan.section["dtype"], wall_time=elapsed())
+                  backend=plan.settings["backend"], dtype=plan.settings["dtype"], wall_time=elapsed())
     write_manifest(history, **common, extra={"optimizer": doc["optimizer"], "n_evaluations": doc["n_evaluations"]})
     write_manifest(output, **common, extra={"optimizer": doc["optimizer"], "best_error": doc["best_error"],
                                             "resumed_from_round": doc["resumed_from_round"]})

@@ -40,14 +40,12 @@ def _run(args, step, inputs: list, seeds: dict, extra) -> tuple:
     """Load the study (its infer section, --threads applied) and the dataset, call ``step(study, dataset)``
     → {name: path}, and write a manifest next to every file it wrote; returns (study, infer, seconds)."""
     from ..data.dataset import Dataset
+    from ..workflow.infer_section import InferSection
     from ..workflow.provenance import write_manifest
-    from ..workflow.study import ConfigError
 
     with stopwatch() as elapsed:
         study = load_study(args)
-        infer = study.section.get("infer")
-        if infer is None:
-            raise ConfigError(f"{study.where('infer')}: missing (the settings of simulation-based inference)")
+        infer = InferSection.settings_of(study)
         if args.threads is not None:
             infer["threads"] = args.threads
         dataset = Dataset.load_npz(args.data) if args.data else None
@@ -71,11 +69,12 @@ def run_infer(args) -> int:
 
 
 def run_calibrate(args) -> int:
-    from ..workflow.infer_section import run_calibration
+    from ..workflow.infer_section import CALIBRATION_SEED_OFFSET, run_calibration
 
     study, infer, seconds = _run(
         args, lambda study, data: run_calibration(study, args.posterior, args.output_dir, data), [args.posterior],
-        lambda infer: {"calibration": infer["seed"] + 1}, lambda infer: {"n_tests": infer["sbc_simulations"]})
+        lambda infer: {"calibration": infer["seed"] + CALIBRATION_SEED_OFFSET},
+        lambda infer: {"n_tests": infer["sbc_simulations"]})
     say(f"study '{study.name}': calibration on {infer['sbc_simulations']} test simulations in {seconds:.1f} s "
         f"-> {args.output_dir}")
     return 0

@@ -1,7 +1,7 @@
 """``neurofit plot-reduction``: figures of a study's model reduction (loss, train and held-out traces)."""
 from __future__ import annotations
 
-from .common import add_study_arguments, config_inputs, load_study, say, stopwatch
+from .common import add_study_arguments, config_inputs, load_study, say
 
 HELP = "plot a study's model reduction: loss per evaluation, target vs fitted on the train and held-out amplitudes"
 
@@ -21,9 +21,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..plots import save_figure
     from ..workflow.provenance import write_manifest
-    from ..workflow.reduction_section import FIGURES, FILES, figure
+    from ..workflow.reduction_section import FIGURES, FILES, write_figures
     from ..workflow.study import ConfigError
 
     outputs = {kind: getattr(args, kind) for kind in FIGURES if getattr(args, kind)}
@@ -37,16 +36,8 @@ def run(args) -> int:
         if not (results / name).is_file():
             raise ConfigError(f"--results {results}: no {name} (run 'neurofit reduce' first)")
     study = load_study(args)
-    if study.section.get("reduction") is None:
-        raise ConfigError(f"{study.where('reduction')}: missing (this study has no reduction section)")
-    variable = study.section["reduction"]["protocol"]["variable"]
-    dpi = args.dpi or study.section["figures"]["dpi"]
-    inputs = {"loss": ["reduction.json", "reduction.npz"], "train": ["reduction.json", "reduction.npz"],
-              "heldout": ["reduction.json", "heldout.json", "heldout.npz"]}
-    for kind, path in outputs.items():
-        with stopwatch() as elapsed:
-            save_figure(figure(kind, results, study.name, variable), path, dpi=dpi)
-        write_manifest(path, study=study.name, config=study.section,
-                       inputs=[str(results / n) for n in inputs[kind]] + config_inputs(args), wall_time=elapsed())
-        say(f"figure ({kind}) -> {path}")
+    for kind, figure in zip(outputs, write_figures(study, results, outputs, dpi=args.dpi)):
+        write_manifest(figure.path, study=study.name, config=study.section,
+                       inputs=[*figure.inputs, *config_inputs(args)], wall_time=figure.wall_time)
+        say(f"figure ({kind}) -> {figure.path}")
     return 0

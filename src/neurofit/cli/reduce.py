@@ -22,14 +22,14 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..workflow.provenance import write_manifest
-    from ..workflow.reduction_section import FILES, ReductionPlan, write_reduction
+    from ..workflow.reduction_section import FILES, ReductionSection, write_reduction
 
     out = Path(args.output_dir)
     with stopwatch() as elapsed:
         study = load_study(args)
-        plan = ReductionPlan(study)
+        plan = ReductionSection(study)
         summary = write_reduction(plan, out, log=say)
-    s = plan.section
+    s = plan.settings
     held = summary["heldout"]
     extras = {"reduction.json": {"loss": summary["loss"], "n_evaluations": summary["n_evaluations"]},
               "heldout.json": {"mean_gamma": held["mean_gamma"] if held else None}}

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..data.dataset import Dataset
     from ..data.files import atomic_write_json
-    from ..workflow.fit_section import FitPlan, history_path_of, read_fit, read_history, run_refine
+    from ..workflow.fit_section import FitSection, history_path_of, read_fit, read_history, run_refine
     from ..workflow.provenance import write_manifest
     from ..workflow.study import ConfigError
 
@@ -31,7 +31,7 @@ def run(args) -> int:
         raise ConfigError(f"--noise-floor {args.noise_floor}: must be a positive number")
     with stopwatch() as elapsed:
         study = load_study(args)
-        plan = FitPlan(study)
+        plan = FitSection(study)
         fit_doc = read_fit(args.fit)
         history_file = args.history or history_path_of(fit_doc)
         history = read_history(history_file)
@@ -41,7 +41,7 @@ def run(args) -> int:
     inputs = [args.fit, str(history_file)] + config_inputs(args) + \
         ([args.data] if args.data else study.source_files)
     write_manifest(args.output, study=study.name, config=study.section, seeds={"fit": fit_doc["seed"]}, inputs=inputs,
-                   backend=plan.section["backend"], dtype=plan.section["dtype"], wall_time=elapsed(),
+                   backend=plan.settings["backend"], dtype=plan.settings["dtype"], wall_time=elapsed(),
                    extra={"optimizer": doc["optimizer"], "mse": doc["mse"], "ratio_to_floor": doc["ratio_to_floor"]})
     say(f"refined -> {args.output}")
     return 0

@@ -74,17 +74,13 @@ def run_simulation(args) -> int:
 
 def run_training_chunk(args) -> int:
     from ..inference.inferencer import chunk_range
-    from ..workflow.infer_section import read_chunk_meta
+    from ..workflow.infer_section import InferSection, read_chunk_meta
     from ..workflow.infer_section import run_training_chunk as simulate_chunk
     from ..workflow.provenance import write_manifest
-    from ..workflow.study import ConfigError
 
     with stopwatch() as elapsed:
         study = load_study(args)
-        infer = study.section.get("infer")
-        if infer is None:
-            raise ConfigError(f"{study.where('infer')}: missing; --chunk simulates the training data of a study's "
-                             f"'infer' section")
+        infer = InferSection.settings_of(study)  # --chunk simulates the training data of the 'infer' section
         of = args.of if args.of is not None else infer["n_chunks"]
         chunk_range(infer["n_samples"], args.chunk, of)  # a bad --chunk/--of fails before any simulation
         for key in ("threads", "backend", "dtype"):

@@ -21,12 +21,12 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..data.files import atomic_write_text
-    from ..workflow.fit_section import FitPlan, read_fit, read_refined, summarize
+    from ..workflow.fit_section import FitSection, read_fit, read_refined, summarize
     from ..workflow.provenance import write_manifest
 
     with stopwatch() as elapsed:
         study = load_study(args)
-        plan = FitPlan(study)
+        plan = FitSection(study)
         fits = [read_fit(f) for f in args.fits]
         refined = [read_refined(f) for f in args.refined]
         table = summarize(fits, refined, plan.ground_truth)

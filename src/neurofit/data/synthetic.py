@@ -3,9 +3,9 @@
 A study's ``data.synthetic`` section (see the config schema) replaces recorded files: its inputs are
 ``neurofit.data.stimuli`` traces, its outputs the model's traces at the ground truth plus Gaussian noise.
 OU inputs and observation noise are drawn from ``np.random.default_rng([seed, tag, k])`` - the k-th input
-(tag 1) or the k-th noisy output (tag 2), names in sorted order - and ``xi`` of stochastic models by
-``simulate(seed=seed)``: the same seed gives the same dataset, and no two draws share a stream (a tag
-is needed: default_rng(s) and default_rng([s, 0]) give the same numbers). ``check_size`` refuses, before
+(tag OU_INPUT_STREAM = 1) or the k-th noisy output (NOISE_STREAM = 2), names in sorted order - and ``xi`` of
+stochastic models by ``simulate(seed=seed)``: the same seed gives the same dataset, and no two draws share a
+stream (a tag is needed: default_rng(s) and default_rng([s, 0]) give the same numbers). ``check_size`` refuses, before
 anything is generated, a duration and dt whose traces would not fit in the memory available.
 """
 from __future__ import annotations
@@ -20,7 +20,13 @@ from ..units import TIME, Dimension, UnitError, parse_quantity, to_si
 from .dataset import Dataset
 from .files import check_memory
 
-_OU_TAG, _NOISE_TAG = 1, 2
+#: Random streams of generated data, separated by a tag: ``np.random.default_rng([seed, TAG, k])`` with the
+#: section's ``seed``. OU_INPUT_STREAM draws the k-th OU input (inputs in sorted order), NOISE_STREAM the
+#: observation noise of the k-th recorded output (sorted); the model's own noise (``xi``) is drawn by
+#: ``simulate(seed=seed)``. A tag other than 0 keeps each apart from a plain ``default_rng(seed)``.
+OU_INPUT_STREAM = 1
+NOISE_STREAM = 2
+
 # fields of a stimulus holding values of the input (the rest are times or counts), by kind
 _VALUE_FIELDS = {"steps": ("amplitudes", "baseline"), "ramp": ("amp_start", "amp_stop", "baseline"),
                  "ou": ("mean", "sigma")}
@@ -46,7 +52,7 @@ def synthetic_dataset(model, spec: dict, dt, params: dict, where: str) -> Datase
         raise ConfigError(f"{where}: the simulation at the ground truth diverged (NaN or inf in "
                           f"{', '.join(diverged) or 'a state'}); check ground_truth, init, method and dt")
     for k, (name, sd) in enumerate(sorted(noise.items())):
-        draws = np.random.default_rng([spec["seed"], _NOISE_TAG, k]).standard_normal(outputs[name].shape)
+        draws = np.random.default_rng([spec["seed"], NOISE_STREAM, k]).standard_normal(outputs[name].shape)
         outputs[name] = outputs[name] + sd * draws
     units.update({name: str(model.dimensions[name]) for name in record})
     return Dataset(inputs=inputs, outputs=outputs, dt=dt, units=units, source={"synthetic": where})
@@ -102,7 +108,7 @@ def _inputs(model, spec: dict, n_steps: int, dt: float, duration: float, where: 
         key = f"{where}.inputs.{name}"
         stimulus = given[name]
         dimension = _input_dimension(model, name, stimulus, key)
-        trace = _stimulus(stimulus, dimension, n_steps, dt, duration, [spec["seed"], _OU_TAG, k], key)
+        trace = _stimulus(stimulus, dimension, n_steps, dt, duration, [spec["seed"], OU_INPUT_STREAM, k], key)
         arrays[name] = np.atleast_2d(trace)
         if dimension is not None:
             units[name] = str(dimension)

@@ -10,6 +10,8 @@ hooks: ``get_features`` (one value per parameter set and input trace, shape
   error is ``inf`` and it is not passed to ``get_features``.
 - Spike metrics (``SpikeMetric``, ``GammaFactor``) take model spikes as a list over parameter
   sets of lists over traces of spike-time arrays (s), and data spikes as a list over traces.
+  Spike trains of recorded traces come from the package's one detector,
+  ``neurofit.data.spikes.detect_spikes`` (upward crossings, 1 ms dead time).
 
 Times (``dt``, ``t_start``, ``delta``, ``time``, ``stim_times``) may be SI floats or quantity
 strings such as ``"2 ms"``.

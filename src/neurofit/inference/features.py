@@ -11,7 +11,9 @@ Library (``window`` = the stimulus window of each trace, samples start <= k*dt <
   the trace in the window; ``resting_potential``: mean over the 10–90 % part of the time before the
   stimulus; ``voltage_deflection``: mean over the last 10 % of the window minus the resting potential.
 - spike features (spikes inside the window): ``spike_count``; ``mean_isi``; ``first_spike_latency``
-  (from the window start). With too few spikes the interval features are the window length.
+  (from the window start). With too few spikes the interval features are the window length. Spike
+  trains of recorded traces come from ``detect_spikes`` (the package's one detector,
+  ``neurofit.data.spikes``); those of simulations are the model's threshold events.
 
 Features of a batch are computed at once: traces (n_sets, n_traces, n_steps), spike trains
 ``spikes[set][trace]``; the result is (n_sets, n_features) ordered output by output, trace by trace,
@@ -24,6 +26,8 @@ import math
 
 import numpy as np
 
+from ..data.spikes import DEFAULT_DEAD_TIME
+from ..data.spikes import detect_spikes as _detect_spikes
 from ..errors import NeurofitError
 from ..units import TIME, to_si
 
@@ -59,12 +63,11 @@ def stimulus_windows(inputs: dict, dt: float, window=None) -> list[tuple[int, in
     return windows
 
 
-def detect_spikes(traces: np.ndarray, dt: float, threshold: float) -> list:
-    """Spike times (s) of upward crossings of ``threshold`` in traces (n_traces, n_steps): one array per trace."""
-    traces = np.atleast_2d(traces)
-    above = traces > threshold
-    crossings = above[:, 1:] & ~above[:, :-1]
-    return [(np.flatnonzero(row) + 1) * dt for row in crossings]
+def detect_spikes(traces: np.ndarray, dt: float, threshold: float, dead_time: float = DEFAULT_DEAD_TIME) -> list:
+    """Spike times (s) of the recorded traces (n_traces, n_steps), one array per trace, by the package's one
+    detector (``neurofit.data.spikes.detect_spikes``: upward crossings ``v[k-1] < threshold <= v[k]`` at
+    t = k*dt, crossings within ``dead_time`` (default 1 ms) of the previous spike ignored)."""
+    return _detect_spikes(traces, dt, threshold, dead_time)
 
 
 def _resting_range(i0: int) -> tuple[int, int]:

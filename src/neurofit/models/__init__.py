@@ -33,6 +33,9 @@ class ModelSpec:
 SPECS = {
     "rate": ModelSpec(
         "rate.eqs", defaults={"tau": 1e-3, "a": 1.2, "theta": 2.8, "w": 0.0}, init={"r": 0.2}, method="euler"),
+    "passive": ModelSpec(
+        "passive.eqs", defaults={"gl": 10e-9, "El": -70e-3, "C": 100e-12}, init={"v": "El"},
+        method="exponential_euler"),
     "lif": ModelSpec(
         "lif.eqs", threshold="v > Vt", reset="v = Vr", refractory="2*ms",
         defaults={"gl": 10e-9, "El": -70e-3, "C": 200e-12, "Vt": -50e-3, "Vr": -70e-3}, init={"v": -70e-3},

@@ -18,6 +18,10 @@ from ..fitting.bounds import BoundsError, parse_bounds
 from ..simulate import numpy_function, simulate
 from ..units import to_si
 
+#: Added to the seed for the target model's run (its noise), so that the target and the fitted model never
+#: share a random stream (same value as before it had a name: outputs unchanged).
+TARGET_SEED_OFFSET = 10_000
+
 
 class ReductionError(NeurofitError):
     """A user mistake in an experiment, bounds or loss (one line naming the culprit)."""
@@ -192,7 +196,7 @@ class OptNeuron:
         if target_neuron_model is not None:
             target_model = as_model(target_neuron_model)
             params = {k: np.array([to_si(v, name=k)]) for k, v in (target_params or {}).items()}
-            self.target = experiment.run(target_model, params, seed=seed + 10_000, backend=backend)[0]
+            self.target = experiment.run(target_model, params, seed=seed + TARGET_SEED_OFFSET, backend=backend)[0]
         else:
             self.target = results_soll
         self.history: list = []
@@ -304,7 +308,9 @@ class SpikeTrainLoss:
     """A ready-made loss for spiking targets: per chunk, the GammaFactor error of the spike times
     (coincidence window ``delta``), ``count_weight`` × the mean squared spike-count difference per
     trace, and ``subthreshold_weight`` × the mean squared difference of the voltages clipped at
-    ``v_clip`` (in units of ``v_scale``²). Returns the list of parts (summed by OptNeuron)."""
+    ``v_clip`` (in units of ``v_scale``²). Returns the list of parts (summed by OptNeuron). The spike
+    times are those of the Results: a model's threshold events, or for recordings the spikes of
+    ``neurofit.data.spikes.detect_spikes`` (the package's one detector)."""
 
     def __init__(self, delta="2 ms", v_clip="-55 mV", v_scale="5 mV", count_weight=0.1,
                  subthreshold_weight=0.05, variable="v"):

@@ -5,7 +5,7 @@ fit, then ``neurofit summarize`` / ``neurofit plot-fit`` over all of them. The c
 work is here::
 
     study = Study.load("hh_tutorial", path="config/config.yaml")
-    plan = FitPlan(study)                      # checks the section (one-line ConfigError naming the key)
+    plan = FitSection(study)                   # checks the section (one-line ConfigError naming the key)
     run = run_fit(plan, study.dataset(), "DE", seed=1, checkpoint="fit/DE_1/checkpoint.pkl")
     write_fit(run, "fit/DE_1/fit.json", "fit/DE_1/history.parquet")
     refined = run_refine(plan, study.dataset(), read_fit("fit/DE_1/fit.json"), read_history(...))
@@ -16,6 +16,8 @@ an uninterrupted one. A small ``<checkpoint>.json`` beside it holds a fingerprin
 determines the fit (fit settings, model, data, optimizer, seed); a checkpoint written for other
 settings is discarded instead of resumed. ``discard_checkpoint`` removes both once the results are
 written (a forced re-run then recomputes the fit instead of reloading its end state).
+
+The figures of the fits (convergence, parameters, traces) are made beside this module, in ``fit_figures``.
 """
 from __future__ import annotations
 
@@ -31,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data.files import atomic_write_bytes, atomic_write_json, check_memory
-from ..fitting.bounds import BoundsError, parse_bounds
 from ..fitting.metrics import first_step
-from ..units import TIME, UnitError, to_si
+from ..units import TIME, to_si
+from .section import Section
 from .study import SCHEMA, ConfigError, Study
 
 FIT_FORMAT = "neurofit.fit"
@@ -96,7 +98,7 @@ class OptimizerSpec:
                 "n_initial_points": self.n_initial_points, "acq_func": self.acq_func, "options": self.options}
 
 
-class FitPlan:
+class FitSection(Section):
     """The checked ``fit`` section of a study: model with fixed parameters, bounds, metric, optimizers.
 
     Construction checks what needs no data and no optimizer library (parameter names, units, bounds,
@@ -104,12 +106,11 @@ class FitPlan:
     Every mistake is a ``ConfigError`` whose message starts with the key path.
     """
 
+    NAME = "fit"
+
     def __init__(self, study: Study, model=None):
-        self.study = study
-        section = study.section.get("fit")
-        if section is None:
-            raise ConfigError(f"{study.where('fit')}: missing (this study has no fit section)")
-        self.section = section
+        super().__init__(study)
+        section = self.settings
         self.kind = section["kind"]
         base = model if model is not None else study.model()
         self.fixed = self._fixed(base)
@@ -136,30 +137,22 @@ class FitPlan:
         if bad:
             raise ConfigError(f"{self.where('outputs')}: {bad[0]} is not a variable of the model "
                               f"(variables: {', '.join(self.model.recordable())})")
-        self.ground_truth = self._ground_truth(base)
-
-    def where(self, *keys) -> str:
-        return self.study.where("fit", *keys)
+        self.ground_truth = self.read_ground_truth(base)
 
     # --- checks of the section ----------------------------------------------------------------------
     def _fixed(self, model) -> dict:
         fixed = {}
-        for name, value in self.section["fixed"].items():
-            if name not in model.parameters:
-                raise ConfigError(f"{self.where('fixed', name)}: not a parameter of the model "
-                                  f"(parameters: {', '.join(model.parameters) or 'none'})")
-            if name in self.section["bounds"]:
+        for name in self.settings["fixed"]:
+            self.parameter(name, "fixed", model.parameters)
+            if name in self.settings["bounds"]:
                 raise ConfigError(f"{self.where('fixed', name)}: also has bounds; a parameter is either "
                                   f"fitted (bounds) or held fixed (fixed)")
-            fixed[name] = self.study.quantity(value, model, name, ("fit", "fixed", name))
+            fixed[name] = self.quantity(("fixed", name), model.dimensions.get(name))
         return fixed
 
     def _bounds(self) -> tuple[dict, set]:
-        try:
-            space = parse_bounds(self.section["bounds"], self.parameters, require_all=False,
-                                 dimensions=self.model.dimensions, where=lambda name: self.where("bounds", name))
-        except BoundsError as err:
-            raise ConfigError(str(err)) from None
+        space = self.read_bounds(self.settings["bounds"], "bounds", self.parameters, self.model.dimensions,
+                                 require_all=False)
         missing = [p for p in self.parameters if p not in space.free]
         if missing:
             raise ConfigError(f"{self.where('bounds')}: no bounds for {', '.join(missing)}; give "
@@ -167,7 +160,7 @@ class FitPlan:
         return {p: space.free[p] for p in self.parameters}, space.log_scale
 
     def _metric_settings(self) -> dict:
-        m = dict(self.section["metric"])
+        m = dict(self.settings["metric"])
         name = m["name"] or ("gamma" if self.kind == "spike" else "mse")
         if name not in METRICS_OF[self.kind]:
             raise ConfigError(f"{self.where('metric', 'name')}: metric '{name}' does not work with kind "
@@ -187,11 +180,7 @@ class FitPlan:
             self._check_efel_features(m["features"], m["weights"])
         for key in ("t_start", "delta", "time"):
             if m.get(key) is not None:
-                value = m[key]
-                try:
-                    to_si(value, TIME if isinstance(value, str) else None, name=self.where("metric", key))
-                except UnitError as err:
-                    raise ConfigError(str(err)) from None
+                self.quantity(("metric", key), TIME)
         m["name"] = name
         return {k: m[k] for k in ("name", *METRIC_KEYS[name])}
 
@@ -215,7 +204,7 @@ class FitPlan:
 
     def _optimizers(self) -> list[OptimizerSpec]:
         specs, seen = [], {}
-        for i, o in enumerate(self.section["optimizers"]):
+        for i, o in enumerate(self.settings["optimizers"]):
             label = optimizer_label(o)
             if label in seen:
                 raise ConfigError(f"{self.where('optimizers', str(i), 'label')}: '{label}' is also the label of "
@@ -255,15 +244,6 @@ class FitPlan:
                           f"({hint}valid names include {', '.join(COMMON_NEVERGRAD)}; all: "
                           f"sorted(nevergrad.optimizers.registry))")
 
-    def _ground_truth(self, base) -> dict:
-        truth = {}
-        for name, value in self.study.section["ground_truth"].items():
-            if name not in base.parameters:
-                raise ConfigError(f"{self.study.where('ground_truth', name)}: not a parameter of the model "
-                                  f"(parameters: {', '.join(base.parameters) or 'none'})")
-            truth[name] = self.study.quantity(value, base, name, ("ground_truth", name))
-        return truth
-
     # --- what the commands use ----------------------------------------------------------------------
     @property
     def labels(self) -> list[str]:
@@ -271,11 +251,11 @@ class FitPlan:
 
     @property
     def runs(self) -> list[tuple[str, int]]:
-        return run_names(self.section)
+        return run_names(self.settings)
 
     @property
     def noise_floor(self) -> float | None:
-        return self.section["noise_floor"]
+        return self.settings["noise_floor"]
 
     def optimizer(self, label: str) -> OptimizerSpec:
         for spec in self.optimizers:
@@ -294,7 +274,7 @@ class FitPlan:
 
     def outputs(self, dataset) -> list[str]:
         """Recorded outputs the fit compares with (trace fits)."""
-        chosen = self.section["outputs"]
+        chosen = self.settings["outputs"]
         if chosen is not None:
             missing = [o for o in chosen if o not in dataset.outputs]
             if missing:
@@ -312,15 +292,15 @@ class FitPlan:
         """Recorded spike trains (one array of times per trace) of a spike fit."""
         if dataset.spikes:
             return list(next(iter(dataset.spikes.values())))
-        threshold = self.section["spike_threshold"]
+        threshold = self.settings["spike_threshold"]
         if threshold is None:
             raise ConfigError(f"{self.where('spike_threshold')}: missing; a spike fit needs spike times - give the "
                               f"value whose upward crossing by the recorded {next(iter(dataset.outputs), 'output')} "
                               f"is a spike (e.g. 0 mV)")
         if not dataset.outputs:
             raise ConfigError(f"{self.study.where('data', 'outputs')}: a spike fit needs a recorded output")
-        var = (self.section["outputs"] or list(dataset.outputs))[0]
-        value = self.study.quantity(threshold, self.model, var, ("fit", "spike_threshold"))
+        var = (self.settings["outputs"] or list(dataset.outputs))[0]
+        value = self.quantity("spike_threshold", self.model.dimensions.get(var))
         return [spike_times(trace, dataset.dt, value) for trace in dataset.outputs[var]]
 
     def metric(self, dataset):
@@ -358,15 +338,15 @@ class FitPlan:
         if self.kind == "trace":  # online and spike fits keep no traces of the population
             self.check_memory(dataset, len(output))
         cls = {"trace": TraceFitter, "online": OnlineTraceFitter, "spike": SpikeFitter}[self.kind]
-        return cls(model=self.model, input=inputs, output=output, dt=dataset.dt, n_samples=self.section["n_samples"],
-                   method=self.method, param_init=self.init, backend=self.section["backend"],
-                   dtype=self.section["dtype"], seed=seed)
+        return cls(model=self.model, input=inputs, output=output, dt=dataset.dt, n_samples=self.settings["n_samples"],
+                   method=self.method, param_init=self.init, backend=self.settings["backend"],
+                   dtype=self.settings["dtype"], seed=seed)
 
     def check_memory(self, dataset, n_outputs: int) -> None:
         """ConfigError naming fit.n_samples unless a round's population arrays of a trace fit - n_samples
         candidates x n_traces x n_steps samples of each of ``n_outputs`` recorded variables, plus one such
         array for the metric's difference from the data - fit in the memory available."""
-        n = self.section["n_samples"]
+        n = self.settings["n_samples"]
         check_memory(self.where("n_samples"), 8.0 * n * dataset.n_traces * dataset.n_steps * (n_outputs + 1),
                      f"{n} candidates x {dataset.n_traces} traces x {dataset.n_steps} steps x {n_outputs} output(s)")
 
@@ -379,7 +359,7 @@ class FitPlan:
         keys = ("optimizers", str(spec.index))
         try:
             if trial:
-                popsize = min(self.section["n_samples"], TRIAL_POPULATION)
+                popsize = min(self.settings["n_samples"], TRIAL_POPULATION)
                 twin = spec.build(seed)
                 twin.initialize(self.parameters, self.bounds, log_scale=self.log_scale, popsize=popsize)
                 twin.ask(popsize)
@@ -400,7 +380,7 @@ class FitPlan:
         """Hash of everything that determines the fit of (label, seed): a checkpoint is resumed only if equal."""
         from .. import __version__
 
-        section = {k: v for k, v in self.section.items() if k not in ("refine", "noise_floor")}
+        section = {k: v for k, v in self.settings.items() if k not in ("refine", "noise_floor")}
         digest = hashlib.sha256()
         digest.update(json.dumps({"fit": section, "model": self.model.content_hash, "label": label, "seed": seed,
                                   "optimizer": self.optimizer(label).as_dict(), "neurofit": __version__},
@@ -413,20 +393,16 @@ class FitPlan:
         return digest.hexdigest()
 
 
-def spike_times(trace, dt: float, threshold: float, min_interval: float = 1e-3) -> np.ndarray:
-    """Times (s) of the upward crossings of ``threshold`` by ``trace`` (first sample at or above it).
+#: The name the workflow rules and older callers use.
+FitPlan = FitSection
 
-    A crossing less than ``min_interval`` after the last one counted is noise on the same spike (a
-    noisy trace can cross a threshold near its peak several times) and is skipped.
-    """
-    trace = np.asarray(trace, dtype=float)
-    above = trace >= threshold
-    crossings = (np.flatnonzero(above[1:] & ~above[:-1]) + 1) * float(dt)
-    kept = []
-    for t in crossings:
-        if not kept or t - kept[-1] >= min_interval:
-            kept.append(t)
-    return np.array(kept, dtype=float)
+
+def spike_times(trace, dt: float, threshold: float, min_interval: float = 1e-3) -> np.ndarray:
+    """Spike times (s) of one trace: ``neurofit.data.spikes.detect_spikes`` (upward crossings of ``threshold``
+    V, at least ``min_interval`` s apart), the one detector of fit, inference and reduction."""
+    from ..data.spikes import detect_spikes
+
+    return detect_spikes(np.asarray(trace, dtype=float), dt, threshold, dead_time=min_interval)[0]
 
 
 # --- one fit --------------------------------------------------------------------------------------------
@@ -474,13 +450,13 @@ def discard_checkpoint(checkpoint) -> None:
             path.unlink()
 
 
-def run_fit(plan: FitPlan, dataset, label: str, seed: int, checkpoint=None, log=None) -> FitRun:
+def run_fit(plan: FitSection, dataset, label: str, seed: int, checkpoint=None, log=None) -> FitRun:
     """Run the fit of optimizer ``label`` with ``seed`` (resuming ``checkpoint`` if it holds this fit)."""
     spec = plan.optimizer(label)
     fitter = plan.fitter(dataset, seed=seed)
     metric = plan.metric(dataset)
     optimizer = plan.build_optimizer(label, seed)
-    n_rounds = plan.section["n_rounds"]
+    n_rounds = plan.settings["n_rounds"]
     if checkpoint is not None:
         Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
         if prepare_checkpoint(checkpoint, plan.fingerprint(dataset, label, seed), log) and log:
@@ -510,7 +486,7 @@ def run_fit(plan: FitPlan, dataset, label: str, seed: int, checkpoint=None, log=
         "metric": plan.metric_settings, "parameters": list(fitter.parameter_names),
         "outputs": list(fitter.output), "units": {**plan.units, **plan.output_units(fitter.output)},
         "bounds": {p: list(b) for p, b in plan.bounds.items()}, "log_scale": sorted(plan.log_scale),
-        "fixed": plan.fixed, "n_samples": plan.section["n_samples"], "n_rounds": n_rounds,
+        "fixed": plan.fixed, "n_samples": plan.settings["n_samples"], "n_rounds": n_rounds,
         "rounds_done": rounds_done, "n_evaluations": int(len(history)),
         "best_params": {p: float(v) for p, v in fitter.best_params.items()},
         "best_error": _finite_or_none(fitter.best_error),
@@ -581,7 +557,7 @@ def read_history(path):
 
 # --- refine -----------------------------------------------------------------------------------------------
 
-def _restore(plan: FitPlan, fitter, fit_doc: dict, history, dataset) -> None:
+def _restore(plan: FitSection, fitter, fit_doc: dict, history, dataset) -> None:
     """Give a fresh fitter the state ``refine`` reads from a finished fit: bounds, metric, history, best."""
     if list(fit_doc["parameters"]) != list(fitter.parameter_names) or \
             {p: tuple(b) for p, b in fit_doc["bounds"].items()} != plan.bounds:
@@ -605,7 +581,7 @@ def mse(fitter, params: dict, t_start: float = 0.0) -> float:
     return total
 
 
-def run_refine(plan: FitPlan, dataset, fit_doc: dict, history, noise_floor: float | None = None, log=None) -> dict:
+def run_refine(plan: FitSection, dataset, fit_doc: dict, history, noise_floor: float | None = None, log=None) -> dict:
     """Refine a finished fit (``fit_doc`` + its history) by least squares; the refined.json document."""
     if plan.kind == "spike":
         raise ConfigError(f"{plan.where('kind')}: spike fits cannot be refined (least squares needs traces)")

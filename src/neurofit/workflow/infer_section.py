@@ -3,8 +3,9 @@
 ``run_training_chunk`` simulates one chunk of the training data (→ .npz with theta, x), any number of
 which ``gather_training_chunks`` joins into exactly the arrays of one unchunked run; ``run_inference``
 trains and writes the posterior, samples and figures; ``run_calibration`` checks the posterior by
-simulation-based calibration. ``check_infer_section`` is the cheap check the workflow runs before any
-job. Keys and defaults of the section: the config schema. torch is imported only by the jobs.
+simulation-based calibration. ``InferSection`` reads and checks the section (its ``check()``, run by
+``check_infer_section``, is the cheap check the workflow runs before any job). Keys and defaults of the
+section: the config schema. torch is imported only by the jobs.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import numpy as np
 from ..data.dataset import Dataset
 from ..data.files import atomic_save_npz, atomic_write_bytes, check_memory
 from ..errors import NeurofitError
-from ..fitting.bounds import BoundsError, parse_bounds
-from ..units import to_si
+from ..units import TIME
+from .section import Section
 from .study import ConfigError, Study, validate_config
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class TrainingDataError(NeurofitError):
 JOB_BYTES = 50_000
 #: Posterior samples drawn per test simulation by the calibration (as run_calibration does).
 SBC_POSTERIOR_SAMPLES = 1000
+#: Added to infer.seed for the calibration's test simulations, a stream apart from the training data's.
+CALIBRATION_SEED_OFFSET = 1
 
 TRAINING_KEYS = ("bounds", "features", "window", "spike_threshold", "noise", "n_samples", "seed", "batch_size",
                  "raw_samples")  # the infer settings that determine the training data
@@ -51,131 +54,159 @@ def _simulation(study: Study) -> dict:
     return validate_config({"studies": {study.name: section}}, label=None)["studies"][study.name]["simulate"]
 
 
-def check_infer_section(study: Study, model=None) -> None:
-    """Before any job (no data, no torch): the prior names parameters of ``model`` (default: the study's),
-    with valid ranges; feature names are the library's or eFEL's, and spike features have a spike
-    threshold; n_chunks is at most n_samples, and n_samples, sbc_simulations and n_chunks fit in the memory
-    available (counting one feature: the data decide the rest). ConfigError naming the key otherwise."""
-    model = model if model is not None else study.model()
-    _prior_bounds(study, model, _simulation(study))
-    _check_feature_names(study)
-    infer = study.section["infer"]
-    if infer["n_chunks"] > infer["n_samples"]:
-        raise ConfigError(f"{study.where('infer', 'n_chunks')}: {infer['n_chunks']} chunks for {infer['n_samples']} "
-                          f"simulations (n_samples); give at most one chunk per simulation")
-    check_memory(study.where("infer", "n_chunks"), JOB_BYTES * infer["n_chunks"],
-                 f"{infer['n_chunks']} chunk jobs in Snakemake's job graph")
-    _check_infer_memory(study, len(infer["bounds"]), 1)
+class InferSection(Section):
+    """The checked ``infer`` section of a study: the prior (infer.bounds, every other parameter fixed at its
+    simulate.params or built-in value), features, noise and sizes; builds the ``Inferencer``. Simulation
+    settings (init, method, backend, dtype) come from the study's ``simulate`` section (its defaults when
+    it has none). Every mistake is a ``ConfigError`` whose message starts with the key path."""
 
+    NAME = "infer"
 
-def _check_feature_names(study: Study) -> None:
-    """ConfigError naming infer.features.<output> for a name that is neither the library's (trace features, or
-    spike features under 'spikes') nor an eFEL feature (traces only; 'efel:' prefix allowed)."""
-    import difflib
+    def __init__(self, study: Study, model=None):
+        super().__init__(study)
+        self.model = model if model is not None else study.model()
+        self.parameters = list(self.model.parameters)
+        self.simulation = _simulation(study)
 
-    from ..inference.features import SPIKE_FEATURES, SPIKES, TRACE_FEATURES, _efel_names
-    efel_names = None  # eFEL's list, read once if a name is not the library's
-    for var, items in (study.section["infer"]["features"] or {}).items():
-        library = SPIKE_FEATURES if var == SPIKES else TRACE_FEATURES
-        for item in items:
-            if item in library:
-                continue
-            if var != SPIKES:
-                efel_names = efel_names if efel_names is not None else _efel_names()
-                if (item[len("efel:"):] if item.startswith("efel:") else item) in efel_names:
+    def check(self) -> None:
+        """Before any job (no data, no torch): the prior names parameters of the model, with valid ranges;
+        noise and window are quantities in the units of their variables; feature names are the library's or
+        eFEL's, and spike features have a spike threshold; n_chunks is at most n_samples, and n_samples,
+        sbc_simulations and n_chunks fit in the memory available (counting one feature: the data decide the
+        rest)."""
+        self.prior_bounds()
+        self._check_quantities()
+        self._check_feature_names()
+        infer = self.settings
+        if infer["n_chunks"] > infer["n_samples"]:
+            raise ConfigError(f"{self.where('n_chunks')}: {infer['n_chunks']} chunks for {infer['n_samples']} "
+                              f"simulations (n_samples); give at most one chunk per simulation")
+        check_memory(self.where("n_chunks"), JOB_BYTES * infer["n_chunks"],
+                     f"{infer['n_chunks']} chunk jobs in Snakemake's job graph")
+        self.check_memory(len(infer["bounds"]), 1)
+
+    def _check_quantities(self) -> None:
+        """noise (SD per recorded variable, in its units) and window (start, end: times)."""
+        for var in self.settings["noise"] or {}:
+            self.quantity(("noise", var), self.model.dimensions.get(var))
+        if self.settings["window"] is not None:
+            self.quantity("window", TIME)
+
+    def _check_feature_names(self) -> None:
+        """ConfigError naming infer.features.<output> for a name that is neither the library's (trace features,
+        or spike features under 'spikes') nor an eFEL feature (traces only; 'efel:' prefix allowed)."""
+        import difflib
+
+        from ..inference.features import SPIKE_FEATURES, SPIKES, TRACE_FEATURES, _efel_names
+        efel_names = None  # eFEL's list, read once if a name is not the library's
+        for var, items in (self.settings["features"] or {}).items():
+            library = SPIKE_FEATURES if var == SPIKES else TRACE_FEATURES
+            for item in items:
+                if item in library:
                     continue
-            close = difflib.get_close_matches(item, [*library, *sorted(efel_names or ())], n=3)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            efel = "" if var == SPIKES else "; or an eFEL feature name"
-            raise ConfigError(f"{study.where('infer', 'features', var)}: unknown feature '{item}' ({hint}library: "
-                              f"{', '.join(library)}{efel})")
+                if var != SPIKES:
+                    efel_names = efel_names if efel_names is not None else _efel_names()
+                    if (item[len("efel:"):] if item.startswith("efel:") else item) in efel_names:
+                        continue
+                close = difflib.get_close_matches(item, [*library, *sorted(efel_names or ())], n=3)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                efel = "" if var == SPIKES else "; or an eFEL feature name"
+                raise ConfigError(f"{self.where('features', var)}: unknown feature '{item}' ({hint}library: "
+                                  f"{', '.join(library)}{efel})")
+
+    def check_memory(self, n_parameters: int, n_features: int, n_traces: int = 1, n_steps: int = 1,
+                     n_variables: int = 0) -> None:
+        """ConfigError naming the infer key whose arrays exceed the memory available: the training data of
+        n_samples (theta and features, with the copies training makes), a batch of batch_size simulations of
+        ``n_variables`` recorded variables (n_traces x n_steps samples each), and the calibration's
+        sbc_simulations tests with their posterior samples."""
+        infer = self.settings
+        n, per_set = infer["n_samples"], n_parameters + n_features
+        check_memory(self.where("n_samples"), 8.0 * 3 * n * per_set,
+                     f"{n} simulations x ({n_parameters} parameters + {n_features} feature(s))")
+        if n_variables:
+            batch = min(infer["batch_size"], n)
+            check_memory(self.where("batch_size"), 8.0 * batch * n_traces * n_steps * n_variables,
+                         f"{batch} simulations x {n_traces} traces x {n_steps} steps x {n_variables} variable(s)")
+        sbc = infer["sbc_simulations"]
+        check_memory(self.where("sbc_simulations"), 8.0 * sbc * (SBC_POSTERIOR_SAMPLES * n_parameters + per_set),
+                     f"{sbc} tests x {SBC_POSTERIOR_SAMPLES} posterior samples x {n_parameters} parameters")
+
+    def prior_bounds(self) -> dict:
+        """infer.bounds plus a fixed value for every other parameter (simulate.params, else the built-in's
+        value), checked."""
+        from ..inference.features import SPIKES
+        infer, model = self.settings, self.model
+        bounds = dict(infer["bounds"])
+        for p, value in {**self.study.default_params(model), **self.simulation["params"]}.items():
+            if p in model.parameters:
+                bounds.setdefault(p, value)
+        self.read_bounds(bounds, "bounds", model.parameters, model.dimensions, allow_fixed=True)
+        if infer["n_rounds"] > 1 and infer["sbc_simulations"] > 0:
+            raise ConfigError(f"{self.where('sbc_simulations')}: calibration needs an amortized posterior "
+                              f"(n_rounds 1); a multi-round posterior is only valid at the recorded data: set "
+                              f"sbc_simulations to 0 or n_rounds to 1")
+        if infer["features"] and SPIKES in infer["features"] and infer["spike_threshold"] is None:
+            raise ConfigError(f"{self.where('spike_threshold')}: spike features need the data's spike "
+                              f"times: give the voltage threshold of a spike (e.g. '0 mV')")
+        return bounds
+
+    def inferencer(self, dataset: Dataset | None = None) -> tuple["Inferencer", Dataset]:
+        """An Inferencer (prior set) and the dataset; ``dataset`` (e.g. data.npz of ``neurofit prepare``)
+        replaces reading the recordings."""
+        from ..inference.features import SPIKES, detect_spikes
+        from ..inference.inferencer import Inferencer
+        infer, model, simulation, study = self.settings, self.model, self.simulation, self.study
+        bounds = self.prior_bounds()
+        self._check_quantities()
+        dataset = dataset if dataset is not None else study.dataset()
+        spec = study.builtin
+        init = study.initial_values(model, simulation["init"], ("simulate", "init"))
+        output = dict(dataset.outputs)
+        if infer["features"] and SPIKES in infer["features"]:
+            if not output:
+                raise ConfigError(f"{self.where('features')}: spike features need a recorded voltage "
+                                  f"(data outputs)")
+            name, first = next(iter(output.items()))
+            threshold = self.quantity("spike_threshold", model.dimensions.get(name))
+            output[SPIKES] = detect_spikes(first, dataset.dt, threshold)
+        missing = [i for i in model.inputs if i not in dataset.inputs]
+        if missing:
+            raise ConfigError(f"{study.where('data', 'inputs')}: the model needs input(s) {', '.join(missing)} "
+                              f"(given: {', '.join(dataset.inputs) or 'none'})")
+        method = simulation["method"] or (spec.method if spec else None)
+        try:
+            inferencer = Inferencer(dataset.dt, model, {i: dataset.inputs[i] for i in model.inputs}, output,
+                                    features=infer["features"], method=method, param_init=init,
+                                    backend=simulation["backend"], dtype=simulation["dtype"], seed=infer["seed"],
+                                    window=infer["window"], batch_size=infer["batch_size"], threads=infer["threads"],
+                                    raw_samples=infer["raw_samples"], noise=infer["noise"])
+            inferencer.init_prior(**bounds)
+        except ValueError as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"{self.where()}: {err}") from None
+        self.check_memory(len(inferencer.param_names), len(inferencer.feature_names), inferencer.n_traces,
+                          inferencer.n_steps, max(1, len(inferencer.features.trace_vars)))
+        return inferencer, dataset
+
+    def truth(self, names) -> dict:
+        """The study's ground truth (SI) of the parameters ``names``, for the figures and the table."""
+        return {p: v for p, v in self.read_ground_truth(self.model).items() if p in names}
 
 
-def _check_infer_memory(study: Study, n_parameters: int, n_features: int, n_traces: int = 1, n_steps: int = 1,
-                        n_variables: int = 0) -> None:
-    """ConfigError naming the infer key whose arrays exceed the memory available: the training data of
-    n_samples (theta and features, with the copies training makes), a batch of batch_size simulations of
-    ``n_variables`` recorded variables (n_traces x n_steps samples each), and the calibration's
-    sbc_simulations tests with their posterior samples."""
-    infer = study.section["infer"]
-    n, per_set = infer["n_samples"], n_parameters + n_features
-    check_memory(study.where("infer", "n_samples"), 8.0 * 3 * n * per_set,
-                 f"{n} simulations x ({n_parameters} parameters + {n_features} feature(s))")
-    if n_variables:
-        batch = min(infer["batch_size"], n)
-        check_memory(study.where("infer", "batch_size"), 8.0 * batch * n_traces * n_steps * n_variables,
-                     f"{batch} simulations x {n_traces} traces x {n_steps} steps x {n_variables} variable(s)")
-    sbc = infer["sbc_simulations"]
-    check_memory(study.where("infer", "sbc_simulations"), 8.0 * sbc * (SBC_POSTERIOR_SAMPLES * n_parameters + per_set),
-                 f"{sbc} tests x {SBC_POSTERIOR_SAMPLES} posterior samples x {n_parameters} parameters")
-
-
-def _prior_bounds(study: Study, model, simulation: dict) -> dict:
-    """infer.bounds plus a fixed value for every other parameter (simulate.params, else the built-in's value),
-    after the checks of ``check_infer_section``."""
-    from ..inference.features import SPIKES
-    infer = study.section["infer"]
-    bounds = dict(infer["bounds"])
-    for p, value in {**study.default_params(model), **simulation["params"]}.items():
-        if p in model.parameters:
-            bounds.setdefault(p, value)
-    try:
-        parse_bounds(bounds, model.parameters, allow_fixed=True, dimensions=model.dimensions,
-                     where=lambda name: study.where("infer", "bounds", name))
-    except BoundsError as err:
-        raise ConfigError(f"{study.where('infer', 'bounds')}: {err}" if str(err).startswith("no ") else str(err)) \
-            from None
-    if infer["n_rounds"] > 1 and infer["sbc_simulations"] > 0:
-        raise ConfigError(f"{study.where('infer', 'sbc_simulations')}: calibration needs an amortized posterior "
-                          f"(n_rounds 1); a multi-round posterior is only valid at the recorded data: set "
-                          f"sbc_simulations to 0 or n_rounds to 1")
-    if infer["features"] and SPIKES in infer["features"] and infer["spike_threshold"] is None:
-        raise ConfigError(f"{study.where('infer', 'spike_threshold')}: spike features need the data's spike "
-                          f"times: give the voltage threshold of a spike (e.g. '0 mV')")
-    return bounds
+def check_infer_section(study: Study, model=None) -> None:
+    """``InferSection(study, model).check()``: the cheap check the workflow runs before any job."""
+    InferSection(study, model).check()
 
 
 def inferencer_from_config(study: Study, dataset: Dataset | None = None) -> tuple["Inferencer", dict, Dataset]:
     """An Inferencer (prior set), the study's ``infer`` settings (defaults filled in) and the dataset, for a
     study with an ``infer`` section; ``dataset`` (e.g. data.npz of ``neurofit prepare``) replaces reading
-    the recordings. Simulation settings (init, method, backend, dtype) come from its ``simulate`` section."""
-    from ..inference.features import SPIKES, detect_spikes
-    from ..inference.inferencer import Inferencer
-    infer = study.section.get("infer")
-    if infer is None:
-        raise ConfigError(f"{study.where('infer')}: missing (the settings of simulation-based inference)")
-    model = study.model()
-    simulation = _simulation(study)
-    bounds = _prior_bounds(study, model, simulation)
-    dataset = dataset if dataset is not None else study.dataset()
-    spec = study.builtin
-    init = study.initial_values(model, simulation["init"], ("simulate", "init"))
-    output = dict(dataset.outputs)
-    if infer["features"] and SPIKES in infer["features"]:
-        if not output:
-            raise ConfigError(f"{study.where('infer', 'features')}: spike features need a recorded voltage "
-                              f"(data outputs)")
-        first = next(iter(output.values()))
-        output[SPIKES] = detect_spikes(first, dataset.dt, to_si(infer["spike_threshold"], name="spike_threshold"))
-    missing = [i for i in model.inputs if i not in dataset.inputs]
-    if missing:
-        raise ConfigError(f"{study.where('data', 'inputs')}: the model needs input(s) {', '.join(missing)} "
-                          f"(given: {', '.join(dataset.inputs) or 'none'})")
-    method = simulation["method"] or (spec.method if spec else None)
-    try:
-        inferencer = Inferencer(dataset.dt, model, {i: dataset.inputs[i] for i in model.inputs}, output,
-                                features=infer["features"], method=method, param_init=init,
-                                backend=simulation["backend"], dtype=simulation["dtype"], seed=infer["seed"],
-                                window=infer["window"], batch_size=infer["batch_size"], threads=infer["threads"],
-                                raw_samples=infer["raw_samples"], noise=infer["noise"])
-        inferencer.init_prior(**bounds)
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"{study.where('infer')}: {err}") from None
-    _check_infer_memory(study, len(inferencer.param_names), len(inferencer.feature_names), inferencer.n_traces,
-                        inferencer.n_steps, max(1, len(inferencer.features.trace_vars)))
-    return inferencer, infer, dataset
+    the recordings."""
+    section = InferSection(study)
+    inferencer, dataset = section.inferencer(dataset)
+    return inferencer, section.settings, dataset
 
 
 def _training_hash(study: Study, inputs: dict) -> str:
@@ -266,7 +297,9 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     from ..inference import diagnostics
     from ..plots import save_figure
     out_dir = Path(out_dir)
-    inferencer, infer, dataset = inferencer_from_config(study, dataset)
+    section = InferSection(study)
+    inferencer, dataset = section.inferencer(dataset)
+    infer = section.settings
     theta, x = gather_training_chunks(chunk_paths, study, inferencer.input)
     if theta.shape[1] != len(inferencer.param_names) or x.shape[1] != len(inferencer.feature_names):
         raise TrainingDataError(f"training chunks hold {theta.shape[1]} parameters and {x.shape[1]} features; "
@@ -287,7 +320,7 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     pd.DataFrame(samples, columns=inferencer.param_names).to_parquet(buffer, index=False)
     atomic_write_bytes(paths["samples.parquet"], buffer.getvalue())
     units = {p: str(inferencer.model.dimensions[p]) for p in inferencer.param_names}
-    truth = _truth(study, inferencer)
+    truth = section.truth(inferencer.param_names)
     save_figure(diagnostics.plot_posterior(samples, inferencer.param_names, units, truth), paths["pairplot.png"])
     var = inferencer.features.trace_vars[0] if inferencer.features.trace_vars else next(iter(inferencer.output))
     predicted = inferencer.generate_traces(n_samples=50, output_var=var, reduce=None)
@@ -326,26 +359,21 @@ def _round_summary(inferencer: "Inferencer", n_simulations: int) -> dict:
             "best_validation_loss": float(training["best_validation_loss"][-1])}
 
 
-def _truth(study: Study, inferencer: "Inferencer") -> dict:
-    """The study's ground truth of the inferred parameters (SI), for the pairplot."""
-    truth = study.section.get("ground_truth") or {}
-    return {p: to_si(truth[p], inferencer.model.dimensions.get(p), name=study.where("ground_truth", p))
-            for p in inferencer.param_names if p in truth}
-
-
 def run_calibration(study: Study, posterior_path, out_dir, dataset: Dataset | None = None) -> dict:
     """Simulation-based calibration of a study's posterior (``infer.sbc_simulations`` test simulations from
     the prior): write sbc_ranks.png, coverage.png and calibration.json into ``out_dir``; returns {name: path}."""
     from ..data.files import atomic_write_json
     from ..inference import diagnostics
     from ..plots import save_figure
-    inferencer, infer, _ = inferencer_from_config(study, dataset)
+    section = InferSection(study)
+    infer = section.settings
     if infer["sbc_simulations"] < 1:
-        raise ConfigError(f"{study.where('infer', 'sbc_simulations')}: 0; give the number of test simulations "
+        raise ConfigError(f"{section.where('sbc_simulations')}: 0; give the number of test simulations "
                           f"(e.g. 200) to calibrate the posterior")
+    inferencer, _ = section.inferencer(dataset)
     inferencer.load_posterior(posterior_path)
     result = diagnostics.simulation_based_calibration(inferencer, infer["sbc_simulations"],
-                                                      num_posterior_samples=1000, seed=infer["seed"] + 1)
+                                                      num_posterior_samples=1000, seed=infer["seed"] + CALIBRATION_SEED_OFFSET)
     coverage = result.coverage()
     out_dir = Path(out_dir)
     paths = {name: out_dir / name for name in CALIBRATION_FILES}

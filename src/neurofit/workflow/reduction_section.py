@@ -4,8 +4,9 @@ The workflow runs ``neurofit reduce`` (fit + held-out evaluation, four files) an
 plot-reduction`` (three figures). The commands are thin; the work is here::
 
     study = Study.load("hh_to_adex", path="config/config.yaml")
-    plan = ReductionPlan(study)                # checks the section (one-line ConfigError naming the key)
+    plan = ReductionSection(study)             # checks the section (one-line ConfigError naming the key)
     summary = write_reduction(plan, "results/hh_to_adex/reduction")
+    write_figures(study, "results/hh_to_adex/reduction", {"loss": "loss.png", "train": "train.png"})
 
 The target is a built-in model at given parameters (``target.builtin``) or recorded membrane
 potentials (``target.data``; spikes are threshold crossings). Both are run through the same step
@@ -26,31 +27,35 @@ from pathlib import Path
 import numpy as np
 
 from .. import models
-from ..fitting.bounds import BoundsError, parse_bounds
-from ..units import TIME, VOLTAGE, UnitError, parse_unit, to_si
+from ..reduction.optneuron import TARGET_SEED_OFFSET
+from ..units import TIME, VOLTAGE, UnitError, parse_unit
+from .section import Output, Section
 from .study import ConfigError, Study
 
 FILES = ("reduction.json", "reduction.npz", "heldout.json", "heldout.npz")
 FIGURES = ("loss", "train", "heldout")
+#: The files of ``write_reduction`` each figure reads.
+FIGURE_INPUTS = {"loss": ("reduction.json", "reduction.npz"), "train": ("reduction.json", "reduction.npz"),
+                 "heldout": ("reduction.json", "heldout.json", "heldout.npz")}
 
 
-class ReductionPlan:
+class ReductionSection(Section):
     """The checked ``reduction`` section of a study: protocol, target, reduced model, bounds, loss.
 
     Construction checks everything that needs no simulation and no optimizer library; every mistake is a
     ``ConfigError`` whose message starts with the key path."""
 
+    NAME = "reduction"
+
     def __init__(self, study: Study):
-        self.study = study
-        section = study.section.get("reduction")
-        if section is None:
-            raise ConfigError(f"{study.where('reduction')}: missing (this study has no reduction section)")
-        self.section = section
+        super().__init__(study)
+        section = self.settings
         self._protocol(section["protocol"])
         self._target(section["target"])
         m = section["model"]
         self.model_name = m["builtin"]
         self.model = self._build(m, ("model",))
+        self.parameters = list(self.model.parameters)
         self.model_init = self._init(m, self.model, ("model",))
         self.model_method = m["method"] or models.SPECS[m["builtin"]].method
         if self.variable not in self.model.states:
@@ -58,7 +63,7 @@ class ReductionPlan:
                               f"the reduced model '{self.model_name}' (states: {', '.join(self.model.states)})")
         self._check_input(self.model, ("model", "builtin"))
         self.bounds, self.space = self._bounds(section["variables_bounds"])
-        self.loss_settings = {k: self._si(v, TIME if k == "delta" else VOLTAGE, ("loss", k)) if k in
+        self.loss_settings = {k: self.quantity(("loss", k), TIME if k == "delta" else VOLTAGE) if k in
                               ("delta", "v_clip", "v_scale") else float(v) for k, v in section["loss"].items()}
         if not self.loss_settings["delta"] > 0 or not self.loss_settings["v_scale"] > 0:
             key = "delta" if not self.loss_settings["delta"] > 0 else "v_scale"
@@ -66,25 +71,14 @@ class ReductionPlan:
         if self.loss_settings["delta"] >= self.duration:
             raise ConfigError(f"{self.where('loss', 'delta')}: must be shorter than protocol.duration")
 
-    def where(self, *keys) -> str:
-        return self.study.where("reduction", *map(str, keys))
-
     # --- checks of the section -------------------------------------------------------------------
-    def _si(self, value, dimension, keys: tuple) -> float:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{self.where(*keys)}: {value!r} is not a number or a quantity like '2 ms'")
-        try:
-            return to_si(value, dimension if isinstance(value, str) else None, name=self.where(*keys))
-        except UnitError as err:
-            raise ConfigError(str(err)) from None
-
     def _protocol(self, p: dict) -> None:
         self.input = p["input"]
         self.variable = p["variable"]
-        self.dt = self._si(p["dt"], TIME, ("protocol", "dt"))
-        self.duration = self._si(p["duration"], TIME, ("protocol", "duration"))
-        self.start = self._si(p["start"], TIME, ("protocol", "start"))
-        self.stop = self.duration if p["stop"] is None else self._si(p["stop"], TIME, ("protocol", "stop"))
+        self.dt = self.quantity("protocol.dt", TIME)
+        self.duration = self.quantity("protocol.duration", TIME)
+        self.start = self.quantity("protocol.start", TIME)
+        self.stop = self.duration if p["stop"] is None else self.quantity("protocol.stop", TIME)
         if not self.dt > 0:
             raise ConfigError(f"{self.where('protocol', 'dt')}: must be positive")
         if not self.duration >= 2 * self.dt:
@@ -93,11 +87,8 @@ class ReductionPlan:
             raise ConfigError(f"{self.where('protocol', 'stop')}: need 0 <= start < stop <= duration "
                               f"(start {self.start:g} s, stop {self.stop:g} s, duration {self.duration:g} s)")
         self.n_steps = int(round(self.duration / self.dt))
-        self.amplitudes = {
-            "train": [self._si(a, None, ("protocol", "train_amplitudes", i))
-                      for i, a in enumerate(p["train_amplitudes"])],
-            "heldout": [self._si(a, None, ("protocol", "heldout_amplitudes", i))
-                        for i, a in enumerate(p["heldout_amplitudes"])]}
+        self.amplitudes = {"train": self.quantity("protocol.train_amplitudes", None),
+                           "heldout": self.quantity("protocol.heldout_amplitudes", None)}
 
     def _target(self, t: dict) -> None:
         given = [k for k in ("builtin", "data") if t.get(k) is not None]
@@ -112,8 +103,7 @@ class ReductionPlan:
             if extra:
                 raise ConfigError(f"{self.where('target', extra[0])}: only for a target model (builtin); this target "
                                   f"is data")
-            self.spike_threshold = self._si(self.target_data["spike_threshold"], VOLTAGE,
-                                            ("target", "data", "spike_threshold"))
+            self.spike_threshold = self.quantity("target.data.spike_threshold", VOLTAGE)
             if self.amplitudes["heldout"] and self.target_data.get("heldout") is None:
                 raise ConfigError(f"{self.where('target', 'data', 'heldout')}: missing (required for "
                                   f"protocol.heldout_amplitudes)")
@@ -129,12 +119,9 @@ class ReductionPlan:
         self._check_input(self.target_model, ("target", "builtin"))
         spec = models.SPECS[self.target_name]
         params = dict(spec.defaults)
-        unknown = [p for p in t["params"] if p not in self.target_model.parameters]
-        if unknown:
-            raise ConfigError(f"{self.where('target', 'params', unknown[0])}: not a parameter of '{self.target_name}' "
-                              f"(parameters: {', '.join(self.target_model.parameters)})")
-        for name, value in t["params"].items():
-            params[name] = self._si(value, self.target_model.dimensions.get(name), ("target", "params", name))
+        self.check_parameters(t["params"], "target.params", self.target_model.parameters)
+        for name in t["params"]:
+            params[name] = self.quantity(("target", "params", name), self.target_model.dimensions.get(name))
         missing = [p for p in self.target_model.parameters if p not in params]
         if missing:
             raise ConfigError(f"{self.where('target', 'params')}: missing value for {', '.join(missing)}")
@@ -152,7 +139,7 @@ class ReductionPlan:
     def _check_input(self, model, keys: tuple) -> None:
         if self.input not in model.inputs:
             raise ConfigError(f"{self.where('protocol', 'input')}: '{self.input}' is not an input of "
-                              f"'{self.section[keys[0]]['builtin']}' (inputs: {', '.join(model.inputs) or 'none'})")
+                              f"'{self.settings[keys[0]]['builtin']}' (inputs: {', '.join(model.inputs) or 'none'})")
 
     def _init(self, m: dict, model, keys: tuple) -> dict:
         init = dict(models.SPECS[m["builtin"]].init)
@@ -160,33 +147,19 @@ class ReductionPlan:
             if name not in model.states:
                 raise ConfigError(f"{self.where(*keys, 'init', name)}: not a state variable "
                                   f"(states: {', '.join(model.states)})")
-            if isinstance(value, str):
-                try:
-                    value = to_si(value, model.dimensions.get(name), name=self.where(*keys, "init", name))
-                except UnitError as err:
-                    if "has units of" in str(err):
-                        raise ConfigError(str(err)) from None  # else an expression, evaluated by simulate
+            if isinstance(value, str):  # a quantity in SI, or an expression that simulate evaluates
+                value = self.quantity((*keys, "init", name), model.dimensions.get(name), expressions=True)
             init[name] = value
         return init
 
     def _bounds(self, given: dict):
         """(bounds for OptNeuron: the section's, plus the built-in's typical value for every parameter not
         named, in SI; the parsed ParameterSpace). Expressions may use the parameters not named."""
-        where = lambda name: self.where("variables_bounds", name)  # noqa: E731
-        unknown = [n for n in given if n not in self.model.parameters]
-        if unknown:
-            raise ConfigError(f"{where(unknown[0])}: not a parameter of the model "
-                              f"(parameters: {', '.join(self.model.parameters)})")
+        self.check_parameters(given, "variables_bounds")
         defaults = models.SPECS[self.model_name].defaults
         complete = {p: given[p] if p in given else float(defaults[p]) for p in self.model.parameters}
-        try:
-            space = parse_bounds(complete, self.model.parameters, allow_fixed=True, allow_expressions=True,
-                                 dimensions=self.model.dimensions, where=where)
-        except BoundsError as err:
-            message = str(err)
-            if not message.startswith("studies."):
-                message = f"{self.where('variables_bounds')}: {message}"
-            raise ConfigError(message) from None
+        space = self.read_bounds(complete, "variables_bounds", self.model.parameters, self.model.dimensions,
+                                 allow_fixed=True, allow_expressions=True)
         bounds = {}
         for name in self.model.parameters:
             if name in space.free:
@@ -209,7 +182,7 @@ class ReductionPlan:
     def check_method(self) -> None:
         """ConfigError unless ``method`` is a nevergrad optimizer (imports nevergrad)."""
         from nevergrad.optimization import registry
-        method = self.section["method"]
+        method = self.settings["method"]
         if method not in registry:
             raise ConfigError(f"{self.where('method')}: '{method}' is not a nevergrad optimizer "
                               f"(e.g. CMA, DE, TwoPointsDE, PSO, NGOpt)")
@@ -236,8 +209,9 @@ class ReductionPlan:
         from ..reduction.optneuron import Results
         if self.target_model is not None:
             params = {k: np.array([v]) for k, v in self.target_params.items()}
-            return self.experiment(which, "target").run(self.target_model, params, seed=self.section["seed"] + 10_000,
-                                                         backend=self.section["backend"])[0]
+            seed = self.settings["seed"] + TARGET_SEED_OFFSET
+            return self.experiment(which, "target").run(self.target_model, params, seed=seed,
+                                                         backend=self.settings["backend"])[0]
         from ..data.dataset import load_array
         from .fit_section import spike_times
         spec = self.target_data[which]
@@ -261,14 +235,18 @@ class ReductionPlan:
         return Results([{self.variable: v}], [spikes], {"dt": self.dt, "invalid": False})
 
 
+#: The name the workflow rules and older callers use.
+ReductionPlan = ReductionSection
+
+
 # --- the reduction and its evaluation ---------------------------------------------------------------
 
-def run_reduction(plan: ReductionPlan, target=None):
+def run_reduction(plan: ReductionSection, target=None):
     """OptNeuron on the train amplitudes → ``ReductionResult`` (``target``: the train target's Results,
     computed here when not given)."""
     from ..reduction.optneuron import OptNeuron, ReductionError
 
-    s = plan.section
+    s = plan.settings
     target = plan.target_results("train") if target is None else target
     try:
         opt = OptNeuron(plan.experiment("train", "model"), plan.loss(), plan.bounds, plan.model, results_soll=target,
@@ -294,7 +272,7 @@ def spike_statistics(fitted, target, amplitudes, delta: float, duration: float, 
             "gamma": gammas, "mean_gamma": float(np.mean(gammas)) if gammas else None}
 
 
-def write_reduction(plan: ReductionPlan, out_dir, log=None) -> dict:
+def write_reduction(plan: ReductionSection, out_dir, log=None) -> dict:
     """Run the reduction and its held-out check; write ``FILES`` into ``out_dir``. Returns the summary
     (reduction.json's content, with heldout.json's under "evaluation")."""
     import time
@@ -303,7 +281,7 @@ def write_reduction(plan: ReductionPlan, out_dir, log=None) -> dict:
     from ..reduction.optneuron import recording_arrays
 
     out = Path(out_dir)
-    s = plan.section
+    s = plan.settings
     plan.check_method()
     start = time.perf_counter()
     target = plan.target_results("train")
@@ -378,6 +356,29 @@ def plot_traces(arrays: dict, stats: dict | None, study: str, which: str, variab
     fig.suptitle(f"{study}: target (grey) vs fitted (red) on the {label} amplitudes\nmax spike-count error "
                  f"{stats['max_abs_count_error']}, mean gamma factor {stats['mean_gamma']:.2f}", fontsize="medium")
     return fig
+
+
+def write_figures(study: Study, results_dir, outputs: dict, dpi: int | None = None) -> list[Output]:
+    """Each figure of ``outputs`` (kind of ``FIGURES`` → file) of the study's reduction, from the files
+    ``write_reduction`` wrote into ``results_dir``; ``dpi``: default the study's figures.dpi. An ``Output``
+    per figure (the files it read besides the config)."""
+    import time
+
+    from ..plots import save_figure
+
+    unknown = [kind for kind in outputs if kind not in FIGURES]
+    if unknown:
+        raise ConfigError(f"reduction figure '{unknown[0]}': unknown (kinds: {', '.join(FIGURES)})")
+    variable = ReductionSection.settings_of(study)["protocol"]["variable"]
+    dpi = dpi or study.section["figures"]["dpi"]
+    results = Path(results_dir)
+    written = []
+    for kind, path in outputs.items():
+        start = time.perf_counter()
+        save_figure(figure(kind, results, study.name, variable), path, dpi=dpi)
+        written.append(Output(str(path), [str(results / name) for name in FIGURE_INPUTS[kind]],
+                              time.perf_counter() - start))
+    return written
 
 
 def figure(kind: str, results_dir, study: str, variable: str = "v"):

@@ -36,6 +36,7 @@ from ..equations.expressions import ExpressionError, Scope, parse_expression
 from ..equations.model import Model
 from ..errors import ConfigError
 from ..units import TIME, UnitError, to_si
+from .section import missing_section, not_a_parameter, one_unit_message, si_quantity
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
@@ -55,6 +56,10 @@ def load_schema() -> dict:
 def _validator():
     """A Draft 2020-12 validator of the schema that fills in ``default:`` values while it validates
     (as ``snakemake.utils.validate`` does, but with a copy of each default, never the schema's object)."""
+    return _filling_validator(load_schema())
+
+
+def _filling_validator(schema: dict):
     from jsonschema import Draft202012Validator, validators
 
     check_properties = Draft202012Validator.VALIDATORS["properties"]
@@ -67,17 +72,18 @@ def _validator():
         yield from check_properties(validator, properties, instance, schema)
 
     filling = validators.extend(Draft202012Validator, {"properties": properties_with_defaults})
-    return filling(load_schema())
+    return filling(schema)
 
 
-def validate_config(doc: dict, label: str | None = "config") -> dict:
-    """A copy of the config document ``doc`` with defaults filled in, if it matches the schema; else
-    ConfigError with one line naming the key path (prefixed by ``label``)."""
+def validate_config(doc: dict, label: str | None = "config", schema: dict | None = None) -> dict:
+    """A copy of the config document ``doc`` with defaults filled in, if it matches the schema (``schema``:
+    another one than the package's, e.g. a changed copy in a test); else ConfigError with one line naming
+    the key path (prefixed by ``label``)."""
     import jsonschema
 
     doc = copy.deepcopy(doc)
     try:
-        _validator().validate(doc)
+        (_validator() if schema is None else _filling_validator(schema)).validate(doc)
     except jsonschema.ValidationError as err:
         raise ConfigError(describe_validation_error(err, label)) from None
     return doc
@@ -187,7 +193,7 @@ class Study:
 
     def _require(self, key: str) -> dict:
         if self.section.get(key) is None:
-            raise ConfigError(f"{self.where(key)}: missing (this study has no {key} section)")
+            raise missing_section(self, key)
         return self.section[key]
 
     @property
@@ -234,6 +240,10 @@ class Study:
         d = self.section.get("data") or {}
         if "synthetic" in d:
             return []
+        if "recording" in d:
+            from ..data.recordings.from_settings import recording_files
+
+            return recording_files(d["recording"])
         files = []
         for role in ("inputs", "outputs"):
             for _name, spec in (d.get(role) or {}).items():
@@ -257,6 +267,13 @@ class Study:
                 raise ConfigError(f"{self.where('data')}: give inputs (recorded files) or synthetic (generated), "
                                   f"not both")
             return self._synthetic_dataset(d, model if model is not None else self.model())
+        if "recording" in d:
+            if d.get("inputs") or d["outputs"]:
+                raise ConfigError(f"{self.where('data')}: give inputs/outputs (array files) or recording (a "
+                                  f"current-clamp file), not both")
+            from ..data.recordings.from_settings import recording_dataset
+
+            return recording_dataset(d["recording"], self._data_dt(d), self.where("data", "recording"))
         for role in ("inputs", "outputs"):
             for name, spec in d[role].items():
                 path = spec.get("path") if isinstance(spec, dict) else None
@@ -289,15 +306,19 @@ class Study:
                     raise ConfigError(f"{self.where('data', role, name, 'unit')}: {err}") from None
                 if mismatch:
                     raise ConfigError(f"{self.where('data', role, name)} ({spec['path']}): {mismatch}")
+        if "recording" in d:  # the current is in amp and the membrane potential in volt
+            r = d["recording"]
+            for role, name, unit in (("inputs", r["input"], "amp"), ("outputs", r["output"], "volt")):
+                mismatch = unit_mismatch(role, name, unit, model)
+                if mismatch:
+                    key = "input" if role == "inputs" else "output"
+                    raise ConfigError(f"{self.where('data', 'recording', key)} ({r['path']}): {mismatch}")
         if self.section.get("simulate") is not None:
             self.initial_values(model, self.section["simulate"]["init"], ("simulate", "init"))
 
     def _data_dt(self, d: dict) -> float:
         """data.dt in seconds."""
-        try:
-            return to_si(d["dt"], TIME, name=self.where("data", "dt"))
-        except UnitError as err:
-            raise ConfigError(str(err)) from None
+        return si_quantity(d["dt"], TIME, self.where("data", "dt"))
 
     def _synthetic_dataset(self, d: dict, model: Model) -> Dataset:
         """data.synthetic: ``model`` simulated at the ground truth (built-in defaults for the rest)."""
@@ -307,8 +328,7 @@ class Study:
         truth = self.section["ground_truth"]
         unknown = [p for p in truth if p not in model.parameters]
         if unknown:
-            raise ConfigError(f"{self.where('ground_truth', unknown[0])}: not a parameter of the model "
-                              f"(parameters: {', '.join(model.parameters) or 'none'})")
+            raise not_a_parameter(self.where('ground_truth', unknown[0]), model.parameters)
         params = {**self.default_params(model), **truth}
         missing = [p for p in model.parameters if p not in params]
         if missing:
@@ -329,8 +349,7 @@ class Study:
         params.update(s["params"])
         unknown = [p for p in s["params"] if p not in model.parameters]
         if unknown:
-            raise ConfigError(f"{self.where('simulate', 'params', unknown[0])}: not a parameter of the model "
-                              f"(parameters: {', '.join(model.parameters) or 'none'})")
+            raise not_a_parameter(self.where('simulate', 'params', unknown[0]), model.parameters)
         missing = [p for p in model.parameters if p not in params]
         if missing:
             raise ConfigError(f"{self.where('simulate', 'params')}: missing value for {', '.join(missing)}")
@@ -351,17 +370,9 @@ class Study:
 
     def quantity(self, value, model: Model, name: str, keys: tuple):
         """``value`` (or a list of them) in SI, checked against the dimension of ``model``'s ``name``;
-        ConfigError naming the key path ``keys`` otherwise."""
+        ConfigError naming the key path ``keys`` otherwise (``section.si_quantity``)."""
         expected = model.dimensions.get(name)
-        values = value if isinstance(value, list) else [value]
-        out = []
-        for v in values:
-            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
-                raise ConfigError(f"{self.where(*keys)}: {v!r} is not a number or a quantity like '10 nS'")
-            try:
-                out.append(to_si(v, expected if isinstance(v, str) else None, name=self.where(*keys)))
-            except UnitError as err:
-                raise ConfigError(str(err)) from None
+        out = [si_quantity(v, expected, self.where(*keys)) for v in (value if isinstance(value, list) else [value])]
         return out if isinstance(value, list) else out[0]
 
     def default_params(self, model: Model) -> dict:
@@ -395,7 +406,7 @@ class Study:
             return to_si(value, model.dimensions.get(state), name=where)
         except UnitError as err:
             if "has units of" in str(err):
-                raise ConfigError(str(err)) from None
+                raise ConfigError(one_unit_message(str(err))) from None
             not_a_quantity = " ".join(str(err).split())
         scope = model.scope  # inputs found in the equations join the declared symbols; no new names
         symbols = {**scope.symbols, **{n: (sym, scope.input_dims.get(n)) for n, sym in scope.new_inputs.items()}}
