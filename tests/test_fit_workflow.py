@@ -18,7 +18,7 @@ from neurofit.cli.main import main
 from neurofit.fitting.fitters import TraceFitter
 from neurofit.fitting.metrics import MSEMetric
 from neurofit.fitting.optimizers import NevergradOptimizer
-from neurofit.workflow.fit_section import FitPlan, read_fit, run_names
+from neurofit.workflow.fit_section import FitSection, read_fit, run_names
 from neurofit.workflow.provenance import check_manifest, read_manifest
 from neurofit.workflow.study import ConfigError, Study
 
@@ -255,7 +255,7 @@ def test_fit_plan_fixed_parameters_defaults_and_runs():
     study_section = config["studies"]["hh"]
     study_section["model"]["free"] = ["Cm"]
     study_section["fit"]["fixed"] = {"Cm": "200 pF"}
-    plan = FitPlan(Study.from_config(config, "hh"))
+    plan = FitSection(Study.from_config(config, "hh"))
     assert plan.parameters == ["g_na", "g_kd", "gl"] and plan.fixed == {"Cm": pytest.approx(200e-12)}
     assert plan.runs == [("DE", 3), ("DE", 1), ("gp", 3), ("gp", 1)] == run_names(plan.section)
     assert plan.metric_settings == {"name": "mse", "t_start": 0, "normalization": 1}
@@ -266,16 +266,16 @@ def test_fit_plan_fixed_parameters_defaults_and_runs():
     study_section["fit"]["fixed"] = {}
     with pytest.raises(ConfigError, match=r"studies\.hh\.fit\.bounds: no bounds for Cm; give Cm: \[low, high\] "
                                           r"or hold it fixed under fit\.fixed"):
-        FitPlan(Study.from_config(config, "hh"))
+        FitSection(Study.from_config(config, "hh"))
 
 
 def test_spike_fit_plan():
     config = hh_study(kind="spike", spike_threshold="-20 mV", metric={"delta": "1 ms"})
     with pytest.raises(ConfigError, match=r"studies\.hh\.model\.threshold: a spike fit needs the model's spike"):
-        FitPlan(Study.from_config(config, "hh"))
+        FitSection(Study.from_config(config, "hh"))
     config["studies"]["hh"]["model"].update(threshold="v > -20*mV", refractory="v > -20*mV")
     study = Study.from_config(config, "hh")
-    plan = FitPlan(study)
+    plan = FitSection(study)
     assert plan.metric_settings["name"] == "gamma" and plan.refine["enabled"] is False
     dataset = study.dataset()
     trains = plan.spike_trains(dataset)
@@ -283,7 +283,7 @@ def test_spike_fit_plan():
     assert plan.metric(dataset).time == pytest.approx(dataset.duration)
     config["studies"]["hh"]["fit"]["refine"] = {"enabled": True}
     with pytest.raises(ConfigError, match=r"studies\.hh\.fit\.refine\.enabled: spike fits cannot be refined"):
-        FitPlan(Study.from_config(config, "hh"))
+        FitSection(Study.from_config(config, "hh"))
 
 
 # --- the workflow -------------------------------------------------------------------------------------

@@ -281,3 +281,26 @@ def test_bad_fit_arguments_are_one_line_errors(hh_data):
     inp, out = hh_data
     with pytest.raises(FitError, match="shape"):
         TraceFitter(models.get("hh_traub"), input={"I": inp}, output={"v": out[:3]}, dt=1e-5)
+
+
+def test_at_rest_starts_every_trace_at_its_steady_state():
+    """at_rest=True: each trace starts at the model's rest under its holding current (El + I_hold / gl for
+    the passive model), and refine (finite differences then) recovers the parameters of such data."""
+    model = models.get("passive")
+    truth = {"gl": 10e-9, "El": -70e-3, "C": 100e-12}
+    holding = np.array([20e-12, -30e-12])
+    inputs = np.repeat(holding[:, None], 2000, axis=1)
+    inputs[:, 500:1500] += 50e-12
+    rest = truth["El"] + holding / truth["gl"]
+    data = nf.simulate(model, truth, {"I": inputs}, 1e-4, init={"v": rest[None, :]}, method="exponential_euler",
+                       backend="numpy").traces["v"][0]
+    fitter = TraceFitter(model, {"I": inputs}, {"v": data}, 1e-4, n_samples=2, method="exponential_euler",
+                         param_init={"v": "El"}, at_rest=True)
+    generated = fitter.generate(params=truth)
+    np.testing.assert_allclose(generated[:, 0], rest, rtol=1e-9)
+    np.testing.assert_allclose(generated, data, rtol=0, atol=1e-9)
+    fitter.metric = MSEMetric()
+    fitter.bounds = {"gl": (1e-9, 1e-7), "El": (-0.09, -0.05), "C": (1e-11, 1e-9)}
+    refined, _ = fitter.refine(params={"gl": 12e-9, "El": -65e-3, "C": 80e-12})
+    for p, value in truth.items():
+        assert refined[p] == pytest.approx(value, rel=1e-4)

@@ -4,6 +4,7 @@ Subject: a noisy rate model (tau dr/dt = -r + F(I_ext)), a and theta inferred fr
 with NPE (MDN); small sizes so that every command runs in seconds on one torch thread.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,12 +17,13 @@ from neurofit.data.stimuli import steps
 from neurofit.workflow.infer_section import (
     CALIBRATION_FILES,
     INFERENCE_FILES,
+    InferSection,
     gather_training_chunks,
     inferencer_from_config,
     read_chunk_meta,
 )
 from neurofit.workflow.provenance import check_manifest, read_manifest
-from neurofit.workflow.study import Study
+from neurofit.workflow.study import ConfigError, Study, read_config
 
 RATE_EQS = """
 dr/dt = (-r + 1/(1 + exp(-a*(I_ext - theta))) - 1/(1 + exp(a*theta)))/tau + sigma*xi*tau**-0.5 : 1
@@ -121,8 +123,63 @@ def test_infer_writes_posterior_samples_and_figures(commands):
     assert min(calibration["coverage"]["a"][-1], calibration["coverage"]["theta"][-1]) >= 0.8
     manifest = read_manifest(out / "samples.parquet")
     assert set(map(str, commands["chunks"])) <= set(manifest["inputs"])
-    for name in ("pairplot.png", "predictive.png", "sbc_ranks.png", "coverage.png"):
+    for name in ("pairplot.png", "predictive.png", "sbc_ranks.png", "coverage.png", "predictive_check.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_infer_reports_the_noise_the_misspecification_check_and_the_predictive_check(commands):
+    out = commands["out"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["noise"] == {"r": {"sd": 0.01, "estimated": False}}
+    check = summary["misspecification"]
+    assert check["verdict"] == "pass" and check["p_value"] >= 0.01 and check["alpha"] == 0.01
+    assert check["n_reference"] == check["n_calibration"] == N_SAMPLES // 2
+    assert len(check["furthest"]) == 5 and set(check["z"]) == set(check["z_conditional"])
+    predictive = json.loads((out / "predictive_check.json").read_text())
+    assert predictive["n_simulations"] == 100 and predictive["seed"] == 7 + 2 and predictive["level"] == 0.9
+    assert list(predictive["features"]) == ["r[0].v_mean", "r[0].v_std", "r[1].v_mean", "r[1].v_std",
+                                            "r[2].v_mean", "r[2].v_std"]
+    for feature in predictive["features"].values():
+        assert feature["low"] <= feature["median"] <= feature["high"] and 0 <= feature["p_value"] <= 1
+        assert feature["inside"] == (feature["low"] <= feature["observed"] <= feature["high"])
+    assert predictive["min_p_value"] > 0.01  # the data come from the model: nothing extreme
+    assert read_manifest(out / "predictive_check.json")["seeds"] == {"infer": 7, "predictive": 9}
+
+
+def test_noise_auto_is_the_default_for_recordings_not_for_synthetic_data(tmp_path):
+    config = rate_config(tmp_path, noise=None)  # null: the schema's default
+    study = Study.from_config(config, "rate")
+    assert study.section["infer"]["noise"] is None and InferSection(study).noise() == "auto"
+    inferencer, _, _ = inferencer_from_config(study)
+    sd = inferencer.noise_estimate["r"]
+    assert inferencer.noise == {"r": sd} and 0 < sd < 0.05
+    del config["studies"]["rate"]["infer"]["noise"]
+    assert InferSection(Study.from_config(config, "rate")).noise() == "auto"
+    config["studies"]["rate"]["infer"]["noise"] = {"r": "auto"}
+    assert inferencer_from_config(Study.from_config(config, "rate"))[0].noise == {"r": sd}
+    config["studies"]["rate"]["infer"]["noise"] = "automatic"
+    with pytest.raises(ConfigError, match="noise"):
+        Study.from_config(config, "rate")
+    doc, _ = read_config(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
+    hh = doc["studies"]["hh_inference"]
+    assert "synthetic" in hh["data"] and hh["infer"]["noise"] == {"v": "0.2 mV"}  # given: the default study keeps it
+    del hh["infer"]["noise"]
+    assert InferSection(Study.from_config(doc, "hh_inference")).noise() == {}  # synthetic data: no noise by default
+    hh["infer"]["noise"] = "auto"
+    inferencer, _, _ = inferencer_from_config(Study.from_config(doc, "hh_inference"))
+    assert inferencer.noise_estimate["v"] == pytest.approx(0.2e-3, rel=0.1)  # data.synthetic.noise: 0.2 mV
+
+
+def test_chunks_remember_the_noise_estimated_from_the_recordings(tmp_path, capsys):
+    config = write_yaml(tmp_path / "config.yaml", rate_config(tmp_path, noise="auto", n_chunks=1))
+    chunk = tmp_path / "chunk_0.npz"
+    status, _, err = run_cli(capsys, "simulate", "--config", config, "--study", "rate", "--chunk", 0, "--output", chunk)
+    assert status == 0, err
+    study = Study.load("rate", path=config)
+    inferencer, _, _ = inferencer_from_config(study)
+    gather_training_chunks([chunk], study, inferencer.input, inferencer.noise_estimate)  # the same estimate
+    with pytest.raises(ValueError, match="simulated for other settings"):
+        gather_training_chunks([chunk], study, inferencer.input, {"r": 2 * inferencer.noise_estimate["r"]})
 
 
 def test_same_chunks_and_seed_give_byte_identical_results(commands, capsys, tmp_path):

@@ -234,3 +234,51 @@ def test_feature_metric_rejects_unknown_features_and_bad_stim_times():
     metric = FeatureMetric([(0.0, 0.1), (0.0, 0.1)], ["spike_count"])
     with pytest.raises(ValueError, match="2 intervals for 3 traces"):
         metric.calc(np.zeros((1, 3, 100)), np.zeros((3, 100)), 1e-4)
+
+
+# ---------------------------------------------------------------- traces of different lengths
+
+def test_mse_with_lengths_pools_the_valid_samples():
+    model, data = _mse_case()
+    padded = data.copy()
+    padded[1, 2:] = np.nan  # trace 1 has 2 samples
+    # set 0: 6 valid samples all off by 1 -> 1; set 1: (0 + 0 + 4 + 16 + 0 + 0) / 6
+    np.testing.assert_allclose(MSEMetric().calc(model, padded, DT, lengths=[4, 2]), [1.0, 20 / 6], rtol=1e-15)
+    # full lengths: today's path, bit for bit
+    assert np.array_equal(MSEMetric().calc(model, data, DT, lengths=[4, 4]), MSEMetric().calc(model, data, DT))
+    weights = np.array([0.0, 1.0, 2.0, 3.0])  # valid: trace 0 all, trace 1 samples 0, 1
+    expected = (1 * 0 + 1 * 0 + 2 * 4 + 3 * 16 + 0 * 0 + 1 * 0) / (0 + 1 + 2 + 3 + 0 + 1)
+    assert MSEMetric(t_weights=weights).calc(model, padded, DT, lengths=[4, 2])[1] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="contain NaN or inf values within their lengths"):
+        MSEMetric().calc(model, padded, DT, lengths=[4, 3])
+    with pytest.raises(ValueError, match="lengths must be 2 whole numbers"):
+        MSEMetric().calc(model, data, DT, lengths=[4, 5])
+
+
+def test_user_trace_metric_gets_each_length_group_cropped():
+    seen = []
+
+    class Shapes(TraceMetric):
+        def get_features(self, model_traces, data_traces, dt):
+            seen.append((model_traces.shape, data_traces.shape, bool(np.isfinite(data_traces).all())))
+            return np.abs(model_traces - data_traces).sum(axis=2)
+
+    data = np.zeros((3, 6))
+    data[1, 4:] = np.nan
+    model = np.ones((2, 3, 6))
+    errors = Shapes(t_start=2 * DT).calc(model, data, DT, lengths=[6, 4, 6])
+    assert sorted(seen) == [((2, 1, 2), (1, 2), True), ((2, 2, 4), (2, 4), True)]
+    np.testing.assert_allclose(errors, [(4 + 2 + 4) / 3] * 2)
+
+
+def test_feature_metric_with_lengths_uses_each_trace_with_its_stimulus(lif_traces):
+    long, short = lif_traces[0.3e-9], lif_traces[0.4e-9][:8000]  # 300 ms and 200 ms
+    data = np.stack([long, np.r_[short, np.full(4000, np.nan)]])
+    model = np.stack([data, np.stack([lif_traces[0.4e-9], lif_traces[0.4e-9]])])
+    metric = FeatureMetric([(0.05, 0.25), (0.05, 0.19)], ["spike_count"])
+    errors = metric.calc(model, data, 2.5e-5, lengths=[12000, 8000])
+    assert errors[0] == pytest.approx(0.0, abs=1e-12)
+    alone = FeatureMetric([(0.05, 0.19)], ["spike_count"]).get_features(model[1:, 1:, :8000], data[1:, :8000],
+                                                                         2.5e-5)
+    assert alone[0, 0] == pytest.approx(0.0, abs=1e-12)  # the short trace's own spikes agree
+    assert errors[1] == pytest.approx((22 - 14) / (14 + 1e-3) / 2)  # only the long trace differs

@@ -548,11 +548,25 @@ def test_integer_downsample_of_a_step(recordings):
 
 
 def test_sweeps_of_different_lengths_and_steps():
-    rec = Recording([synthetic_sweep(0, n=20000), synthetic_sweep(1, n=18000)], "short", "arrays")
-    with pytest.warns(UserWarning, match="cropped to the shortest, 18000 samples"):
-        dataset = rec.to_dataset(sweeps=[0, 1])
-    assert dataset.n_steps == 18000 and dataset.source["lengths"] == [20000, 18000]
-    assert dataset.source["preprocessing"]["cropped_to"] == 18000
+    """Sweeps of different lengths are kept whole: the shorter one padded (voltage NaN, current held at its
+    last value), each sweep's length in Dataset.lengths; a window keeps each sweep's part of it."""
+    short, long = synthetic_sweep(1, n=18000, step=(0.5, 1.9)), synthetic_sweep(0, n=20000)
+    rec = Recording([long, short], "short", "arrays")
+    dataset = rec.to_dataset(sweeps=[0, 1])
+    assert dataset.n_steps == 20000 and dataset.source["lengths"] == [20000, 18000]
+    assert dataset.lengths.tolist() == [20000, 18000] and not dataset.full_length
+    assert dataset.source["preprocessing"]["padded_to"] == 20000
+    np.testing.assert_array_equal(dataset.outputs["v"][1, :18000], short.voltage)
+    assert np.isnan(dataset.outputs["v"][1, 18000:]).all() and np.isfinite(dataset.outputs["v"][0]).all()
+    np.testing.assert_array_equal(dataset.inputs["I"][1], np.r_[short.current, np.full(2000, short.current[-1])])
+    assert short.current[-1] == 100e-12  # the step still on at the end: held, not dropped to 0
+    windowed = rec.to_dataset(sweeps=[0, 1], window=("1.0 s", "1.9 s"))
+    assert windowed.n_steps == 9000 and windowed.lengths.tolist() == [9000, 8000]
+    np.testing.assert_array_equal(windowed.outputs["v"][1, :8000], short.voltage[10000:])
+    raises_one_line(lambda: rec.to_dataset(sweeps=[0, 1], window=("1.85 s", "1.95 s")), "short",
+                    "after the end of sweep 1")
+    full = Recording([synthetic_sweep(0), synthetic_sweep(1)], "full", "arrays").to_dataset()
+    assert full.lengths is None and full.source["preprocessing"]["padded_to"] is None
     rec = Recording([synthetic_sweep(0), synthetic_sweep(1, dt=5e-5, n=40000)], "mixed", "arrays")
     raises_one_line(lambda: rec.to_dataset(), "mixed", "give dt=")
     dataset = rec.to_dataset(dt=1e-4)

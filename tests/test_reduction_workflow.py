@@ -13,7 +13,7 @@ from neurofit.cli.main import main
 from neurofit.fitting.metrics import GammaFactor
 from neurofit.reduction.optneuron import Experiment, OptNeuron, SpikeTrainLoss
 from neurofit.workflow.provenance import check_manifest, read_manifest
-from neurofit.workflow.reduction_section import FILES, ReductionPlan
+from neurofit.workflow.reduction_section import FILES, ReductionSection
 from neurofit.workflow.study import Study, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +182,7 @@ def test_bad_reduction_config_prints_one_line_and_exits_2(tmp_path, capsys, chan
 def test_unnamed_parameters_keep_the_builtins_values():
     section = copy.deepcopy(TINY)
     section["variables_bounds"] = {"C": ["50 pF", "500 pF"], "Vr": "El + 0.002", "b": 0.05e-9}
-    plan = ReductionPlan(Study.from_config(config(section), "tiny"))
+    plan = ReductionSection(Study.from_config(config(section), "tiny"))
     spec = models.SPECS["adex"].defaults
     assert plan.bounds["C"] == pytest.approx([50e-12, 500e-12], rel=1e-12) and list(plan.space.free) == ["C"]
     assert plan.bounds["Vr"] == "El + 0.002" and plan.bounds["b"] == 0.05e-9

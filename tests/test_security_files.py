@@ -21,7 +21,7 @@ from neurofit.fitting.fitters import FitError, TraceFitter
 from neurofit.fitting.metrics import MSEMetric
 from neurofit.fitting.optimizers import NevergradOptimizer, SkoptOptimizer
 from neurofit.inference.inferencer import InferenceError, Inferencer
-from neurofit.workflow.fit_section import FitPlan, read_fit
+from neurofit.workflow.fit_section import FitSection, read_fit
 from neurofit.workflow.study import Study
 from test_fit_workflow import hh_study, numbers
 
@@ -247,7 +247,7 @@ def test_neurofit_fit_discards_a_planted_pickle_in_one_line(tmp_path, capsys):
     run.mkdir()
     checkpoint = run / "checkpoint.pkl"
     checkpoint.write_bytes(pickle.dumps(Payload(marker)))
-    plan = FitPlan(Study.load("hh", path=config))  # the fingerprint of this very fit: the Fitter opens the file
+    plan = FitSection(Study.load("hh", path=config))  # the fingerprint of this very fit: the Fitter opens the file
     fingerprint = plan.fingerprint(plan.study.dataset(), "DE", 1)
     (run / "checkpoint.pkl.json").write_text(json.dumps({"fingerprint": fingerprint}))
     fit_command = ["fit", "--config", config, "--study", "hh", "--optimizer", "DE", "--seed", 1, "--output"]

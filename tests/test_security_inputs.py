@@ -23,7 +23,7 @@ from neurofit.data.files import (
     read_npy,
     read_npz,
 )
-from neurofit.workflow.fit_section import TRIAL_POPULATION, FitPlan
+from neurofit.workflow.fit_section import TRIAL_POPULATION, FitSection
 from neurofit.workflow.infer_section import check_infer_section
 from neurofit.workflow.study import ConfigError, Study, load_yaml, read_config
 
@@ -76,7 +76,7 @@ def checked(doc: dict) -> None:
     model = study.model()
     study.check(model)
     if study.section.get("fit") is not None:
-        FitPlan(study, model)
+        FitSection(study, model)
     if study.section.get("infer") is not None:
         check_infer_section(study, model)
 
@@ -255,7 +255,7 @@ def test_prepare_checks_optimizers_on_a_tiny_population(tmp_path, monkeypatch):
                         lambda self, n_samples: asked.append(n_samples) or original(self, n_samples))
     study = study_of(hh_study(fit={"bounds": HH_BOUNDS, "n_samples": 10_000,
                                    "optimizers": [{"name": "DE"}, {"name": "CMA"}]}))
-    FitPlan(study).check(study.dataset())
+    FitSection(study).check(study.dataset())
     assert asked == [TRIAL_POPULATION, TRIAL_POPULATION]
 
 

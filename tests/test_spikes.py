@@ -180,9 +180,9 @@ def three_stages(tmp_path_factory):
 
 
 def test_one_noisy_trace_gives_the_same_spikes_in_fit_inference_and_reduction(three_stages):
-    from neurofit.workflow.fit_section import FitPlan
+    from neurofit.workflow.fit_section import FitSection
     from neurofit.workflow.infer_section import inferencer_from_config
-    from neurofit.workflow.reduction_section import ReductionPlan, spike_statistics
+    from neurofit.workflow.reduction_section import ReductionSection, spike_statistics
 
     study, v = three_stages
     dataset = study.dataset()
@@ -191,7 +191,7 @@ def test_one_noisy_trace_gives_the_same_spikes_in_fit_inference_and_reduction(th
         np.testing.assert_allclose(train, np.array(ks) * DT, rtol=0, atol=1e-15)
 
     # fitting: the recorded spike trains a spike fit is scored against (SpikeFitter, GammaFactor)
-    plan = FitPlan(study)
+    plan = FitSection(study)
     fitted_data = plan.fitter(dataset).output_spikes
     gamma = plan.metric(dataset)
     assert isinstance(gamma, GammaFactor)
@@ -203,7 +203,7 @@ def test_one_noisy_trace_gives_the_same_spikes_in_fit_inference_and_reduction(th
     window = 1000 * dataset.dt
 
     # reduction: the recorded target's spike trains, its loss against itself and the spike counts reported
-    reduction = ReductionPlan(study)
+    reduction = ReductionSection(study)
     target = reduction.target_results("train")
     stats = spike_statistics(target, target, reduction.amplitudes["train"], 2e-3, reduction.duration, reduction.dt)
     loss = SpikeTrainLoss()(target, target)

@@ -29,9 +29,14 @@ class SimulationResult:
     """Output of ``simulate``.
 
     ``traces[var]``: (n_sets, n_traces, n_steps), index k = value at t = k·dt (k = 0: initial);
-    ``spikes[i][j]``: spike times (s) of parameter set i on trace j; ``invalid``: (n_sets, n_traces)
-    True where a state became NaN/inf; ``sq_error[var]``: Σ_k (x_k − target_k)² per (set, trace)
-    when targets were given.
+    ``spikes[i][j]``: spike times (s) of parameter set i on trace j (None unless ``spikes=True``);
+    ``invalid``: (n_sets, n_traces) True where a state became NaN/inf; ``final_state[state]``:
+    (n_sets, n_traces) value after the last step; ``dt``: the time step (s); ``n_steps``: samples per
+    trace; ``backend``: "c" or "numpy" (the one that ran); ``method``: the integration method used
+    (e.g. "exponential_euler"); ``dtype``: "float64" or "float32"; ``sq_error[var]``:
+    Σ_k (x_k − target_k)² per (set, trace), (n_sets, n_traces), when targets were given;
+    ``sensitivities[var]``: (n_sets, n_traces, n_steps, n_parameters) derivatives of the recorded
+    state ``var`` with respect to the requested parameters (empty unless requested).
     """
 
     traces: dict
@@ -48,10 +53,12 @@ class SimulationResult:
 
     @property
     def t(self) -> np.ndarray:
+        """(n_steps,) sample times (s): k·dt."""
         return np.arange(self.n_steps) * self.dt
 
     @property
     def spike_counts(self) -> np.ndarray:
+        """(n_sets, n_traces) number of spikes; raises ValueError when spikes were not requested."""
         if self.spikes is None:
             raise ValueError("simulate(..., spikes=True) was not requested")
         return np.array([[len(s) for s in row] for row in self.spikes], dtype=int)
@@ -240,12 +247,15 @@ def _rest_functions(model):
 def steady_state(model, values: dict, params: dict, inputs: dict, n_sets: int, n_traces: int, dt: float) -> dict:
     """The model at rest under each trace's first input sample (the holding current), solved by Newton's method.
 
-    values: state -> (n_sets, n_traces) starting guess (``simulate`` passes the state after
-    ``REST_RELAX_TIME`` under the holding input);
-    params: name -> (n_sets,) SI; inputs: name -> (n_traces, n_steps) SI. Returns state -> (n_sets, n_traces)
+    model: the ``Model``; values: state -> (n_sets, n_traces) starting guess (``simulate`` passes the
+    state after ``REST_RELAX_TIME`` under the holding input);
+    params: name -> (n_sets,) SI; inputs: name -> (n_traces, n_steps) SI; n_sets, n_traces: the
+    number of parameter sets and input traces; dt: time step (s), the value of ``dt`` in the equations.
+    Returns state -> (n_sets, n_traces)
     where every derivative is zero (the Newton step below ``REST_TOLERANCE``); a cell for which the
     iteration diverges or finds no rest within ``REST_ITERATIONS`` steps gets NaN, which the simulation
-    reports as an invalid (bad) candidate rather than an error.
+    reports as an invalid (bad) candidate rather than an error. Raises nothing of its own (KeyError for a
+    missing state, parameter or input).
     """
     rhs, jacobian = _rest_functions(model)
     states = list(model.states)
@@ -301,6 +311,25 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
     ``target_start`` on, so long batches need not keep their traces (use ``record=()``).
     Noise (``xi``) draws depend on (seed, set_offset + set, trace, step): chunks of a batch given
     their ``set_offset`` reproduce the unchunked batch.
+
+    model: a ``Model`` or an equations string; params: parameter name → SI number, quantity string or
+    (n_sets,) array (one value per parameter set; every parameter of the model is needed); inputs:
+    input name → (n_traces, n_steps) or (n_steps,) SI array, finite; dt: time step, s or a quantity
+    string ("0.01 ms"); init: state → initial value (SI number, quantity string, (n_sets,) or
+    (n_sets, n_traces) array, or an expression such as "1/(1 + beta_m/alpha_m)"; unset states start
+    at 0); record: the variables to record (states or subexpressions; a name or a sequence);
+    spikes: return spike times (needs a threshold); method: integration method ("euler", "rk2",
+    "rk4", "exponential_euler", "euler_maruyama"; None: euler_maruyama for a model with noise, else
+    exponential_euler when the equations allow it, else euler); backend: "auto" (C when a compiler works, else numpy), "c" or
+    "numpy"; dtype: "float64" or "float32"; seed: noise seed (required when the model has noise);
+    n_steps: samples to simulate (only needed when the model has no inputs); targets, target_start:
+    see above (target_start is a sample index); set_offset: index of the first parameter set within
+    the whole batch (for the noise draws); threads: C-backend threads (ignored by numpy);
+    sensitivities, at_rest: see above.
+    Returns a ``SimulationResult``. Raises SimulationError (one line naming the argument) for a bad dt,
+    dtype, backend, method, record or targets name, missing or unknown parameters/inputs/init
+    states, arrays of mismatched shapes, non-finite inputs, spikes without a threshold, or noise
+    without a seed; EquationError when ``model`` is equations text that does not parse.
     """
     model = as_model(model)
     try:

@@ -214,7 +214,14 @@ def _unreadable(text: str) -> UnitError:
 
 
 def parse_quantity(text: str) -> tuple[float, Dimension]:
-    """``"10 nS"``, ``"10*nS"``, ``"1 uF/cm**2"``, ``"-65 mV"`` → (SI float, Dimension)."""
+    """``"10 nS"``, ``"10*nS"``, ``"1 uF/cm**2"``, ``"-65 mV"`` → (SI float, Dimension).
+
+    text: a number and a unit expression (``^`` is read as ``**``); the text is read, never evaluated.
+    Returns (value in SI units, its ``Dimension``). Raises UnitError for empty or unreadable text, an
+    unknown unit, adding quantities of different dimensions, a too long text, literal or exponent
+    (``MAX_TEXT_LENGTH``, ``MAX_LITERAL_DIGITS``, ``MAX_EXPONENT``), division by zero or a value
+    that is not finite.
+    """
     src = text.strip()
     if not src:
         raise UnitError("empty quantity: write a number and a unit, e.g. '10 nS'")
@@ -254,7 +261,14 @@ def parse_unit(text: str) -> tuple[float, Dimension]:
 
 
 def to_si(value, expected: Dimension | None = None, name: str = "value") -> float:
-    """A float (already SI) or a quantity string → SI float; checks the dimension when given."""
+    """A float (already SI) or a quantity string → SI float; checks the dimension when given.
+
+    value: a number (taken as SI, not checked) or a quantity string such as "10 nS"; expected: the
+    ``Dimension`` a quantity string must have (None: any); name: what the value is, for error
+    messages (e.g. "dt"). Returns the value in SI units as a float. Raises UnitError when the
+    string cannot be read (see ``parse_quantity``), has another dimension than ``expected``, or the
+    value is neither a number nor a string.
+    """
     if isinstance(value, str):
         number, dim = parse_quantity(value)
         if expected is not None and dim != expected and not (dim.is_dimensionless and expected.is_dimensionless):

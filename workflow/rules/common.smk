@@ -1,7 +1,7 @@
 # Helpers shared by the stages (which studies run, their files, their targets); no rules here.
 
 from neurofit.cli.main import is_user_error, one_line
-from neurofit.workflow.fit_section import FitPlan, refine_enabled, run_names
+from neurofit.workflow.fit_section import FitSection, refine_enabled, run_names
 from neurofit.workflow.infer_section import (
     CALIBRATION_FILES,
     INFERENCE_FILES,
@@ -12,7 +12,7 @@ from neurofit.workflow.rate_section import OUTPUTS as RATE_OUTPUTS, rate_setting
 from neurofit.workflow.reduction_section import (
     FIGURES as REDUCTION_FIGURES,
     FILES as REDUCTION_FILES,
-    ReductionPlan,
+    ReductionSection,
 )
 from neurofit.workflow.study import Study
 from neurofit.workflow.snakefile import (
@@ -50,11 +50,11 @@ try:
         _model = _study.model() if _study.section.get("model") is not None else None
         _study.check(_model)
         if _study.section.get("fit") is not None:
-            FitPlan(_study, _model)
+            FitSection(_study, _model)
         if _study.section.get("rate") is not None:
             rate_settings(_study)
         if _study.section.get("reduction") is not None:
-            REDUCTIONS[_study.name] = ReductionPlan(_study)
+            REDUCTIONS[_study.name] = ReductionSection(_study)
         if _study.section.get("infer") is not None:
             check_infer_section(_study, _model)
     # The one hand-off from the config to the jobs: the prepare job of a study reads it from the config files

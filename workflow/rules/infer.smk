@@ -1,6 +1,7 @@
 # Stage "infer": simulation-based inference of a study's `infer` section (results/<study>/infer/).
 # Scatter: one job per chunk of the training data (infer.n_chunks; together exactly one unchunked run);
-# gather: `infer` trains and writes the posterior, samples and figures; `calibrate` (with
+# gather: `infer` trains and writes the posterior, samples and figures, checks whether the data's features
+# lie among the simulations' (summary.json) and runs the posterior predictive check; `calibrate` (with
 # infer.sbc_simulations > 0) checks the posterior by simulation-based calibration.
 
 
@@ -51,6 +52,10 @@ rule infer:
         summary=f"{RESULTS}/{{study}}/infer/summary.json",
         pairplot=infer_figure("pairplot", "posterior pairplot"),
         predictive=infer_figure("predictive", "posterior predictive traces"),
+        predictive_check=infer_figure(
+            "predictive_check", "posterior predictive check of the features"
+        ),
+        predictive_check_json=f"{RESULTS}/{{study}}/infer/predictive_check.json",
         manifests=[
             manifest(f"{RESULTS}/{{study}}/infer/{name}") for name in INFERENCE_FILES
         ],

@@ -12,8 +12,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "infer", help=HELP_INFER,
         description=HELP_INFER + " (written by 'neurofit simulate --chunk I --of N'): train (NPE, NLE or NRE), "
-                                 "then write posterior.pt, samples.parquet (SI units), summary.json, pairplot.png and "
-                                 "predictive.png into the output folder ('neurofit calibrate' checks the posterior).")
+                                 "then write posterior.pt, samples.parquet (SI units), summary.json (with the noise "
+                                 "used and the misspecification check: are the data's features among the "
+                                 "simulations'?), pairplot.png, predictive.png, and the posterior predictive check of "
+                                 "the features (predictive_check.json, predictive_check.png) into the output folder "
+                                 "('neurofit calibrate' checks the posterior).")
     _add_arguments(p)
     p.add_argument("--chunks", required=True, nargs="+", metavar="NPZ", help="every training-data chunk, any order")
     p.add_argument("--output-dir", required=True, metavar="DIR", help="folder for the posterior, samples, figures")
@@ -58,13 +61,19 @@ def _run(args, step, inputs: list, seeds: dict, extra) -> tuple:
 
 
 def run_infer(args) -> int:
-    from ..workflow.infer_section import run_inference
+    import json
+    from pathlib import Path
+
+    from ..workflow.infer_section import PREDICTIVE_SEED_OFFSET, run_inference
 
     study, infer, seconds = _run(args, lambda study, data: run_inference(study, args.chunks, args.output_dir, data),
-                                 list(args.chunks), lambda infer: {"infer": infer["seed"]},
+                                 list(args.chunks), lambda infer: {"infer": infer["seed"],
+                                                                   "predictive": infer["seed"] + PREDICTIVE_SEED_OFFSET},
                                  lambda infer: {"method": infer["method"], "threads": infer["threads"]})
+    check = json.loads((Path(args.output_dir) / "summary.json").read_text(encoding="utf-8"))["misspecification"]
+    verdict = "" if check is None else f"; misspecification check: {check['verdict']} (p = {check['p_value']:.3g})"
     say(f"study '{study.name}': {infer['method']} from {len(args.chunks)} chunk(s) in {seconds:.1f} s "
-        f"-> {args.output_dir}")
+        f"-> {args.output_dir}{verdict}")
     return 0
 
 

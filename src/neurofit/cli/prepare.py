@@ -48,8 +48,8 @@ def run(args) -> int:
         if study.section.get("simulate") is not None:
             study.simulation_settings(model, dataset)  # fail here, before any simulation job, on bad settings
         if study.section.get("fit") is not None:
-            from ..workflow.fit_section import FitPlan
-            FitPlan(study, model).check(dataset)  # ... and before any fit job (data, metric, every optimizer)
+            from ..workflow.fit_section import FitSection
+            FitSection(study, model).check(dataset)  # ... and before any fit job (data, metric, every optimizer)
         if study.section.get("infer") is not None:
             from ..workflow.infer_section import check_infer_section, inferencer_from_config
             check_infer_section(study, model)  # ... and before any training job (feature names, sizes,
@@ -58,8 +58,8 @@ def run(args) -> int:
             from ..workflow.rate_section import rate_settings
             rate_settings(study, check_optimizer=True)  # ... before any chunk job (ranges, chunks, fit.method)
         if study.section.get("reduction") is not None:
-            from ..workflow.reduction_section import ReductionPlan
-            ReductionPlan(study)  # ... and before the reduce job (protocol, target, models, bounds, loss)
+            from ..workflow.reduction_section import ReductionSection
+            ReductionSection(study)  # ... and before the reduce job (protocol, target, models, bounds, loss)
         section = frozen_section(study.section)
         frozen = yaml.safe_dump({"studies": {study.name: section}}, sort_keys=False, default_flow_style=False,
                                 allow_unicode=True)

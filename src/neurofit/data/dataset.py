@@ -40,7 +40,8 @@ from .files import DataError, atomic_write_bytes, open_npz, read_npy, read_npz
 FORMATS = (".csv", ".npy", ".npz")
 _META_KEY = "__meta__"
 _FORMAT_NAME = "neurofit.dataset"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 1  # files of datasets whose traces are all full length (no "lengths" in the metadata)
+_FORMAT_VERSION_LENGTHS = 2  # files of datasets with per-trace lengths (padded traces)
 _SPEC_KEYS = ("path", "unit", "key")
 
 
@@ -184,6 +185,10 @@ class Dataset:
     inputs / outputs: name → (n_traces, n_steps) float array; spikes: output name → one array
     of spike times (s) per trace; units: SI unit name per variable (informational);
     source: where the data came from ({"inputs": {name: path}, "outputs": {...}}).
+    lengths: (n_traces,) int array, the number of recorded samples of each trace (1 .. n_steps), for
+    traces of different lengths kept whole in one array: samples from ``lengths[i]`` on are padding
+    (outputs NaN, inputs held at their last recorded value); None (the default) means every trace is
+    full length (``n_steps`` samples).
     The constructor converts arrays to float and calls ``validate``.
     """
 
@@ -193,9 +198,11 @@ class Dataset:
     spikes: dict | None = None
     units: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
+    lengths: np.ndarray | None = None
 
     def __post_init__(self):
         self.inputs = {name: self._as_float("inputs", name, a) for name, a in dict(self.inputs).items()}
+        self.lengths = None if self.lengths is None else _as_lengths(self.lengths)
         self.outputs = {name: self._as_float("outputs", name, a) for name, a in dict(self.outputs).items()}
         if self.spikes is not None:
             self.spikes = {name: self._as_trains(name, trains) for name, trains in dict(self.spikes).items()}
@@ -230,8 +237,18 @@ class Dataset:
 
     @property
     def duration(self) -> float:
-        """Length of each trace in seconds, n_steps * dt."""
+        """Length of each trace in seconds, n_steps * dt (of the longest trace when ``lengths`` is given)."""
         return self.n_steps * self.dt
+
+    @property
+    def full_length(self) -> bool:
+        """True when every trace has all ``n_steps`` samples (``lengths`` None or all equal to n_steps)."""
+        return self.lengths is None or bool(np.all(self.lengths == self.n_steps))
+
+    def valid_mask(self) -> np.ndarray:
+        """Returns a (n_traces, n_steps) bool array, True at the recorded (not padded) samples of each trace."""
+        lengths = np.full(self.n_traces, self.n_steps) if self.lengths is None else self.lengths
+        return np.arange(self.n_steps)[None, :] < lengths[:, None]
 
     @property
     def t(self) -> np.ndarray:
@@ -259,9 +276,36 @@ class Dataset:
                 elif array.shape != expected:
                     raise DataError(f"{label} has shape {array.shape} but {reference} has {expected}: "
                                     f"every recording needs one row per trace and the same number of samples")
-                _check_samples(array, label)
+                if role == "inputs" or self.lengths is None:
+                    _check_samples(array, label)
+        if self.lengths is not None:
+            self._validate_lengths(*expected)
         for name, trains in (self.spikes or {}).items():
             self._validate_spikes(name, trains)
+
+    def _validate_lengths(self, n_traces: int, n_steps: int) -> None:
+        """Lengths: one per trace, each 1 .. n_steps; outputs finite up to each trace's length, NaN (or finite)
+        after it."""
+        if self.lengths.shape != (n_traces,):
+            raise DataError(f"lengths has shape {self.lengths.shape}; give one length in samples per trace, "
+                            f"shape ({n_traces},)")
+        bad = np.flatnonzero((self.lengths < 1) | (self.lengths > n_steps))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(f"lengths[{i}] = {int(self.lengths[i])}; every trace's length must be between 1 and "
+                            f"the number of samples, {n_steps}")
+        valid = np.arange(n_steps)[None, :] < self.lengths[:, None]
+        for name, array in self.outputs.items():
+            label = self._label("outputs", name)
+            _check_samples(array[:, :1], label)  # at least one sample (every length is >= 1)
+            wrong = ~np.isfinite(array) & (valid | ~np.isnan(array))  # non-finite before the end, or +-inf after
+            if wrong.any():
+                row, col = (int(i) for i in np.argwhere(wrong)[0])
+                value = array[row, col]
+                what = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+                raise DataError(f"{label}: row {row}, column {col} is {what}; recordings must be finite numbers up "
+                                f"to each trace's length (lengths[{row}] = {int(self.lengths[row])}) and NaN only "
+                                f"after it")
 
     def _validate_spikes(self, name: str, trains: list) -> None:
         label = self._label("spikes", name)
@@ -273,8 +317,9 @@ class Dataset:
                 raise DataError(f"{label}: trace {i} has shape {times.shape}; spike times must be a 1-D array")
             if not np.isfinite(times).all():
                 raise DataError(f"{label}: trace {i} has non-finite spike times; spike times must be finite")
-            if times.size and (times.min() < 0 or times.max() > self.duration):
-                raise DataError(f"{label}: trace {i} has spike times outside [0, {self.duration:g}] s; "
+            end = self.duration if self.lengths is None else float(self.lengths[i]) * self.dt
+            if times.size and (times.min() < 0 or times.max() > end):
+                raise DataError(f"{label}: trace {i} has spike times outside [0, {end:g}] s; "
                                 f"spike times (s) must lie within the recording")
             decreasing = np.flatnonzero(np.diff(times) < 0)
             if decreasing.size:
@@ -283,11 +328,14 @@ class Dataset:
                                 f"spike times must be in increasing order")
 
     def save_npz(self, path) -> None:
-        """Write the dataset to ``path`` (.npz) atomically; dt, units, spikes and source go in JSON metadata."""
+        """Write the dataset to ``path`` (.npz) atomically; dt, units, spikes, source and lengths go in JSON
+        metadata (a dataset without lengths is written exactly as before lengths existed, format version 1)."""
         meta = {"format": _FORMAT_NAME, "version": _FORMAT_VERSION, "dt": self.dt, "units": self.units,
                 "source": self.source,
                 "spikes": None if self.spikes is None else
                 {name: [t.tolist() for t in trains] for name, trains in self.spikes.items()}}
+        if self.lengths is not None:
+            meta.update(version=_FORMAT_VERSION_LENGTHS, lengths=[int(n) for n in self.lengths])
         arrays = {f"inputs/{name}": a for name, a in self.inputs.items()}
         arrays.update({f"outputs/{name}": a for name, a in self.outputs.items()})
         arrays[_META_KEY] = np.array(json.dumps(meta, default=str))
@@ -297,7 +345,7 @@ class Dataset:
 
     @classmethod
     def load_npz(cls, path) -> "Dataset":
-        """Read a dataset written by ``save_npz``."""
+        """Read a dataset written by ``save_npz`` (format version 1, or 2 with per-trace lengths)."""
         files = read_npz(path)
         if _META_KEY not in files:
             raise DataError(f"{path}: not a neurofit dataset (no '{_META_KEY}' entry); write it with "
@@ -309,14 +357,74 @@ class Dataset:
         inputs = {k[len("inputs/"):]: a for k, a in files.items() if k.startswith("inputs/")}
         outputs = {k[len("outputs/"):]: a for k, a in files.items() if k.startswith("outputs/")}
         meta = meta if isinstance(meta, dict) else {}
-        if meta.get("format") != _FORMAT_NAME or meta.get("version") != _FORMAT_VERSION:
+        if meta.get("format") != _FORMAT_NAME or meta.get("version") not in (_FORMAT_VERSION, _FORMAT_VERSION_LENGTHS):
             raise DataError(f"{path}: metadata format {meta.get('format')!r} version {meta.get('version')!r}; "
-                            f"expected {_FORMAT_NAME!r} version {_FORMAT_VERSION}")
+                            f"expected {_FORMAT_NAME!r} version {_FORMAT_VERSION} or {_FORMAT_VERSION_LENGTHS}")
         try:
             return cls(inputs=inputs, outputs=outputs, dt=meta.get("dt"), spikes=meta.get("spikes"),
-                       units=meta.get("units") or {}, source=meta.get("source") or {})
+                       units=meta.get("units") or {}, source=meta.get("source") or {}, lengths=meta.get("lengths"))
         except DataError as e:
             raise DataError(f"{path}: {e}") from None
+
+
+def _as_lengths(lengths) -> np.ndarray:
+    """Per-trace lengths as a 1-D int64 array; DataError for anything but whole numbers of samples."""
+    try:
+        array = np.asarray(lengths)
+    except (TypeError, ValueError):
+        array = np.asarray(None)
+    if array.ndim != 1 or array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)) \
+            or not np.all(array == np.round(array)):
+        raise DataError(f"lengths = {lengths!r}: give one whole number of samples per trace, e.g. [2000, 1500]")
+    return array.astype(np.int64)
+
+
+def pre_stimulus_baseline(inputs, outputs, dt: float, window: float = 0.1, lengths=None,
+                          tolerance: float | None = None) -> dict:
+    """Each trace's pre-stimulus baseline of every output: the mean of the output over the samples before
+    the input first changes, at most the last ``window`` seconds before the change; a trace whose input
+    never changes takes the mean of its first ``window`` seconds.
+
+    inputs: name → (n_traces, n_steps) array (A, ...; or a single such array); the first change of any of
+    them counts: the first sample k with |input[k] - input[0]| > tolerance. outputs: name → (n_traces,
+    n_steps) array (V, ...). dt: sampling step (s). window: s, > 0 (at least one sample is used).
+    lengths: (n_traces,) recorded samples per trace (padded samples after them are ignored) or None (all
+    full). tolerance: in the inputs' unit; None is 1e-9 × the trace's largest |input| (float rounding: a
+    recorded command waveform changes exactly; give a tolerance above the noise for a measured current).
+    Returns name → (n_traces,) float array, in the output's unit. Raises DataError for a bad window or dt.
+    """
+    inputs = {"input": inputs} if not isinstance(inputs, dict) else inputs
+    currents = [np.atleast_2d(np.asarray(a, dtype=float)) for a in inputs.values()]
+    if not currents:
+        raise DataError("pre_stimulus_baseline: no inputs; give the input traces (e.g. {'I': currents})")
+    if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
+        raise DataError(f"dt = {dt!r} must be a positive number of seconds")
+    if not (isinstance(window, numbers.Real) and math.isfinite(window) and window > 0):
+        raise DataError(f"window = {window!r} must be a positive number of seconds (e.g. 0.1)")
+    n_traces, n_steps = currents[0].shape
+    lengths = np.full(n_traces, n_steps) if lengths is None else _as_lengths(lengths)
+    span = max(1, int(round(window / dt)))
+    first_change = np.empty(n_traces, dtype=np.int64)
+    for i in range(n_traces):
+        change = n_steps
+        for current in currents:
+            trace = current[i, :lengths[i]]
+            limit = 1e-9 * float(np.max(np.abs(trace))) if tolerance is None else float(tolerance)
+            moved = np.flatnonzero(np.abs(trace - trace[0]) > limit)
+            if moved.size:
+                change = min(change, int(moved[0]))
+        first_change[i] = change
+    baselines = {}
+    for name, output in outputs.items():
+        output = np.atleast_2d(np.asarray(output, dtype=float))
+        values = np.empty(n_traces)
+        for i in range(n_traces):
+            if first_change[i] == n_steps:  # the input never changes: the first window
+                values[i] = output[i, :min(span, lengths[i])].mean()
+            else:
+                values[i] = output[i, max(0, first_change[i] - span):first_change[i]].mean()
+        baselines[name] = values
+    return baselines
 
 
 def _check_dt(value: float, text: str) -> None:

@@ -35,6 +35,17 @@ class Model:
 
     >>> Model("dv/dt = (El - v)/tau : volt", namespace={"El": "-65 mV", "tau": "10 ms"})
 
+    equations: the equations text, one per line (``dx/dt = ... : unit``, ``name = ... : unit``,
+    ``name : unit`` for a parameter; flags such as ``(unless refractory)``); namespace: constants used
+    by the equations, name → SI number or quantity string ("10 ms"); inputs: the names given per time
+    step at simulation (default None: undeclared names ``I``, ``I_*`` and ``*_target`` are inputs);
+    threshold: spike condition such as "v > -50*mV" (None: no spikes); reset: statements run after a
+    spike, one per line ("v = El"); refractory: dead time after a spike, as seconds (number), a duration
+    string ("2 ms") or a condition ("v > -20*mV"); origin: the name used for the equations in error
+    messages (e.g. a file name). Raises EquationError (line, name and reason) for a syntax error, a
+    reserved or unknown name, a unit that cannot be read, a dimension mismatch, a circular
+    subexpression, no differential equation, or reset/refractory without a threshold.
+
     Attributes: ``states`` (differential variables, in order), ``parameters`` (declared
     ``name : unit``), ``subexpressions`` (name → expression, dependency-ordered), ``inputs``
     (used, never defined: given per time step at simulation), ``noise`` (``xi`` names),
@@ -196,9 +207,15 @@ class Model:
     # --- public helpers ----------------------------------------------------------------------
     @property
     def symbols(self) -> dict:
+        """Every name the equations may use (declared, inputs, t, dt, noise) → its sympy Symbol."""
         return {name: sym for name, (sym, _) in self.scope.symbols.items()}
 
     def symbol(self, name: str) -> sympy.Symbol:
+        """The sympy Symbol of ``name`` (a declared variable, input, t or dt).
+
+        name: the variable's name. Returns the model's Symbol, or a new real Symbol for a name the model
+        does not know.
+        """
         if name in self.scope.symbols:
             return self.scope.symbols[name][0]
         return sympy.Symbol(name, real=True)
@@ -210,11 +227,20 @@ class Model:
                      inputs=self.inputs or None, origin=self.origin, **settings)
 
     def with_events(self, threshold=None, reset=None, refractory=None) -> "Model":
-        """A copy of this model with threshold / reset / refractory replaced."""
+        """A copy of this model with threshold / reset / refractory replaced.
+
+        threshold, reset, refractory: as for ``Model`` (None removes the event). Returns the new Model;
+        raises EquationError as ``Model`` does.
+        """
         return self._derive(threshold=threshold, reset=reset, refractory=refractory)
 
     def fix(self, values: dict) -> "Model":
-        """A copy in which the given parameters are constants with these values (SI or quantity strings)."""
+        """A copy in which the given parameters are constants with these values.
+
+        values: parameter name → SI number or quantity string ("10 nS"). Returns the new Model, whose
+        ``parameters`` no longer include these names. Raises EquationError for a name that is not a
+        parameter or a value that cannot be read.
+        """
         unknown = [n for n in values if n not in self.parameters]
         if unknown:
             raise EquationError(f"fix: {', '.join(unknown)} not a parameter (parameters: {', '.join(self.parameters)})")
@@ -223,13 +249,18 @@ class Model:
         return self._derive("\n".join(lines), {**self.namespace_text, **values})
 
     def expand(self, expr):
-        """Substitute subexpressions (recursively) so that only states, parameters, inputs remain."""
+        """Substitute subexpressions (recursively) so that only states, parameters, inputs remain.
+
+        expr: a sympy expression in the model's symbols. Returns the expression with every
+        subexpression replaced by its definition.
+        """
         subs = {}
         for name, sub in self.subexpressions.items():
             subs[self.symbol(name)] = sub.xreplace(subs)
         return expr.xreplace(subs)
 
     def recordable(self) -> list[str]:
+        """Returns the names a simulation can record: the states, then the subexpressions."""
         return self.states + list(self.subexpressions)
 
     @functools.cached_property

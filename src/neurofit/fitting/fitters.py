@@ -7,6 +7,7 @@ checkpointing after every round; ``refine`` polishes the best parameters with
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from ..errors import NeurofitError
 from ..simulate import simulate
 from ..units import to_si
 from .bounds import BoundsError, parse_bounds
-from .metrics import first_step
+from .metrics import first_step, trace_lengths, valid_samples
 from .optimizers import ReplayError, replay_round
 
 #: A fit checkpoint is JSON: the fit's identity and every evaluated candidate with its error and round.
@@ -48,6 +49,22 @@ def _as_traces(name, value, what):
     return a
 
 
+def simulation_substeps(dt: float, simulation_dt) -> int:
+    """How many simulation steps of ``simulation_dt`` make one recorded sample of ``dt`` (both s; None or
+    equal: 1). FitError (one line) unless ``simulation_dt`` divides ``dt`` by a whole number k >= 1."""
+    if simulation_dt is None:
+        return 1
+    step = to_si(simulation_dt, name="simulation_dt")
+    if not (np.isfinite(step) and step > 0):
+        raise FitError(f"simulation_dt = {simulation_dt} must be a positive time step (e.g. '10 us')")
+    ratio = dt / step
+    k = int(round(ratio))
+    if k < 1 or abs(ratio - k) > 1e-9 * max(ratio, 1.0):
+        raise FitError(f"simulation_dt = {step:g} s must divide the recording's dt = {dt:g} s by a whole number "
+                       f"(dt / simulation_dt = {ratio:.6g}), e.g. {dt / max(1, round(ratio)):g} s")
+    return k
+
+
 def _parse_bounds(bounds: dict, parameters: list) -> tuple[dict, set]:
     """name → [lo, hi] or [lo, hi, "log"] (quantity strings allowed) → ({name: (lo, hi)}, log names)."""
     try:
@@ -65,7 +82,58 @@ class Fitter:
     def __init__(self, model, input: dict, output, dt, n_samples: int = 10, method: str | None = None,
                  threshold=None, reset=None, refractory=None, param_init: dict | None = None,
                  penalty: str | None = None, use_units: bool = True, namespace: dict | None = None,
-                 backend: str = "auto", dtype: str = "float64", seed: int | None = None, threads: int = 1):
+                 backend: str = "auto", dtype: str = "float64", seed: int | None = None, threads: int = 1,
+                 lengths=None, simulation_dt=None, at_rest: bool = False):
+        """Set up a fit (brian2modelfitting's arguments; numbers in SI units, quantity strings where noted).
+
+        model: the equations text (Brian2 syntax) or a ``neurofit.Model``; in equations text, a variable
+        ``iteration`` that is used but not declared becomes a constant parameter set to the round counter
+        (see ``fit``'s start_iteration).
+        input: input variable → (n_traces, n_steps) array in SI units, e.g. ``{"I": currents}`` in A (a 1-D
+        array is one trace); all inputs have the same shape, one row per recorded trace, and inputs the model
+        does not use are left out.
+        output: recorded variable → (n_traces, n_steps) array in SI units with the input's shape, e.g.
+        ``{"v": traces}`` in V (TraceFitter, OnlineTraceFitter; the equations may use ``<var>_target``, the
+        recorded trace, as an input), or the recorded spike trains, a list over traces of spike-time arrays in
+        s (SpikeFitter; ``{"spikes": that list}`` also works).
+        dt: sampling step of the recordings, s or a quantity string ("0.1 ms").
+        n_samples: candidates (parameter sets) per round, the optimizer's population; a round simulates
+        n_samples × n_traces runs in one batch.
+        method: integration method ("euler", "rk2", "rk4", "exponential_euler", "euler_maruyama"; None:
+        ``simulate``'s choice).
+        threshold: spike condition, e.g. "v > -50*mV"; reset: statements run after a spike, one per line
+        ("v = El"); refractory: dead time after a spike, s, a duration string ("2 ms") or a condition
+        ("v > -20*mV"). These three are as for ``Model``; when ``model`` is a ``Model``, giving any of them
+        replaces all three of its events (one left None is removed).
+        param_init: state → initial value: an SI number, a quantity string ("-70 mV"), an expression string
+        evaluated at t = 0 ("1/(1 + beta_m/alpha_m)") or a (1, n_traces) array (one value per trace); unset
+        states start at 0.
+        penalty: name of a model variable (state or subexpression) whose value at the end of each trace (its
+        last valid sample with ``lengths``), averaged over traces, is added to each candidate's error; it
+        should not vary in time and be on the error's scale; None: no penalty.
+        use_units: accepted for brian2modelfitting's API and stored; neurofit's results are always SI floats.
+        namespace: constants used by equations text, name → SI number or quantity string ("10 ms"); ignored
+        when ``model`` is a ``Model`` (which has its own).
+        backend: "auto" (C when a compiler works, else numpy), "c" or "numpy".
+        dtype: simulation precision, "float64" or "float32".
+        seed: noise seed (int), needed when the model has noise (``xi``).
+        threads: threads of the C backend (ignored by numpy).
+        lengths: (n_traces,) int, the recorded samples of each trace (1 .. n_steps) when traces of different
+        lengths are padded to one array (outputs NaN after a trace's end, inputs held at their last value), or
+        None (all full length); only each trace's own samples are compared.
+        simulation_dt: simulation step, s or a quantity string ("10 us"), dividing ``dt`` by a whole number k:
+        each input sample is held for k steps and the model is compared at every k-th step (the recorded
+        samples); None simulates at ``dt``.
+        at_rest: start every (candidate, trace) at the model's steady state under the trace's first input
+        sample (``simulate(..., at_rest=True)``, ``param_init`` as the guess of Newton's method); False starts
+        from ``param_init``.
+
+        Raises FitError (one line) for inputs or outputs that are not dicts of arrays of one shape, NaN/inf in
+        the outputs (within each trace's length), dt not positive, bad ``lengths`` or ``simulation_dt``, a
+        model that is neither text nor a ``Model``, and settings a subclass refuses (SpikeFitter without a
+        threshold; OnlineTraceFitter with ``lengths`` or a finer ``simulation_dt``); UnitError when dt or
+        simulation_dt cannot be read; EquationError when the equations text does not parse.
+        """
         if not isinstance(input, dict) or not input:
             raise FitError("input must be a dict {input_variable: array (n_traces, n_steps)}, e.g. {'I': traces}")
         self.input = {k: _as_traces(k, v, "input") for k, v in input.items()}
@@ -82,6 +150,13 @@ class Fitter:
         self.penalty = penalty
         self.use_units = use_units
         self.backend, self.dtype, self.seed, self.threads = backend, dtype, seed, threads
+        try:
+            self.lengths = trace_lengths(lengths, (self.n_traces, self.n_steps))  # None: every trace is full
+        except ValueError as err:
+            raise FitError(str(err)) from None
+        self.substeps = simulation_substeps(self.dt, simulation_dt)
+        self.simulation_dt = self.dt / self.substeps if self.substeps > 1 else self.dt
+        self.at_rest = bool(at_rest)
         self._set_output(output)
         self.model = self._build_model(model, namespace, threshold, reset, refractory)
         self.parameter_names = [p for p in self.model.parameters if p != "iteration"]
@@ -93,6 +168,7 @@ class Fitter:
         self.iteration = 0
         self.best_params = None
         self.best_error = None
+        self._check_setup()
 
     # --- set-up ---------------------------------------------------------------------------
     def _set_output(self, output):
@@ -103,8 +179,15 @@ class Fitter:
             if a.shape != (self.n_traces, self.n_steps):
                 raise FitError(f"output['{name}'] has shape {a.shape} but the input has {(self.n_traces, self.n_steps)}; "
                                f"every output needs one row per input trace and the same number of samples")
-            if not np.all(np.isfinite(a)):
-                raise FitError(f"output['{name}'] contains NaN or inf; recordings must be finite")
+            if self.lengths is None and not np.all(np.isfinite(a)):
+                raise FitError(f"output['{name}'] contains NaN or inf; recordings must be finite (traces of "
+                               f"different lengths: pad them with NaN and give lengths=)")
+            if self.lengths is not None and not np.all(np.isfinite(a) | ~valid_samples(self.lengths, self.n_steps)):
+                raise FitError(f"output['{name}'] contains NaN or inf within a trace's length; recordings must be "
+                               f"finite up to each trace's end")
+
+    def _check_setup(self):
+        """Refuse settings this fitter cannot use (FitError, one line); called at the end of __init__."""
 
     def _build_model(self, model, namespace, threshold, reset, refractory) -> Model:
         targets = [f"{v}_target" for v in self.output] if self.output_kind == "traces" else []
@@ -143,13 +226,44 @@ class Fitter:
             **bounds):
         """Optimise for ``n_rounds`` rounds of ``n_samples`` candidates; returns (best_params, best_error).
 
-        Bounds are keyword arguments ``name=[low, high]`` (``[low, high, "log"]`` for a log-scale
-        search). A later call continues the same optimisation unless ``restart=True``. With
-        ``checkpoint=path`` the evaluated candidates are saved (JSON) after every round and a new
+        Each round asks the optimizer for candidates, simulates them on all traces in one batch, computes
+        their errors with the metric (plus ``penalty``; inf for a candidate whose simulation diverged) and
+        tells the optimizer. A later call continues the same optimisation (the optimizer, metric and bounds of
+        the first call; ``optimizer`` and ``metric`` are then ignored) unless ``restart=True``.
+
+        optimizer: an ``Optimizer`` (e.g. ``NevergradOptimizer("DE")``, ``SkoptOptimizer()``), needed on the
+        first call and with ``restart``.
+        metric: the error measure, needed likewise. TraceFitter: a ``TraceMetric`` (e.g. ``MSEMetric()``) or a
+        dict output variable → metric (the errors of several outputs are summed); OnlineTraceFitter: an
+        ``MSEMetric`` (its t_start and normalization are used); SpikeFitter: a ``SpikeMetric`` (e.g.
+        ``GammaFactor(delta="2 ms", time="1 s")``).
+        n_rounds: rounds to run in this call.
+        callback: the report after each round: "text" (print the best parameters and error), "progressbar"
+        (tqdm), None (silent) or a function ``f(params, errors, best_params, best_error, index, info)`` - the
+        round's candidates (list of dicts) and their (n_samples,) errors, the best parameters and error so
+        far, the round's index (from 0, counted over all calls of this fit) and a dict with "round_time"
+        (seconds since the epoch); the fit stops early when it returns True.
+        restart: start a new optimisation (new optimizer, metric and bounds) instead of continuing; an
+        existing ``checkpoint`` is then ignored and overwritten.
+        start_iteration: value of the model's ``iteration`` variable in this call's first round (default: 0
+        on a new fit, else it continues from the previous call); it grows by 1 per round.
+        penalty: a model variable added to the error as the constructor's ``penalty``; replaces it for this
+        and later calls (None: keep it).
+        checkpoint: path of a JSON file the evaluated candidates are saved to after every round. A new
         call with the same path and a freshly built optimizer of the same settings and seed resumes
         where a killed run stopped: the optimizer is brought to its state by replaying the recorded
         rounds (``replay_round``), and the fit ends with the numbers of an uninterrupted one. A
         damaged checkpoint is discarded with a warning and the fit starts over.
+        bounds: the search range of every model parameter as keyword arguments ``name=[low, high]`` (SI
+        numbers or quantity strings, e.g. ``gl=["1 nS", "100 nS"]``), ``[low, high, "log"]`` for a log-scale
+        search (low > 0); required on a new fit and unchanged when continuing.
+
+        Returns (best_params, best_error): the lowest-error candidate of all rounds so far (parameter name →
+        SI float) and its error (float). Raises FitError (one line) for a missing optimizer or metric on a new
+        fit, a metric this fitter cannot use, missing, unknown or invalid bounds (or bounds changed while
+        continuing), an unknown callback, or a checkpoint of another fit or one that does not replay;
+        SimulationError when the model cannot be simulated with the fitter's settings (e.g. an unknown
+        param_init state, noise without a seed).
         """
         if penalty is not None:
             self.penalty = penalty
@@ -206,19 +320,39 @@ class Fitter:
     def _penalty(self, result) -> np.ndarray:
         if not self.penalty:
             return 0.0
-        return result.traces[self.penalty][:, :, -1].mean(axis=1)
+        if self.lengths is None:
+            return result.traces[self.penalty][:, :, -1].mean(axis=1)
+        return result.traces[self.penalty][:, np.arange(self.n_traces), self.lengths - 1].mean(axis=1)
 
     def _record(self) -> tuple:
         return tuple(dict.fromkeys([*self.output, *([self.penalty] if self.penalty else [])]))
 
     def _simulate(self, params: dict, record=None, spikes=False, init=None, **kw):
-        return simulate(self.model, params, self._inputs(), self.dt, init=self.param_init if init is None else init,
-                        record=self._record() if record is None else record, spikes=spikes, method=self.method,
-                        backend=self.backend, dtype=self.dtype, seed=self.seed, threads=self.threads, **kw)
+        inputs, dt = self._inputs(), self.dt
+        if self.substeps > 1:  # each recorded sample held for substeps simulation steps
+            inputs, dt = {k: np.repeat(a, self.substeps, axis=1) for k, a in inputs.items()}, self.simulation_dt
+        res = simulate(self.model, params, inputs, dt, init=self.param_init if init is None else init,
+                       record=self._record() if record is None else record, spikes=spikes, method=self.method,
+                       backend=self.backend, dtype=self.dtype, seed=self.seed, threads=self.threads,
+                       at_rest=self.at_rest, **kw)
+        if self.substeps == 1:
+            return res
+        k = self.substeps  # the model at the recorded sample times: every k-th simulation step
+        return dataclasses.replace(res, traces={v: a[:, :, ::k] for v, a in res.traces.items()},
+                                   sensitivities={v: a[:, :, ::k, :] for v, a in res.sensitivities.items()},
+                                   dt=self.dt, n_steps=self.n_steps)
 
     def restore(self, bounds: dict, metric, history: list, log_scale=()) -> None:
         """Give a fresh fitter a finished fit's state (bounds, metric, evaluated candidates), e.g. to
-        ``refine`` it in another process; ``history`` rows hold the parameters, "error" and "round"."""
+        ``refine`` it in another process or to read its ``results``.
+
+        bounds: parameter name → (low, high) of every model parameter, SI numbers or quantity strings;
+        metric: the fit's metric (kept for ``refine``); history: the evaluated candidates, one dict per
+        candidate holding every parameter (SI), "error" and optionally "round" (index from 0), as
+        ``results("list")`` gives them; log_scale: names of the parameters searched on a log scale.
+        The finite-error row with the lowest error becomes best_params / best_error (None when there is
+        none). Returns nothing. Raises FitError for bounds that are missing, unknown or invalid.
+        """
         self.bounds, self.log_scale = _parse_bounds({k: list(v) for k, v in bounds.items()}, self.parameter_names)
         self.log_scale |= set(log_scale)
         self.metric = metric
@@ -270,7 +404,14 @@ class Fitter:
 
     # --- results --------------------------------------------------------------------------------
     def results(self, format: str = "list", use_units=None):
-        """Every evaluated candidate with its error: "list" of dicts, "dict" of arrays, or "dataframe"."""
+        """Every evaluated candidate with its error, in the order evaluated.
+
+        format: "list" - a list of dicts (parameter name → SI float, plus "error"); "dict" - a dict of
+        (n_evaluated,) arrays, one per parameter plus "error"; "dataframe" - a pandas DataFrame with a column
+        per parameter, "error" and "round" (round index from 0). use_units: accepted for brian2modelfitting's
+        API and ignored: values are always SI floats without units. Returns the results in that format (empty
+        before the first round). Raises FitError for another format.
+        """
         if format == "list":
             return [{k: v for k, v in row.items() if k != "round"} for row in self.history]
         if format == "dict":
@@ -296,18 +437,47 @@ class Fitter:
     def generate(self, output_var=None, params=None, param_init=None, iteration=1e9):
         """Simulate ``params`` (default: best) on all inputs; (n_traces, n_steps) per variable.
 
-        ``iteration`` is the value of a model's ``iteration`` variable: high by default, so that a
-        coupling to the target that fades with the iteration is switched off (as brian2modelfitting).
-        ``output_var`` may be ``"spikes"`` or a list of names (then a dict is returned).
+        output_var: a model variable to record (state or subexpression; None: the first output variable, which
+        is "spikes" for SpikeFitter), ``"spikes"`` for the spike times (the model needs a threshold), or a
+        list of such names (then a dict is returned); params: parameter name → SI number or quantity string,
+        every parameter of the model (None: the fit's best parameters); param_init: initial values as for the
+        constructor, replacing its ``param_init`` for the states given; iteration: the value of a model's
+        ``iteration`` variable: high by default, so that a coupling to the target that fades with the
+        iteration is switched off (as brian2modelfitting).
+
+        Returns, for a variable, an (n_traces, n_steps) array in SI units (sample k at t = k·dt); for
+        "spikes", a list over traces of 1-D arrays of spike times (s); for a list of names, a dict name →
+        such value. With ``lengths``, traces are NaN after each trace's end and later spikes are dropped.
+        Raises FitError when there are no parameters (no fit and no ``params``) or one is missing, UnitError
+        for a value that cannot be read, SimulationError for an unknown variable or state, or "spikes"
+        without a threshold.
         """
         single = isinstance(output_var, str) or output_var is None
         names = [output_var or next(iter(self.output))] if single else list(output_var)
         res = self._simulate(self._resolve_params(params, iteration), record=tuple(n for n in names if n != "spikes"),
                              spikes="spikes" in names, init={**self.param_init, **(param_init or {})})
-        out = {n: (res.spikes[0] if n == "spikes" else res.traces[n][0]) for n in names}
+        out = {n: (self._within_lengths(res.spikes)[0] if n == "spikes" else res.traces[n][0]) for n in names}
+        if self.lengths is not None:
+            valid = valid_samples(self.lengths, self.n_steps)
+            out = {n: (v if n == "spikes" else np.where(valid, v, np.nan)) for n, v in out.items()}
         return out[names[0]] if single else out
 
+    def _within_lengths(self, spikes: list) -> list:
+        """Spike trains (list over sets of lists over traces, s) without the spikes after each trace's end
+        (at or after sample ``lengths[i]``); unchanged when every trace is full."""
+        if self.lengths is None:
+            return spikes
+        ends = (self.lengths - 0.5) * self.dt
+        return [[train[train < end] for train, end in zip(one_set, ends)] for one_set in spikes]
+
     def generate_traces(self, params=None, param_init=None):
+        """Traces of the first output variable for ``params`` (default: best) on all inputs.
+
+        params: parameter name → SI number or quantity string (None: the fit's best parameters); param_init:
+        initial values replacing the constructor's for the states given, as for ``generate``. Returns an
+        (n_traces, n_steps) array in SI units (e.g. V), NaN after each trace's end with ``lengths``. Raises
+        as ``generate``.
+        """
         return self.generate(None, params=params, param_init=param_init)
 
 
@@ -369,7 +539,12 @@ def _make_callback(callback, n_rounds: int):
 
 
 class TraceFitter(Fitter):
-    """Fit recorded traces (e.g. membrane potential) with a trace metric (MSEMetric by default)."""
+    """Fit recorded traces (e.g. membrane potential) with a trace metric (e.g. MSEMetric).
+
+    output: variable → (n_traces, n_steps) recorded traces in SI units; ``fit`` takes a ``TraceMetric`` or
+    a dict of them per output variable (the errors of the outputs are summed); ``refine`` polishes the
+    result by least squares. The constructor's arguments are those of ``Fitter.__init__`` below.
+    """
 
     def _check_metric(self, metric):
         if isinstance(metric, dict):
@@ -384,7 +559,12 @@ class TraceFitter(Fitter):
         res = self._simulate(self._param_arrays(candidates, iteration))
         total = np.zeros(len(candidates))
         for var, data in self.output.items():
-            total += np.asarray(self._metric_for(var).calc(res.traces[var], data, self.dt), dtype=np.float64)
+            metric = self._metric_for(var)
+            if self.lengths is None:
+                errors = metric.calc(res.traces[var], data, self.dt)
+            else:
+                errors = metric.calc(res.traces[var], data, self.dt, lengths=self.lengths)
+            total += np.asarray(errors, dtype=np.float64)
         total = total + self._penalty(res)
         total[res.invalid_sets] = np.inf
         return total
@@ -395,9 +575,28 @@ class TraceFitter(Fitter):
 
         Starts from ``params``, or else from the ``n_starts`` best candidates of the fit (HH-type
         models have local minima near the global one; each start costs a handful of simulations)
-        and keeps the best result. Residuals are (model − data)/normalization from ``t_start`` on
-        (settings of the fit's MSEMetric unless given). ``calc_gradient=True`` uses the exact
-        Jacobian (forward sensitivities); False one batched simulation of p+1 parameter sets.
+        and keeps the best result. Residuals are (model − data)/normalization (times √t_weights) of every
+        output variable from ``t_start`` on (settings of the fit's MSEMetric unless given), over each
+        trace's valid samples when the fitter has ``lengths``. Without a fit (and no ``restore``) the
+        parameters are unbounded.
+
+        params: parameter name → SI number or quantity string to start from, every parameter (None: the
+        fit's best candidates); metric: the object whose t_start, normalization and t_weights define the
+        residuals, e.g. an ``MSEMetric`` (None: the fit's metric unless that is a dict per output; without
+        one: t_start 0, normalization 1, no weights); calc_gradient: True uses the exact Jacobian (forward
+        sensitivities); False forward differences from one batched simulation of p+1 parameter sets - also
+        used when the fitter starts at rest (``at_rest``): the forward sensitivities start at zero and would
+        miss how the rest depends on the parameters; t_start: start of the compared window, s or a quantity
+        string (None: the metric's); normalization: divisor of the residuals, an SI number in the output's
+        units (e.g. 0.01 for 10 mV; None: the metric's); n_starts: how many of the best distinct candidates
+        to start from when ``params`` is None; least_squares_kwargs: passed on to
+        ``scipy.optimize.least_squares`` (defaults method="trf", x_scale="jac").
+
+        Returns (params, result): the refined parameters of the best start (name → SI float) and its scipy
+        ``OptimizeResult`` (``result.fun``: the residuals). The fitter's best_params / best_error are replaced
+        when the refined mean squared residual is lower; ``refine_evaluations`` counts the residual and Jacobian
+        evaluations of all starts. Raises FitError when there is neither a fit nor ``params``, or a parameter is missing;
+        UnitError for a value that cannot be read.
         """
         from .refine import least_squares_refine
         metric = metric or (self.metric if not isinstance(self.metric, dict) else None)
@@ -413,7 +612,8 @@ class TraceFitter(Fitter):
         for start in starts:
             refined, result = least_squares_refine(self, start, bounds, first_step(t_start, self.dt),
                                                    normalization or getattr(metric, "normalization", 1.0),
-                                                   getattr(metric, "t_weights", None), calc_gradient,
+                                                   getattr(metric, "t_weights", None),
+                                                   calc_gradient and not self.at_rest, lengths=self.lengths,
                                                    **least_squares_kwargs)
             self.refine_evaluations += int(result.nfev) + int(result.njev or 0)
             if best is None or result.cost < best[1].cost:
@@ -441,12 +641,28 @@ def _distinct_best(history: list, names: list, n: int, min_log_distance: float =
 
 
 class OnlineTraceFitter(TraceFitter):
-    """TraceFitter whose squared error is accumulated while simulating: traces are never stored."""
+    """TraceFitter whose squared error is accumulated while simulating: traces are never stored.
+
+    ``fit`` needs an ``MSEMetric``: a candidate's error is the mean over traces and samples from the
+    metric's t_start of ((model − data)/normalization)², summed over the output variables (the metric's
+    t_weights are not used). The constructor's arguments are those of ``Fitter.__init__`` below; it raises
+    FitError for traces of different lengths (``lengths``) and for a ``simulation_dt`` other than ``dt``.
+    """
 
     def _check_metric(self, metric):
         from .metrics import MSEMetric
         if not isinstance(metric, MSEMetric):
             raise FitError("OnlineTraceFitter computes the mean squared error online: use metric=MSEMetric(...)")
+
+    def _check_setup(self):
+        """The online kernel compares every simulation step with the target: no padding, no finer step."""
+        if self.lengths is not None:
+            raise FitError(f"OnlineTraceFitter: traces have different lengths ({int(self.lengths.min())} to "
+                           f"{self.n_steps} samples) and its online kernel cannot leave padded samples out; use "
+                           f"TraceFitter (fit.kind: trace)")
+        if self.substeps > 1:
+            raise FitError("OnlineTraceFitter compares the model with the data at every simulation step: "
+                           "simulation_dt must equal dt; use TraceFitter (fit.kind: trace)")
 
     def _errors(self, candidates, iteration):
         t_start = first_step(self.metric.t_start, self.dt)  # an MSEMetric (_check_metric): SI already
@@ -462,7 +678,14 @@ class OnlineTraceFitter(TraceFitter):
 
 
 class SpikeFitter(Fitter):
-    """Fit recorded spike trains (list over traces of spike-time arrays, s) with a spike metric."""
+    """Fit recorded spike trains (list over traces of spike-time arrays, s) with a spike metric.
+
+    output: the recorded spike trains, one 1-D array of spike times (s) per input trace (or
+    ``{"spikes": that list}``); spikes after a trace's end (``lengths``) are ignored. The model needs a
+    ``threshold`` (given here or in the ``Model``), else FitError. ``fit`` takes a ``SpikeMetric`` (e.g.
+    ``GammaFactor``); ``generate_spikes`` gives the spike trains of a parameter set. The constructor's
+    arguments are those of ``Fitter.__init__`` below.
+    """
 
     output_kind = "spikes"
 
@@ -472,6 +695,7 @@ class SpikeFitter(Fitter):
         if len(output) != self.n_traces:
             raise FitError(f"output has {len(output)} spike trains but the input has {self.n_traces} traces")
         self.output_spikes = [np.sort(np.asarray(s, dtype=np.float64)) for s in output]
+        self.output_spikes = self._within_lengths([self.output_spikes])[0]
         self.output = {"spikes": self.output_spikes}
 
     def _record(self):
@@ -485,14 +709,28 @@ class SpikeFitter(Fitter):
 
     def _errors(self, candidates, iteration):
         res = self._simulate(self._param_arrays(candidates, iteration), spikes=True)
-        errors = np.asarray(self.metric.calc(res.spikes, self.output_spikes, self.dt), dtype=np.float64)
+        spikes = self._within_lengths(res.spikes)  # spikes after a trace's end (padding) are ignored
+        errors = np.asarray(self.metric.calc(spikes, self.output_spikes, self.dt), dtype=np.float64)
         errors = errors + self._penalty(res)
         errors[res.invalid_sets] = np.inf
         return errors
 
     def generate_spikes(self, params=None, param_init=None):
-        """Spike trains (list over traces) of ``params`` (default: best)."""
+        """Spike trains (list over traces) of ``params`` (default: best).
+
+        params: parameter name → SI number or quantity string (None: the fit's best parameters); param_init:
+        initial values replacing the constructor's for the states given, as for ``generate``. Returns a list
+        over traces of 1-D arrays of spike times (s), without the spikes after each trace's end when the
+        fitter has ``lengths``. Raises as ``generate``.
+        """
         return self.generate("spikes", params=params, param_init=param_init)
 
     def generate_traces(self, params=None, param_init=None, output_var="v"):
+        """Traces of one model variable (default: the membrane potential ``v``) for ``params`` (default: best).
+
+        params: parameter name → SI number or quantity string (None: the fit's best parameters); param_init:
+        initial values replacing the constructor's for the states given, as for ``generate``; output_var: the
+        variable to record (state or subexpression). Returns an (n_traces, n_steps) array in SI units, NaN
+        after each trace's end with ``lengths``. Raises as ``generate``.
+        """
         return self.generate(output_var, params=params, param_init=param_init)

@@ -7,7 +7,9 @@ hooks: ``get_features`` (one value per parameter set and input trace, shape
 - Trace metrics (``TraceMetric``, ``MSEMetric``, ``FeatureMetric``) take model traces of shape
   ``(n_sets, n_traces, n_steps)`` and data traces ``(n_traces, n_steps)`` in SI units; sample
   ``i`` is at time ``i * dt``. A parameter set whose traces hold NaN/inf anywhere diverged: its
-  error is ``inf`` and it is not passed to ``get_features``.
+  error is ``inf`` and it is not passed to ``get_features``. Traces of different lengths come padded
+  to one array with ``lengths=`` (samples per trace): only each trace's own samples count (see
+  ``TraceMetric.calc``); without ``lengths`` (or with every trace full) nothing changes.
 - Spike metrics (``SpikeMetric``, ``GammaFactor``) take model spikes as a list over parameter
   sets of lists over traces of spike-time arrays (s), and data spikes as a list over traces.
   Spike trains of recorded traces come from the package's one detector,
@@ -53,28 +55,86 @@ def first_step(t_start: float, dt: float) -> int:
     return int(nearest) if math.isclose(x, nearest, rel_tol=1e-9, abs_tol=1e-9) else math.ceil(x)
 
 
+def trace_lengths(lengths, shape: tuple) -> np.ndarray | None:
+    """Checked per-trace lengths: None when ``lengths`` is None or every trace is full, else an int64 array.
+
+    lengths: (n_traces,) numbers of valid samples, counted from sample 0 (1 .. n_steps), or None;
+    shape: (n_traces, n_steps) of the data. Raises ValueError (one line) for anything else.
+    """
+    if lengths is None:
+        return None
+    n_traces, n_steps = shape
+    array = np.asarray(lengths)
+    if array.shape != (n_traces,) or array.dtype.kind not in "iu" or (array < 1).any() or (array > n_steps).any():
+        raise ValueError(f"lengths must be {n_traces} whole numbers of samples between 1 and {n_steps} "
+                         f"(one per trace), got {lengths!r}")
+    array = array.astype(np.int64)
+    return None if bool(np.all(array == n_steps)) else array
+
+
+def valid_samples(lengths: np.ndarray, n_steps: int, start: int = 0) -> np.ndarray:
+    """(n_traces, n_steps - start) bool array, True where sample ``start + k`` lies within its trace.
+
+    lengths: (n_traces,) int samples per trace; n_steps: samples of the padded traces; start: first
+    sample kept (``first_step(t_start, dt)``).
+    """
+    return (np.arange(start, n_steps)[None, :] < np.asarray(lengths)[:, None])
+
+
 class Metric(abc.ABC):
-    """Base of all metrics: ``calc`` = ``get_errors(get_features(model, data, dt))``."""
+    """Base of all metrics: ``calc`` = ``get_errors(get_features(model, data, dt))``.
+
+    A custom metric subclasses ``TraceMetric`` or ``SpikeMetric`` and implements ``get_features`` (and,
+    to combine traces otherwise than by their mean, ``get_errors``).
+    """
 
     def calc(self, model_results, data, dt) -> np.ndarray:
-        """Errors of shape ``(n_sets,)``; NaN errors become ``inf``."""
+        """Errors of shape ``(n_sets,)``; NaN errors become ``inf``.
+
+        model_results: the model's results for n_sets parameter sets (trace metrics: an (n_sets, n_traces,
+        n_steps) array; spike metrics: a list over sets of lists over traces of spike-time arrays, s); data:
+        the recorded data in the same layout without the set axis ((n_traces, n_steps), or a list over traces
+        of spike-time arrays, s); dt: time step of the traces / simulation, s or a quantity string ("0.1 ms").
+        Returns ``get_errors(get_features(model_results, data, dt))`` as a float array of shape (n_sets,).
+        Raises ValueError when dt is not positive, UnitError (a ValueError) when it is not a time.
+        """
         dt = _dt(dt)
         errors = np.asarray(self.get_errors(self.get_features(model_results, data, dt)), dtype=float)
         return np.where(np.isnan(errors), np.inf, errors)
 
     @abc.abstractmethod
     def get_features(self, model_results, data, dt: float) -> np.ndarray:
-        """One feature/error per parameter set and trace: shape ``(n_sets, n_traces)``."""
+        """One feature/error per parameter set and trace: shape ``(n_sets, n_traces)``.
+
+        The hook a metric implements. model_results, data: as for ``calc``, after its preparation (trace
+        metrics: the samples from t_start on, divided by normalization; spike metrics: sorted spike trains
+        without the spikes before t_start); dt: the time step in s (a float). Returns an (n_sets, n_traces)
+        array: the feature or error of every parameter set on every trace.
+        """
 
     def get_errors(self, features) -> np.ndarray:
-        """Features ``(n_sets, n_traces)`` → errors ``(n_sets,)``; default: mean over traces."""
+        """Features ``(n_sets, n_traces)`` → errors ``(n_sets,)``; default: mean over traces.
+
+        features: the (n_sets, n_traces) array ``get_features`` returned. Returns an (n_sets,) float array,
+        one error per parameter set; override it to combine the traces otherwise (e.g. weighted).
+        """
         return np.mean(np.asarray(features, dtype=float), axis=1)
 
 
 class TraceMetric(Metric):
     """Metric on traces. ``calc`` drops samples with ``t < t_start`` and divides traces by
     ``normalization`` (a number or quantity string such as ``"10 mV"``) before
-    ``get_features(model_traces, data_traces, dt)``."""
+    ``get_features(model_traces, data_traces, dt)``.
+
+    With ``lengths`` (traces of different lengths padded to one array), ``get_features`` is called once
+    per group of traces of one length, on those traces cropped to their length, and ``get_errors``
+    combines the features of all traces as usual (``MSEMetric`` instead pools the valid samples).
+
+    t_start: start of the compared window, s or a quantity string ("50 ms"), >= 0; normalization: divisor
+    of model and data traces, a number in the traces' SI units (e.g. 0.01 for 10 mV) or a quantity string
+    ("10 mV"), finite and non-zero. Raises ValueError for a negative t_start or a zero or non-finite
+    normalization, UnitError (a ValueError) for a value that cannot be read.
+    """
 
     def __init__(self, t_start=0.0, normalization=1.0):
         self.t_start = _time(t_start, "t_start")
@@ -84,20 +144,42 @@ class TraceMetric(Metric):
         if not (math.isfinite(self.normalization) and self.normalization != 0):
             raise ValueError(f"normalization must be a finite non-zero number, got {normalization!r}")
 
-    def calc(self, model_traces, data_traces, dt) -> np.ndarray:
+    def calc(self, model_traces, data_traces, dt, lengths=None) -> np.ndarray:
+        """Errors (n_sets,) of model traces (n_sets, n_traces, n_steps) against data traces (n_traces,
+        n_steps), SI units, sampled every ``dt`` s.
+
+        model_traces: (n_sets, n_traces, n_steps) array, the simulated output of every parameter set on
+        every input trace, in SI units (e.g. V); data_traces: (n_traces, n_steps) recorded traces in the same
+        units, finite (within each trace's length); dt: sampling step, s or a quantity string ("0.1 ms");
+        sample i is at t = i * dt. lengths: (n_traces,) int, the valid samples of each
+        trace from sample 0 (data NaN after them; the model's samples there are ignored), or None (all
+        full: the result is then exactly that of the call without lengths).
+
+        Samples before t_start are dropped and both traces divided by normalization before
+        ``get_features``. Returns a float array (n_sets,): ``get_errors`` of the features, inf for a
+        parameter set whose traces hold NaN/inf (within the lengths) or whose error is NaN. Raises
+        ValueError for shapes that do not match, NaN/inf in the data, a t_start that leaves no sample (in
+        some trace), lengths that are not n_traces whole numbers in 1 .. n_steps, or dt not positive;
+        UnitError (a ValueError) for a dt that is not a time.
+        """
         dt = _dt(dt)
         model = np.asarray(model_traces, dtype=float)
         data = np.asarray(data_traces, dtype=float)
         if model.ndim != 3 or data.ndim != 2 or model.shape[1:] != data.shape:
             raise ValueError(f"model traces must have shape (n_sets, n_traces, n_steps) and data traces "
                              f"(n_traces, n_steps) with matching sizes, got {model.shape} and {data.shape}")
-        if not np.isfinite(data).all():
-            bad = sorted(set(np.nonzero(~np.isfinite(data))[0].tolist()))
-            raise ValueError(f"data traces {bad} contain NaN or inf values")
+        lengths = trace_lengths(lengths, data.shape)
+        finite = np.isfinite(data) if lengths is None else np.isfinite(data) | ~valid_samples(lengths, data.shape[1])
+        if not finite.all():
+            bad = sorted(set(np.nonzero(~finite)[0].tolist()))
+            raise ValueError(f"data traces {bad} contain NaN or inf values" +
+                             ("" if lengths is None else " within their lengths"))
         start = first_step(self.t_start, dt)
         if start >= data.shape[1]:
             raise ValueError(f"t_start = {self.t_start} s leaves no samples in traces of "
                              f"{data.shape[1]} steps of dt = {dt} s")
+        if lengths is not None:
+            return self._calc_padded(model, data, dt, start, lengths)
         ok = np.isfinite(model).all(axis=(1, 2))
         errors = np.full(model.shape[0], np.inf)
         if ok.any():
@@ -105,15 +187,62 @@ class TraceMetric(Metric):
                                       data[:, start:] / self.normalization, dt)
         return errors
 
+    def _calc_padded(self, model: np.ndarray, data: np.ndarray, dt: float, start: int,
+                     lengths: np.ndarray) -> np.ndarray:
+        """Errors over each trace's valid samples from ``start`` on: model (n_sets, n_traces, n_steps),
+        data (n_traces, n_steps), lengths (n_traces,) int; a set with NaN/inf among its valid samples: inf."""
+        short = np.flatnonzero(lengths <= start)
+        if short.size:
+            i = int(short[0])
+            raise ValueError(f"t_start = {self.t_start} s leaves no samples in trace {i} of {int(lengths[i])} "
+                             f"steps of dt = {dt} s")
+        valid = valid_samples(lengths, data.shape[1], start)
+        model, data = model[:, :, start:], data[:, start:]
+        ok = (np.isfinite(model) | ~valid).all(axis=(1, 2))
+        errors = np.full(model.shape[0], np.inf)
+        if ok.any():
+            errors[ok] = self._padded_errors(model[ok] / self.normalization, data / self.normalization, dt,
+                                             lengths - start, valid)
+        return np.where(np.isnan(errors), np.inf, errors)
+
+    def _padded_errors(self, model: np.ndarray, data: np.ndarray, dt: float, lengths: np.ndarray,
+                       valid: np.ndarray) -> np.ndarray:
+        """``get_errors`` of the features ``get_features`` gives per group of traces of one length, the
+        traces cropped to it (model (n_sets, n_traces, n), data (n_traces, n), lengths (n_traces,) from the
+        first kept sample, valid (n_traces, n) bool)."""
+        features = np.empty(model.shape[:2])
+        for length in np.unique(lengths):
+            rows = np.flatnonzero(lengths == length)
+            features[:, rows] = self._group_features(model[:, rows, :length], data[rows, :length], dt, rows)
+        return np.asarray(self.get_errors(features), dtype=float)
+
+    def _group_features(self, model: np.ndarray, data: np.ndarray, dt: float, rows: np.ndarray) -> np.ndarray:
+        """``get_features`` of the traces ``rows`` (indices into all traces) of one length."""
+        return self.get_features(model, data, dt)
+
 
 class SpikeMetric(Metric):
     """Metric on spike trains; ``calc`` drops spikes before ``t_start`` and sorts the rest
-    before ``get_features(model_spikes, data_spikes, dt)``."""
+    before ``get_features(model_spikes, data_spikes, dt)``.
+
+    t_start: start of the compared window, s or a quantity string ("50 ms"); spikes before it are left out.
+    Raises UnitError (a ValueError) when t_start is not a time.
+    """
 
     def __init__(self, t_start=0.0):
         self.t_start = _time(t_start, "t_start")
 
     def calc(self, model_spikes, data_spikes, dt) -> np.ndarray:
+        """Errors (n_sets,) of model spike trains against the recorded ones.
+
+        model_spikes: a list over the n_sets parameter sets of lists over the n_traces input traces of 1-D
+        arrays of spike times (s); data_spikes: the recorded spike trains, a list over the n_traces traces
+        of arrays of spike times (s); dt: the simulation time step, s or a quantity string ("0.1 ms") (e.g.
+        ``GammaFactor`` rounds spike times to this grid). Spike trains are sorted and the spikes before
+        t_start dropped before ``get_features``. Returns a float array (n_sets,), inf where the error is
+        NaN. Raises ValueError when a parameter set has not one spike train per data trace or dt is not
+        positive, UnitError (a ValueError) for a dt that is not a time.
+        """
         def clean(train):
             train = np.sort(np.asarray(train, dtype=float).ravel())
             return train[train >= self.t_start]
@@ -133,7 +262,16 @@ class MSEMetric(TraceMetric):
 
     Samples with ``t < t_start`` are excluded; ``t_weights`` (one non-negative weight per
     sample of the full traces) turns the time mean into a weighted mean. A parameter set with
-    NaN/inf in its traces gets error ``inf``.
+    NaN/inf in its traces gets error ``inf``. With ``lengths`` (traces of different lengths), the
+    mean is over the valid samples of all traces together (weighted by ``t_weights`` of their times).
+    The error is in SI units squared with normalization 1 (V² for voltage traces), else a pure number
+    (e.g. the mean squared difference in mV² for normalization "1 mV").
+
+    t_start: start of the compared window, s or a quantity string, >= 0; t_weights: (n_steps,) array,
+    one finite non-negative weight per sample of the full traces (the samples before t_start included),
+    not all zero, or None (equal weights); normalization: divisor of the differences, a number in the
+    traces' SI units or a quantity string ("1 mV"). Raises ValueError for a t_weights that is not such an
+    array and as ``TraceMetric`` for t_start and normalization.
     """
 
     def __init__(self, t_start=0.0, t_weights=None, normalization=1.0):
@@ -146,13 +284,38 @@ class MSEMetric(TraceMetric):
                 raise ValueError("t_weights are all zero: at least one time step needs a positive weight")
         self.t_weights = t_weights
 
-    def calc(self, model_traces, data_traces, dt) -> np.ndarray:
+    def calc(self, model_traces, data_traces, dt, lengths=None) -> np.ndarray:
+        """``TraceMetric.calc`` after checking ``t_weights`` has one weight per sample.
+
+        model_traces: (n_sets, n_traces, n_steps) simulated traces, SI units (e.g. V); data_traces:
+        (n_traces, n_steps) recorded traces in the same units; dt: sampling step, s or a quantity string;
+        lengths: (n_traces,) int valid samples per trace, or None (all full). Returns a float array
+        (n_sets,): the (weighted) mean over traces and samples from t_start of ((model - data) /
+        normalization)**2, inf for a parameter set whose traces hold NaN/inf. Raises ValueError when
+        t_weights has not n_steps entries or is zero for every compared sample, and as ``TraceMetric.calc``.
+        """
         n_steps = np.shape(data_traces)[-1]
         if self.t_weights is not None and self.t_weights.size != n_steps:
             raise ValueError(f"t_weights has {self.t_weights.size} entries but the traces have {n_steps} steps")
-        return super().calc(model_traces, data_traces, dt)
+        return super().calc(model_traces, data_traces, dt, lengths=lengths)
+
+    def _padded_errors(self, model, data, dt, lengths, valid) -> np.ndarray:
+        """Mean of the squared differences over the valid samples of every trace (weighted by t_weights)."""
+        weights = np.ones(valid.shape[1]) if self.t_weights is None else self.t_weights[-valid.shape[1]:]
+        weights = valid * weights[None, :]
+        if not weights.any():
+            raise ValueError("t_weights are zero for every valid sample at or after t_start")
+        squared = np.where(valid, (model - data) ** 2, 0.0)
+        return (squared * weights).sum(axis=(1, 2)) / weights.sum()
 
     def get_features(self, model_traces, data_traces, dt) -> np.ndarray:
+        """Mean squared difference of every parameter set on every trace.
+
+        model_traces: (n_sets, n_traces, n) traces divided by normalization, from t_start on (as ``calc``
+        passes them); data_traces: (n_traces, n) data traces prepared the same way; dt: time step in s
+        (not used). Returns an (n_sets, n_traces) array: the mean over time of (model - data)**2, weighted by
+        the last n entries of t_weights when given. Raises ValueError when those weights are all zero.
+        """
         squared = (np.asarray(model_traces) - np.asarray(data_traces)) ** 2
         if self.t_weights is None:
             return squared.mean(axis=2)
@@ -188,6 +351,12 @@ class GammaFactor(SpikeMetric):
     averaged over traces. Identical trains give 0; independent trains about 1 (+ rate term).
     A trace whose data has no spikes gives 0 if the model is silent too, else 1 (+ 2 N_model
     with rate_correction, i.e. r_data taken as one spike per duration).
+
+    delta: half-width of the coincidence window, s or a quantity string ("2 ms"), > 0; time: the end of
+    the recordings (their total duration), s or a quantity string ("1 s"), > t_start; rate_correction: add
+    the firing-rate term (Clopath et al. 2007); t_start: spikes before it are left out and the rates are
+    counted over time - t_start, s or a quantity string. Raises ValueError for delta not positive or time
+    not after t_start, UnitError (a ValueError) for a value that is not a time.
     """
 
     def __init__(self, delta, time, rate_correction: bool = True, t_start=0.0):
@@ -201,6 +370,15 @@ class GammaFactor(SpikeMetric):
             raise ValueError(f"time (total duration, {self.time} s) must exceed t_start ({self.t_start} s)")
 
     def get_features(self, model_spikes, data_spikes, dt) -> np.ndarray:
+        """The gamma-factor error of every parameter set on every trace.
+
+        model_spikes: a list over the n_sets parameter sets of lists over traces of sorted spike-time arrays
+        (s), the spikes before t_start removed (as ``calc`` passes them); data_spikes: a list over the
+        n_traces traces of such arrays (s); dt: the time step in s, the grid spike times are rounded to (and
+        delta to a whole number of steps). Returns an (n_sets, n_traces) array of ``1 - gamma`` (+ the rate
+        term with rate_correction); 0 for identical trains. Raises ValueError when delta is not below half
+        the mean inter-spike interval of a data trace (2 delta N_data / (time - t_start) >= 1).
+        """
         duration = self.time - self.t_start
         delta_steps = int(np.rint(self.delta / dt))
         data = [np.rint(train / dt).astype(np.int64) for train in data_spikes]
@@ -246,6 +424,14 @@ class FeatureMetric(TraceMetric):
     ``combine`` defaults to ``|model - data| / (|data| + FEATURE_EPSILON)``. A feature eFEL
     finds in only one of model and data costs ``MISSING_FEATURE_PENALTY`` (times its weight);
     missing in both costs 0. Errors are averaged over traces.
+
+    stim_times: the (start, end) pairs, 0 <= start < end; feat_list: the feature names; weights: feature
+    name → weight (a float; features not given weigh 1), or None (all 1); combine: a function
+    ``combine(model_value, data_value) -> float`` giving a feature's error (None: the relative difference
+    above). Traces are compared from t = 0 without normalization. Raises ValueError for no or bad stimulus
+    intervals, a feature name eFEL does not know (with close matches) or a weight for a feature not in
+    feat_list, UnitError (a ValueError) for a stimulus time that is not a time, ImportError when efel is
+    not installed.
     """
 
     def __init__(self, stim_times: Sequence, feat_list: Sequence[str], weights: Mapping | None = None,
@@ -276,11 +462,33 @@ class FeatureMetric(TraceMetric):
         self.combine = combine or _relative_difference
 
     def get_features(self, model_traces, data_traces, dt) -> np.ndarray:
-        n_sets, n_traces, _ = np.shape(model_traces)
+        """Per (parameter set, trace) the weighted feature error.
+
+        model_traces: (n_sets, n_traces, n_steps) simulated membrane potential in V; data_traces: (n_traces,
+        n_steps) recorded membrane potential in V; dt: sampling step in s (sample i at t = i * dt). Returns
+        an (n_sets, n_traces) array: per trace, the sum over feat_list of weight × combine(model feature,
+        data feature) (features in eFEL's units). Raises ValueError when stim_times has neither one interval
+        nor one per trace, or eFEL returns several values for a feature.
+        """
+        n_traces = np.shape(model_traces)[1]
         if len(self.stim_times) not in (1, n_traces):
             raise ValueError(f"stim_times has {len(self.stim_times)} intervals for {n_traces} traces "
                              f"(give one per trace, or one for all)")
         stims = self.stim_times * n_traces if len(self.stim_times) == 1 else self.stim_times
+        return self._features(model_traces, data_traces, dt, stims)
+
+    def _group_features(self, model, data, dt, rows) -> np.ndarray:
+        """The features of the traces ``rows`` of one length, each with its own stimulus times."""
+        if len(self.stim_times) == 1:
+            return self.get_features(model, data, dt)
+        if len(self.stim_times) <= int(rows.max()):
+            raise ValueError(f"stim_times has {len(self.stim_times)} intervals for more traces "
+                             f"(give one per trace, or one for all)")
+        return self._features(model, data, dt, [self.stim_times[i] for i in rows])
+
+    def _features(self, model_traces, data_traces, dt, stims: list) -> np.ndarray:
+        """Feature errors (n_sets, n_traces) of traces with one (start, end) (s) per trace in ``stims``."""
+        n_sets, n_traces, _ = np.shape(model_traces)
         data_features = self._efel(data_traces, stims, dt)
         model_features = self._efel(np.reshape(model_traces, (n_sets * n_traces, -1)), stims * n_sets, dt)
         features = np.empty((n_sets, n_traces))

@@ -83,7 +83,14 @@ class Optimizer(abc.ABC):
                    popsize: int = 1, rounds: int | None = None) -> int:
         """Set up the search; returns the population size the method will actually use.
 
-        ``rounds`` (optional) lets budget-aware backends plan ``rounds * popsize`` evaluations.
+        parameter_names: the fitted parameters, in the order of the internal space; bounds: name →
+        (low, high), SI floats or quantity strings ("1 nS"), one pair per name; log_scale: names
+        searched in log10 space (their bounds must be positive); popsize: candidates wanted per round
+        (≥ 1); ``rounds`` (optional) lets budget-aware backends plan ``rounds * popsize`` evaluations.
+        Returns the population size as an int (it may differ from ``popsize``, e.g. 1 for a
+        sequential method). Raises ValueError (one line naming the parameter) for missing, unknown or
+        unreadable bounds, low ≥ high, a non-positive log-scale low, a ``log_scale`` name that is not
+        fitted, or ``popsize`` < 1.
         """
         checked = calc_bounds(parameter_names, bounds, log_scale)
         if int(popsize) < 1:
@@ -106,7 +113,13 @@ class Optimizer(abc.ABC):
         return int(popsize)
 
     def to_internal(self, parameters: list[Mapping]) -> np.ndarray:
-        """Parameter dicts (SI) → array (n, n_params) in the internal space, clipped to bounds."""
+        """Parameter dicts (SI) → array (n, n_params) in the internal space, clipped to bounds.
+
+        parameters: n dicts name → SI float, each with every parameter of ``initialize``. Returns the
+        float array (n, n_params), columns in ``parameter_names`` order, log10 for log-scale ones.
+        Raises ValueError for a set that lacks a parameter, a value that is not a number, or a
+        non-positive log-scale value.
+        """
         try:
             x = np.array([[float(p[n]) for n in self.parameter_names] for p in parameters], dtype=float)
         except KeyError as err:
@@ -121,7 +134,12 @@ class Optimizer(abc.ABC):
         return np.clip(x, self.internal_lower, self.internal_upper)
 
     def from_internal(self, x) -> list[dict[str, float]]:
-        """Array (n, n_params) in the internal space → parameter dicts (SI), within bounds."""
+        """Array (n, n_params) in the internal space → parameter dicts (SI), within bounds.
+
+        x: internal coordinates, (n, n_params) or (n_params,), columns in ``parameter_names`` order
+        (log10 for log-scale parameters); values outside the bounds are clipped. Returns n dicts
+        name → SI float.
+        """
         x = np.clip(np.atleast_2d(np.asarray(x, dtype=float)), self.internal_lower, self.internal_upper)
         si = np.where(self._log_mask, 10.0 ** np.where(self._log_mask, x, 0.0), x)
         si = np.clip(si, self._si_lower, self._si_upper)
@@ -129,10 +147,20 @@ class Optimizer(abc.ABC):
 
     @abc.abstractmethod
     def ask(self, n_samples: int) -> list[dict[str, float]]:
-        """``n_samples`` parameter sets (dicts of SI floats) to evaluate next."""
+        """``n_samples`` parameter sets (dicts of SI floats) to evaluate next.
+
+        n_samples: how many candidates (usually the population size). Returns a list of n_samples
+        dicts name → SI float, within bounds. Raises ValueError when the method cannot give that
+        many at once (sequential nevergrad methods) or needs a budget that was not set.
+        """
 
     def tell(self, parameters: list[Mapping], errors) -> None:
-        """Record the errors of evaluated parameter sets (NaN/inf allowed)."""
+        """Record the errors of evaluated parameter sets (NaN/inf allowed).
+
+        parameters: the evaluated sets, dicts name → SI float (usually those ``ask`` returned);
+        errors: one float per set, shape (n,). Returns None. Raises ValueError when the numbers of
+        sets and errors differ.
+        """
         errors = np.asarray(errors, dtype=float).ravel()
         if len(errors) != len(parameters):
             raise ValueError(f"tell got {len(parameters)} parameter sets but {len(errors)} errors")
@@ -141,7 +169,10 @@ class Optimizer(abc.ABC):
         self._batch_sizes.append(len(errors))
 
     def recommend(self) -> dict[str, float]:
-        """The best parameter set told so far (lowest error; NaN counts as worst)."""
+        """The best parameter set told so far (lowest error; NaN counts as worst).
+
+        Returns a dict name → SI float. Raises RuntimeError when nothing was told yet.
+        """
         if not self.errors:
             raise RuntimeError("nothing was told yet: call ask() and tell() before recommend()")
         errors = np.nan_to_num(np.asarray(self.errors), nan=np.inf)
@@ -149,7 +180,10 @@ class Optimizer(abc.ABC):
 
     def get_state(self) -> dict:
         """Plain data (JSON-serialisable) to continue later: the class name, the ``initialize`` arguments and
-        every told batch ({"parameters": [dicts of SI floats], "errors": [floats, NaN/inf as told]})."""
+        every told batch ({"parameters": [dicts of SI floats], "errors": [floats, NaN/inf as told]}).
+
+        Returns {"class": the class's name, "setup": the ``initialize`` arguments, "batches": [...]}.
+        """
         batches, start = [], 0
         for size in self._batch_sizes:
             told = self.tested_parameters[start:start + size]
@@ -162,6 +196,8 @@ class Optimizer(abc.ABC):
         """Continue from ``get_state()`` data on a new optimizer built with the same settings and seed:
         ``initialize`` with the recorded arguments, then ``replay_round`` every batch (each must have been
         asked as one batch right before it was told); later asks equal those of the original.
+
+        state: the dict ``get_state()`` returned (e.g. read back from JSON). Returns None.
         ValueError (one line) for another class, ReplayError if the replayed asks differ."""
         name = state.get("class") if isinstance(state, Mapping) else None
         if name != type(self).__qualname__:
@@ -182,6 +218,10 @@ class NevergradOptimizer(Optimizer):
     ``NEVERGRAD_PENALTY``. Sequential-only methods (e.g. SQP, NelderMead) run with
     ``popsize`` 1. CMA variants on a single parameter run as TwoPointsDE (nevergrad's 1-D CMA
     needs the optional fcmaes package).
+
+    method: the registry name (default "DE"); seed: int seed of the candidates (None: not
+    reproducible, and not resumable); budget: total number of evaluations (None: see above).
+    Raises ValueError for a method that is not in nevergrad's registry.
     """
 
     def __init__(self, method: str = "DE", seed: int | None = None, budget: int | None = None, **kwds):
@@ -266,6 +306,11 @@ class SkoptOptimizer(Optimizer):
     are told as ``worst + (worst - best)`` of the finite errors so far (``worst + |worst|`` if
     they are all equal, 1.0 until one exists) and re-penalised on every tell, so the surrogate
     stays on the scale of real errors.
+
+    method: the surrogate (default "GP"; case-insensitive); n_initial_points: candidates drawn at
+    random before the surrogate proposes any; acq_func: skopt's acquisition function ("gp_hedge",
+    "EI", "PI", "LCB", ...); random_state: int seed (None: not reproducible, and not resumable).
+    Raises ValueError for a method that is neither one of the names nor a regressor instance.
     """
 
     def __init__(self, method="GP", n_initial_points: int = 10, acq_func: str = "gp_hedge",

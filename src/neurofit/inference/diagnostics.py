@@ -231,3 +231,290 @@ def plot_posterior(samples, names, units: dict | None = None, truth: dict | None
                 ax.set_xlabel(labels[j])
     fig.suptitle(f"posterior ({samples.shape[0]} samples; dashed: central 90 %)", fontsize=10)
     return fig
+
+
+# --- misspecification: are the data's features among the simulations'? ------------------------------
+
+#: Significance level of the misspecification check = its false-alarm rate when the data's features are
+#: distributed like the training simulations'.
+MISSPECIFICATION_ALPHA = 0.01
+#: Nearest training simulations whose mean distance is the check's statistic.
+MISSPECIFICATION_NEIGHBOURS = 10
+_SPLIT_STREAM = 0x6D6973  # keeps the check's split of the training data apart from other uses of the seed
+_WINSOR = 10.0  # robust z-scores beyond this are clipped when the covariance is estimated
+
+
+@dataclass
+class MisspecificationResult:
+    """Outcome of ``misspecification_test``: ``statistic``, the data's mean whitened distance to its nearest
+    training simulations; ``p_value``, its p-value among the held-out training simulations' own statistics;
+    ``alpha``, the significance level; ``n_reference`` and ``n_calibration``, the sizes of the two halves of
+    the training data (reference, held out); and per feature (``names``) the
+    robust z-score of the data among all training features (``z``: median and 1.4826 * MAD) and given the
+    data's other features (``z_conditional``: the feature's deviation from the value its correlations with
+    the others predict, in SDs of that prediction, under a Gaussian approximation of the reference
+    features - large for a feature in its own range but in a combination with the others the model does
+    not produce)."""
+
+    statistic: float
+    p_value: float
+    alpha: float
+    n_reference: int
+    n_calibration: int
+    names: list
+    z: np.ndarray
+    z_conditional: np.ndarray
+
+    @property
+    def verdict(self) -> str:
+        """"fail" (p_value < alpha: the data are unlike the simulations), "pass", or "untested" (too few
+        held-out simulations for any p-value below alpha)."""
+        if (self.n_calibration + 1) * self.alpha < 1:
+            return "untested"
+        return "fail" if self.p_value < self.alpha else "pass"
+
+    @property
+    def failed(self) -> bool:
+        """True when the verdict is "fail"."""
+        return self.verdict == "fail"
+
+    def furthest(self, n: int = 5) -> list[dict]:
+        """The ``n`` features furthest out (largest of |z| and |z_conditional|) → list of {feature, z,
+        z_conditional}."""
+        size = np.maximum(np.abs(self.z), np.abs(self.z_conditional))
+        order = np.argsort(-np.nan_to_num(size, nan=np.inf), kind="stable")[:n]
+        return [{"feature": self.names[k], "z": _number(self.z[k]),
+                 "z_conditional": _number(self.z_conditional[k])} for k in order]
+
+    def to_dict(self) -> dict:
+        """Returns a JSON-ready summary: test, statistic, p_value, alpha, verdict, sizes, the five furthest
+        features and every feature's z-scores."""
+        return {"test": "k-nearest-neighbour distance (whitened features), split-conformal p-value",
+                "statistic": _number(self.statistic), "p_value": float(self.p_value), "alpha": self.alpha,
+                "verdict": self.verdict, "n_reference": self.n_reference, "n_calibration": self.n_calibration,
+                "furthest": self.furthest(),
+                "z": {n: _number(v) for n, v in zip(self.names, self.z)},
+                "z_conditional": {n: _number(v) for n, v in zip(self.names, self.z_conditional)}}
+
+    def message(self) -> str:
+        """Returns one line for a warning: the p-value and the three features furthest out."""
+        worst = ", ".join(f"{f['feature']} (z {f['z']:+.3g}; {f['z_conditional']:+.3g} given the other features)"
+                          for f in self.furthest(3))
+        return (f"the data's features lie outside the training simulations' (p = {self.p_value:.3g} < "
+                f"{self.alpha:g}): the model, prior or noise cannot produce data like these and the posterior may "
+                f"be confidently wrong; furthest out: {worst}")
+
+
+def _number(value) -> float | None:
+    """A float for JSON (None for NaN, ±1e308 for ±inf)."""
+    value = float(value)
+    return None if np.isnan(value) else float(np.clip(value, -1e308, 1e308))
+
+
+def _robust_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median, scale) per column: 1.4826 * MAD, else the SD, else a tiny fraction of the median's size (a
+    constant feature: any other value is far out)."""
+    center = np.median(x, axis=0)
+    scale = 1.4826 * np.median(np.abs(x - center), axis=0)
+    scale = np.where(scale > 0, scale, x.std(axis=0))
+    return center, np.where(scale > 0, scale, 1e-9 * np.maximum(np.abs(center), 1e-300))
+
+
+def _whitening(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(W, mean): matrix W (n_features, n_features) whitening robust z-scores ``z`` (n, n_features) by the
+    covariance of their winsorized values (eigenvalues floored at 1e-12 of the largest; W @ W.T is its
+    inverse), and their winsorized mean (n_features,). The identity and zero when there are fewer than 10
+    rows per feature (the covariance would be noise)."""
+    d = z.shape[1]
+    if d == 1 or z.shape[0] < 10 * d:
+        return np.eye(d), np.zeros(d)
+    clipped = np.clip(z, -_WINSOR, _WINSOR)
+    evals, evecs = np.linalg.eigh(np.atleast_2d(np.cov(clipped, rowvar=False)))
+    evals = np.maximum(evals, 1e-12 * max(evals.max(), 1e-300))
+    return evecs / np.sqrt(evals), clipped.mean(axis=0)
+
+
+def _nearest(query: np.ndarray, reference: np.ndarray, k: int, block: int = 256) -> np.ndarray:
+    """Mean distance of each row of ``query`` to its k nearest rows of ``reference`` → (n_query,)."""
+    mean = np.empty(len(query))
+    rr = np.einsum("ij,ij->i", reference, reference)
+    for s in range(0, len(query), block):
+        q = query[s:s + block]
+        d2 = np.maximum(np.einsum("ij,ij->i", q, q)[:, None] + rr[None] - 2 * q @ reference.T, 0)
+        mean[s:s + block] = np.sqrt(np.partition(d2, k - 1, axis=1)[:, :k]).mean(axis=1)
+    return mean
+
+
+def misspecification_test(x_o, x, names=None, alpha: float = MISSPECIFICATION_ALPHA,
+                          k: int = MISSPECIFICATION_NEIGHBOURS, seed: int = 0, max_reference: int = 4000,
+                          max_calibration: int = 2000) -> MisspecificationResult:
+    """Whether the data's features ``x_o`` (n_features,) lie within the distribution of the training
+    simulations' features ``x`` (n_simulations, n_features; rows with NaN/inf left out); names: one per
+    feature. Returns a ``MisspecificationResult``.
+
+    Test (split-conformal outlier detection): the valid simulations are split at random (``seed``) into a
+    reference half (at most ``max_reference`` rows) and a held-out half (at most ``max_calibration``).
+    Features are made robust z-scores (median, 1.4826 * MAD of the reference) and whitened by the reference's
+    (winsorized) covariance; the statistic of a point is its mean distance to its ``k`` nearest reference
+    simulations - large off the set of features the model produces, whether beyond its range or in a gap
+    or beside a thin (noise-free) manifold of it. p = (1 + number of held-out simulations whose statistic is
+    at least the data's) / (n_held_out + 1); the verdict is "fail" at p < ``alpha``. Under the null
+    hypothesis - the data's features are distributed like the simulations' (data from the model with
+    parameters from the prior and the same noise) - the data and the held-out simulations are exchangeable,
+    so the false-alarm rate is at most ``alpha`` (1 %) whatever the features' distribution. With fewer than
+    1/alpha - 1 held-out simulations no p-value can be below alpha (verdict "untested"). The features
+    furthest out are ranked by their z-scores (see ``MisspecificationResult``); they name the suspects, the
+    p-value alone decides.
+    """
+    x_o = np.asarray(x_o, dtype=np.float64).reshape(-1)
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    if x.shape[1] != x_o.size:
+        raise InferenceError(f"misspecification_test: x has {x.shape[1]} features, x_o {x_o.size}")
+    names = list(names) if names is not None else [f"x{j}" for j in range(x_o.size)]
+    x = x[np.all(np.isfinite(x), axis=1)]
+    if x.shape[0] < 4:
+        raise InferenceError(f"misspecification_test: {x.shape[0]} valid training simulations; need at least 4")
+    order = np.random.default_rng([int(seed), _SPLIT_STREAM]).permutation(x.shape[0])
+    half = x.shape[0] // 2
+    reference, held_out = x[order[:min(half, max_reference)]], x[order[half:half + max_calibration]]
+    k = max(1, min(int(k), reference.shape[0] - 1))
+    center, scale = _robust_scale(reference)
+    w, mean = _whitening((reference - center) / scale)
+
+    def embed(values):
+        return ((values - center) / scale) @ w
+
+    ref = embed(reference)
+    held = _nearest(embed(held_out), ref, k)
+    (stat,) = _nearest(embed(x_o[None]), ref, k)
+    p_value = (1 + int(np.sum(held >= stat))) / (held.size + 1)
+    all_center, all_scale = _robust_scale(x)
+    precision = w @ w.T
+    conditional = precision @ ((x_o - center) / scale - mean) / np.sqrt(np.diag(precision))
+    return MisspecificationResult(float(stat), float(p_value), float(alpha), int(reference.shape[0]),
+                                  int(held.size), names, (x_o - all_center) / all_scale, conditional)
+
+
+# --- posterior predictive check of the features ------------------------------------------------------
+
+@dataclass
+class PredictiveCheck:
+    """Features of simulations at posterior draws (the posterior predictive) against the data's.
+
+    names: the features; observed: the data's (n_features,); predicted: the valid simulations'
+    (n_simulations, n_features), observation noise included; n_invalid: simulations left out (NaN/inf
+    features); level: the central predictive interval reported (0.9)."""
+
+    names: list
+    observed: np.ndarray
+    predicted: np.ndarray
+    n_invalid: int = 0
+    level: float = 0.9
+
+    @property
+    def p_values(self) -> np.ndarray:
+        """Two-sided predictive p-value per feature (n_features,): 2 * min(F, 1 - F), F = the fraction of
+        simulated values below the observed one (ties count half), at most 1; 0 when the data lie beyond
+        every simulation."""
+        below = (self.predicted < self.observed).sum(axis=0) + 0.5 * (self.predicted == self.observed).sum(axis=0)
+        f = below / max(self.predicted.shape[0], 1)
+        return np.minimum(1.0, 2 * np.minimum(f, 1 - f))
+
+    @property
+    def interval(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of the central ``level`` predictive interval per feature, each (n_features,)."""
+        return tuple(np.quantile(self.predicted, [(1 - self.level) / 2, (1 + self.level) / 2], axis=0))
+
+    @property
+    def inside(self) -> np.ndarray:
+        """Per feature, whether the observed value lies in the central ``level`` interval (n_features,) bool."""
+        low, high = self.interval
+        return (low <= self.observed) & (self.observed <= high)
+
+    def to_dict(self) -> dict:
+        """Returns a JSON-ready dict: simulations, invalid ones, level, the smallest p-value, the number of
+        features outside their interval, and per feature the observed value, the predictive median and
+        interval, whether the data lie inside, the p-value."""
+        low, high = self.interval
+        median, p, inside = np.median(self.predicted, axis=0), self.p_values, self.inside
+        return {"n_simulations": int(self.predicted.shape[0] + self.n_invalid), "n_invalid": int(self.n_invalid),
+                "level": self.level, "min_p_value": float(p.min()), "n_outside": int((~inside).sum()),
+                "features": {n: {"observed": float(self.observed[j]), "median": float(median[j]),
+                                 "low": float(low[j]), "high": float(high[j]), "inside": bool(inside[j]),
+                                 "p_value": float(p[j])} for j, n in enumerate(self.names)}}
+
+
+#: Seconds the predictive check's rejection sampling (draws outside the prior are rejected) may take.
+PREDICTIVE_SAMPLING_TIME = 120.0
+
+
+def predictive_check(inferencer, n: int = 100, seed: int | None = None, level: float = 0.9,
+                     samples=None) -> PredictiveCheck:
+    """Posterior predictive check of an Inferencer's features: ``n`` posterior draws given the data, each
+    simulated with the inferencer's observation noise (draws and noise seeded by ``seed``; default: the
+    inferencer's seed + 2), features compared with the data's. samples: posterior samples already drawn
+    (n_samples, n_parameters) SI, whose first ``n`` rows are used instead of new draws. Returns a
+    ``PredictiveCheck``; its level: the central predictive interval reported (0.9). InferenceError when the
+    posterior's draws fall outside the prior for PREDICTIVE_SAMPLING_TIME seconds (a posterior that has left
+    the prior: the data are likely misspecified)."""
+    from sbi.inference.posteriors.direct_posterior import DirectPosterior
+
+    from .inferencer import PREDICTIVE_SEED_OFFSET, _draw
+    if int(n) < 1:
+        raise InferenceError(f"n = {n}: must be a positive number of posterior draws")
+    if not 0 < level < 1:
+        raise InferenceError(f"level = {level}: must be between 0 and 1 (e.g. 0.9)")
+    seed = inferencer.seed + PREDICTIVE_SEED_OFFSET if seed is None else int(seed)
+    if samples is not None:
+        theta = np.atleast_2d(np.asarray(samples, dtype=np.float64))[:int(n)]
+    else:
+        posterior = inferencer._posterior()
+        limit = {"max_sampling_time": PREDICTIVE_SAMPLING_TIME} if isinstance(posterior, DirectPosterior) else {}
+        try:
+            theta = _draw(posterior, (int(n),), seed, x=inferencer.x_o, **limit)
+        except RuntimeError as err:
+            if "max_sampling_time" not in str(err):
+                raise
+            raise InferenceError(f"predictive check: the posterior given the data lies (almost) entirely outside "
+                                 f"the prior (no draw accepted in {PREDICTIVE_SAMPLING_TIME:g} s); the model "
+                                 f"likely cannot produce data like these (check_misspecification)") from None
+    x = inferencer.extract_summary_statistics(theta, seed=seed)
+    ok = np.all(np.isfinite(x), axis=1)
+    if not ok.any():
+        raise InferenceError(f"predictive check: all {n} simulations at posterior draws are invalid (NaN/inf "
+                             f"features)")
+    return PredictiveCheck(list(inferencer.feature_names), np.asarray(inferencer.x_o, dtype=np.float64), x[ok],
+                           int((~ok).sum()), float(level))
+
+
+def plot_predictive_check(result: PredictiveCheck, units: dict | None = None, max_panels: int = 24) -> Figure:
+    """One panel per feature of ``result`` (a ``PredictiveCheck``): histogram of the posterior predictive, its
+    central interval (shaded) and the data's value (line), titled with the p-value. units: feature name → SI
+    unit name ("volt", "second"), shown with a prefix; at most ``max_panels`` panels (the features with the
+    smallest p-values, in feature order). Returns the Figure."""
+    units = units or {}
+    p = result.p_values
+    shown = np.sort(np.argsort(p, kind="stable")[:max_panels])
+    cols = min(4, shown.size)
+    rows = -(-shown.size // cols)
+    fig = Figure(figsize=(2.9 * cols, 2.3 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    low, high = result.interval
+    for ax, j in zip(axes, shown):
+        values = np.concatenate([result.predicted[:, j], [result.observed[j]]])
+        unit, factor = unit_for(values, units.get(result.names[j]))
+        ax.axvspan(low[j] * factor, high[j] * factor, color="0.9", label=f"{result.level:.0%} interval")
+        ax.hist(result.predicted[:, j] * factor, bins=20, color="C0", alpha=0.8, label="predictive")
+        ax.axvline(result.observed[j] * factor, color="C3" if p[j] < 1 - result.level else DATA_COLOR, lw=2,
+                   label="data")
+        ax.set_title(f"{result.names[j]}: p = {p[j]:.2g}", fontsize=8)
+        ax.set_xlabel(unit, fontsize=8)
+        ax.set_yticks([])
+        ax.locator_params(axis="x", nbins=4)
+        ax.tick_params(labelsize=7)
+    for ax in axes[shown.size:]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=6, frameon=False)
+    fig.suptitle(f"posterior predictive check of the features ({result.predicted.shape[0]} simulations; "
+                 f"red: data outside the central {result.level:.0%})", fontsize=10)
+    return fig

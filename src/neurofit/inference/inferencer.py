@@ -46,11 +46,25 @@ class InferenceError(NeurofitError):
     """Inference set-up or data that cannot be used (one line naming the argument and what would be valid)."""
 
 
+class MisspecificationWarning(UserWarning):
+    """The data's features lie outside the distribution of the training simulations' features: the model
+    (with its prior and observation noise) does not produce data like these, and a posterior conditioned on
+    them may be confidently wrong. Issued by ``Inferencer.infer`` and ``Inferencer.sample`` when
+    ``Inferencer.check_misspecification`` fails; the message names the features furthest out."""
+
+
 METHODS = {"NPE": "NPE", "NLE": "NLE", "NRE": "NRE", "SNPE": "NPE", "SNLE": "NLE", "SNRE": "NRE"}
 DENSITY_ESTIMATORS = ("maf", "mdn", "nsf", "made", "maf_rqs")
 CLASSIFIERS = ("resnet", "mlp", "linear")
 EMBEDDINGS = ("mlp", "cnn")
 _NOISE_STREAM = 0x6F6273  # keeps observation-noise draws apart from other uses of the seed
+AUTO = "auto"  # noise="auto": each output's noise SD estimated from the recordings' baseline
+#: Length (s) of the centred moving average the baseline is compared with by ``estimate_noise_sd``.
+NOISE_SMOOTHING = 1e-3
+#: Fewest baseline samples per trace (after the moving average's half-windows) ``estimate_noise_sd`` uses.
+MIN_BASELINE_SAMPLES = 10
+#: Added to the inferencer's seed by default for the posterior predictive check (calibration takes + 1).
+PREDICTIVE_SEED_OFFSET = 2
 POSTERIOR_FORMAT = "neurofit.posterior"
 #: Version 2: weights and a JSON description, read with ``torch.load(weights_only=True)``; version 1
 #: held pickled sbi objects and is refused (loading it could run code).
@@ -229,7 +243,11 @@ class Inferencer:
     features, by default the first to last nonzero input sample of each trace. Training data are
     simulated ``batch_size`` parameter sets at a time; ``threads``: torch (and C backend) threads.
     noise: {output: SD} observation noise added to simulated traces before their features (the
-    recordings already hold theirs); draws depend on (seed, parameter-set index) only.
+    recordings already hold theirs); draws depend on (seed, parameter-set index) only. ``noise="auto"``
+    (or ``{output: "auto"}``) estimates each output's SD from the recordings' baseline before the stimulus
+    (``estimate_noise_sd``; the estimates in ``noise_estimate``, SI). After training, ``infer`` checks
+    whether the data's features lie within the training simulations' (``check_misspecification``, result
+    in ``misspecification``) and warns with a ``MisspecificationWarning`` when they do not.
     """
 
     def __init__(self, dt, model, input: dict, output: dict, features: dict | None = None, method: str | None = None,
@@ -257,10 +275,7 @@ class Inferencer:
             raise InferenceError(f"batch_size = {batch_size}: must be a positive number of parameter sets")
         self.batch_size = int(batch_size)
         self.features = self._build_features(features, window, raw_samples)
-        self.noise = {k: to_si(v, name=f"noise['{k}']") for k, v in (noise or {}).items()}
-        bad = [k for k in self.noise if k not in self.output]
-        if bad:
-            raise InferenceError(f"noise: {', '.join(bad)} not a trace output (outputs: {', '.join(self.output)})")
+        self.noise, self.noise_estimate = self._read_noise(noise)
         self.prior = None
         self.bounds, self.log_scale, self.fixed, self.param_names = {}, set(), {}, []
         self.inference = self.posterior = self.samples = None
@@ -269,6 +284,8 @@ class Inferencer:
         self.n_invalid = 0
         self._round = 0
         self._x_o = None
+        self.misspecification = None  # check_misspecification's result for the data, after infer
+        self._checked = {}  # features (bytes) -> check_misspecification's result, for the current training data
         self._networks = weakref.WeakKeyDictionary()  # sbi inference object -> how its networks are built
         self._saved_as = None  # how self.posterior is rebuilt: its network's and build_posterior's settings
 
@@ -293,6 +310,29 @@ class Inferencer:
                 raise InferenceError(f"output['{name}'] contains NaN or inf; recordings must be finite")
             traces[name] = a
         return traces, spikes
+
+    def _read_noise(self, noise) -> tuple[dict, dict]:
+        """(noise SD per output, SI; the SDs estimated from the baseline) from ``noise``: None, "auto", or
+        {output: SD or "auto"}."""
+        if isinstance(noise, str) and noise.strip().lower() == AUTO:
+            noise = {var: AUTO for var in self.output}
+        if noise is not None and not isinstance(noise, dict):
+            raise InferenceError(f"noise = {noise!r} is not valid (valid: None, 'auto', or {{output: SD or 'auto'}}, "
+                                 f"e.g. {{'v': '0.5 mV'}})")
+        noise = dict(noise or {})
+        bad = [k for k in noise if k not in self.output]
+        if bad:
+            raise InferenceError(f"noise: {', '.join(bad)} not a trace output (outputs: {', '.join(self.output)})")
+        given, estimated = {}, {}
+        for var, value in noise.items():
+            if isinstance(value, str) and value.strip().lower() == AUTO:
+                estimated[var] = estimate_noise_sd(self.output[var], self.dt, self.input, name=f"noise['{var}']")
+                given[var] = estimated[var]
+            else:
+                given[var] = to_si(value, name=f"noise['{var}']")
+                if not given[var] >= 0:
+                    raise InferenceError(f"noise['{var}'] = {value!r}: must be a standard deviation >= 0")
+        return given, estimated
 
     def _build_model(self, model, namespace, threshold, reset, refractory) -> Model:
         events = {"threshold": threshold, "reset": reset, "refractory": refractory}
@@ -392,7 +432,7 @@ class Inferencer:
 
     def _add_noise(self, traces: dict, seed: int, set_offset: int):
         for var, sd in self.noise.items():
-            if var in traces:
+            if var in traces and sd > 0:
                 for i, row in enumerate(traces[var]):
                     row += sd * np.random.default_rng([seed, _NOISE_STREAM, set_offset + i]).standard_normal(row.shape)
 
@@ -529,6 +569,7 @@ class Inferencer:
         if x is None:
             x = self.extract_summary_statistics(theta, seed=seed)
         self.theta, self.x = np.asarray(theta), np.asarray(x)
+        self._checked = {}
         from sbi.inference.trainers.npe.npe_base import PosteriorEstimatorTrainer
         is_npe = isinstance(inference, PosteriorEstimatorTrainer)
         npe_proposal = proposal if is_npe and proposal is not self.prior else None
@@ -548,7 +589,10 @@ class Inferencer:
         """Train and return the posterior. The first call (or ``restart=True``) starts from the prior given by
         ``bounds``; later calls continue with the current posterior as proposal (multi-round inference).
         ``n_rounds`` > 1 runs that many rounds, each drawing ``n_samples`` from the previous posterior.
-        Parameters named like an argument of ``infer`` (theta, x, ...) get their bounds from ``init_prior``."""
+        Parameters named like an argument of ``infer`` (theta, x, ...) get their bounds from ``init_prior``.
+        After the round trained on prior draws (the first), ``check_misspecification`` compares the data's
+        features with that round's simulations (result in ``misspecification``; a ``MisspecificationWarning``
+        if they lie outside); later rounds, simulated near the data, keep that result. Returns the posterior."""
         if not isinstance(n_rounds, int) or n_rounds < 1:
             raise InferenceError(f"n_rounds = {n_rounds!r}: must be a positive integer (1: amortized inference)")
         if n_samples is None and theta is None:
@@ -559,6 +603,7 @@ class Inferencer:
             self.inference = self.init_inference(inference_method, density_estimator_model, self.prior, sbi_device,
                                                  **(inference_kwargs or {}))
             proposal, self._round = self.prior, 0
+            self.misspecification = None
         else:
             current = {p: [*b, "log" if p in self.log_scale else "linear"] for p, b in self.bounds.items()}
             space = parse_bounds({**current, **self.fixed, **bounds}, self.model.parameters, allow_fixed=True,
@@ -574,10 +619,43 @@ class Inferencer:
         for r in range(n_rounds):
             seed = self.seed if self._round == 0 else int(np.random.SeedSequence([self.seed, self._round])
                                                           .generate_state(1)[0])
+            from_prior = proposal is self.prior
             proposal = self.infer_step(proposal, self.inference, n_samples, theta if r == 0 else None,
                                        x if r == 0 else None, train_kwargs, posterior_kwargs, seed)
             self._round += 1
+            if from_prior or self.misspecification is None:  # later rounds keep the check against the prior's
+                self.misspecification = self.check_misspecification(stacklevel=3)
         return self.posterior
+
+    def check_misspecification(self, x=None, alpha: float | None = None, warn: bool = True, stacklevel: int = 2):
+        """Whether features ``x`` (n_features,; default: the data's) lie within the distribution of the last
+        training simulations' features (``neurofit.inference.diagnostics.misspecification_test``: mean
+        whitened distance to the 10 nearest simulations, split-conformal p-value; false-alarm rate ``alpha``,
+        default 0.01, when the data are like the simulations). With ``warn``, a failed check issues a
+        ``MisspecificationWarning`` naming the features furthest out (``stacklevel`` as for
+        ``warnings.warn``). Returns the ``MisspecificationResult`` (None without training data, e.g. after
+        ``load_posterior``); results are kept per x until the training data change."""
+        from .diagnostics import MISSPECIFICATION_ALPHA, misspecification_test
+        if self.x is None or self.x.ndim != 2 or self.x.shape[1] != len(self.feature_names):
+            return None
+        x = self.x_o if x is None else np.asarray(x, dtype=np.float64).reshape(-1)
+        alpha = MISSPECIFICATION_ALPHA if alpha is None else float(alpha)
+        key = (x.tobytes(), alpha)
+        if key not in self._checked:
+            self._checked[key] = misspecification_test(x, self.x, self.feature_names, alpha=alpha, seed=self.seed)
+            if warn and self._checked[key].failed:
+                warnings.warn(self._checked[key].message(), MisspecificationWarning, stacklevel=stacklevel)
+        return self._checked[key]
+
+    def predictive_check(self, n: int = 100, seed: int | None = None, level: float = 0.9, samples=None):
+        """Posterior predictive check of the features: ``n`` posterior draws given the data (or the first ``n``
+        rows of ``samples``, posterior samples (n_samples, n_parameters) SI already drawn), simulated with the
+        observation noise (seeded by ``seed``; default: the inferencer's seed + 2), their features against the
+        data's. Returns a ``neurofit.inference.diagnostics.PredictiveCheck``: per feature the two-sided
+        predictive p-value, the central ``level`` (0.9) interval and whether the data lie inside
+        (``to_dict()`` for JSON; ``diagnostics.plot_predictive_check`` draws it)."""
+        from .diagnostics import predictive_check
+        return predictive_check(self, n, seed, level, samples)
 
     # --- posterior --------------------------------------------------------------------------------
     def _posterior(self, posterior=None):
@@ -587,9 +665,13 @@ class Inferencer:
         return posterior
 
     def sample(self, shape, posterior=None, x=None, seed: int | None = None, **kwargs) -> np.ndarray:
-        """Samples from the posterior given x (default: the data's features), SI, as a numpy array of
-        shape (*shape, n_parameters); the same seed gives the same samples."""
+        """Returns samples from the posterior given x (default: the data's features), SI, as a numpy array of
+        shape (*shape, n_parameters); the same seed gives the same samples. For a new ``x`` the
+        misspecification check runs first (a ``MisspecificationWarning`` if x is unlike the training
+        simulations)."""
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if x is not None and posterior is None:  # new data: are they like the training simulations?
+            self.check_misspecification(x, stacklevel=3)
         self.samples = _draw(self._posterior(posterior), shape, self.seed if seed is None else seed,
                              x=self.x_o if x is None else x, **kwargs)
         return self.samples
@@ -786,6 +868,56 @@ def _draw(distribution, shape: tuple, seed: int, x=None, **kwargs) -> np.ndarray
     with _seeded(seed):
         samples = distribution.sample(shape, **kwargs)
     return samples.detach().cpu().numpy().astype(np.float64)
+
+
+def estimate_noise_sd(traces, dt: float, inputs: dict | None = None, smoothing: float = NOISE_SMOOTHING,
+                      name: str = "noise") -> float:
+    """The observation noise's standard deviation in recorded ``traces``, from their baseline.
+
+    traces: (n_traces, n_steps) recordings (any unit; the SD is in the same); dt: sampling interval (s);
+    inputs: {name: (n_traces, n_steps)} stimuli - a trace's baseline is its samples before the first nonzero
+    sample of any input (every sample without inputs or without a nonzero one). Traces stimulated from
+    their first sample have none; when no trace has a baseline, the samples after each trace's last
+    nonzero input sample are used instead. smoothing: length (s) of the moving average; name: what the
+    estimate is for, in error messages. Returns the SD (float, units of ``traces``).
+
+    Method (robust to drift, and to a few spikes or artefacts in the baseline): each baseline minus its
+    centred moving average over w samples (w odd, about ``smoothing`` / dt, at least 3, at most a third of
+    the baseline) - a drift linear over w samples cancels exactly, a slower curvature nearly. For white noise
+    of SD sigma these residuals have SD sigma * sqrt(1 - 1/w); sigma is estimated as 1.4826 * the median
+    absolute deviation of the residuals of all traces (each divided by its sqrt(1 - 1/w)). Noise correlated
+    over less than the window counts fully; fluctuations slower than the window count as drift and are
+    not in the estimate. InferenceError (naming ``name``) when no trace has MIN_BASELINE_SAMPLES residuals.
+    """
+    traces = np.atleast_2d(np.asarray(traces, dtype=np.float64))
+    n_traces, n_steps = traces.shape
+    on = np.zeros((n_traces, n_steps), dtype=bool)
+    for value in (inputs or {}).values():
+        on |= np.atleast_2d(np.asarray(value, dtype=np.float64)) != 0
+    first = [int(np.argmax(row)) if row.any() else n_steps for row in on]
+    last = [n_steps - int(np.argmax(row[::-1])) if row.any() else n_steps for row in on]
+    width = max(3, int(round(smoothing / dt)) // 2 * 2 + 1)
+
+    def residuals(segments):
+        parts = []
+        for v in segments:
+            w = min(width, v.size // 3)
+            w -= 1 - w % 2  # odd
+            if w < 3 or v.size - w + 1 < MIN_BASELINE_SAMPLES:
+                continue
+            c = np.concatenate([[0.0], np.cumsum(v - v.mean())])
+            r = (v - v.mean())[w // 2:v.size - w // 2] - (c[w:] - c[:-w]) / w
+            parts.append(r / np.sqrt(1 - 1 / w))
+        return parts
+
+    parts = residuals([traces[j, :first[j]] for j in range(n_traces)]) or \
+        residuals([traces[j, last[j]:] for j in range(n_traces)])
+    if not parts:
+        raise InferenceError(f"{name} = 'auto': no trace has a baseline of {MIN_BASELINE_SAMPLES + 2} samples or "
+                             f"more before (or after) its stimulus to estimate the noise from; give the noise's "
+                             f"SD (e.g. '0.5 mV')")
+    r = np.concatenate(parts)
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
 
 def _first_line(err: BaseException) -> str:

@@ -30,7 +30,13 @@ class ReductionError(NeurofitError):
 @dataclass
 class Chunk:
     """One stimulus segment: inputs (name → (n_steps,) or (n_traces, n_steps), SI) and what to record;
-    ``n_steps`` for a chunk without inputs."""
+    ``n_steps`` for a chunk without inputs.
+
+    inputs: input name → array, SI units, sampled at the experiment's dt (every chunk of an experiment
+    has the same n_traces); record: the variables to record (states or subexpressions); spikes: record
+    spike times (the model needs a threshold); name: a label for the chunk (e.g. "steps"); n_steps:
+    number of samples when ``inputs`` is empty (None otherwise: the inputs' length).
+    """
 
     inputs: dict
     record: tuple = ("v",)
@@ -39,6 +45,7 @@ class Chunk:
     n_steps: int | None = None
 
     def arrays(self) -> dict:
+        """Returns the inputs as float64 arrays of shape (n_traces, n_steps) (a 1-D input becomes one trace)."""
         out = {}
         for k, v in self.inputs.items():
             a = np.asarray(v, dtype=np.float64)
@@ -58,7 +65,16 @@ class Results:
 
 class Experiment:
     """A protocol: chunks simulated in sequence from ``init``; the state carries over between chunks
-    unless ``reset_between_chunks``."""
+    unless ``reset_between_chunks``.
+
+    chunks: the ``Chunk`` list, in order (at least one; all with the same number of traces); dt: time
+    step, s or a quantity string ("0.01 ms"); init: state → initial value as for ``simulate``'s init
+    (unset states start at 0); reset_between_chunks: start every chunk from ``init`` instead of the
+    previous chunk's final state; method: integration method as for ``simulate`` (None: its default);
+    data: free-form entries copied into every ``Results.data`` (next to "dt" and "invalid").
+    Raises ReductionError for no chunks or chunks with different numbers of traces, UnitError for a
+    dt that cannot be read.
+    """
 
     def __init__(self, chunks: list, dt, init: dict | None = None, reset_between_chunks: bool = False,
                  method: str | None = None, data: dict | None = None):
@@ -76,7 +92,16 @@ class Experiment:
 
     @classmethod
     def steps(cls, input_name: str, amplitudes, dt, duration, start, stop, record=("v",), spikes=True, **kw):
-        """One chunk of step currents (one trace per amplitude), e.g. for f-I protocols."""
+        """One chunk of step currents (one trace per amplitude), e.g. for f-I protocols.
+
+        input_name: the model input the steps drive (e.g. "I"); amplitudes: the step levels, SI floats
+        or quantity strings (["0.1 nA", "0.2 nA"]), one trace each; dt: time step (s or quantity
+        string); duration: length of the chunk (s or quantity string); start, stop: the step is on for
+        start <= t < stop (s or quantity strings; 0 elsewhere); record, spikes: as for ``Chunk``
+        (spikes recorded by default); ``kw`` go to ``Experiment`` (init, method, ...).
+        Returns an ``Experiment`` of that single chunk. Raises StimulusError for empty amplitudes or
+        stop before start, UnitError for a value that cannot be read.
+        """
         from ..data.stimuli import steps as step_traces
         dt_si = to_si(dt, name="dt")
         n = int(round(to_si(duration, name="duration") / dt_si))
@@ -85,7 +110,16 @@ class Experiment:
 
     def run(self, model: Model, params: dict, seed: int | None = None, backend: str = "auto",
             set_offset: int = 0) -> list:
-        """Simulate every parameter set (arrays of length n_sets) → one Results per set."""
+        """Simulate every parameter set (arrays of length n_sets) → one Results per set.
+
+        model: the ``Model`` to run; params: parameter name → SI scalar or (n_sets,) array (every
+        parameter of the model); seed: noise seed (needed when the model has noise); backend: "auto",
+        "c" or "numpy" as for ``simulate``; set_offset: index of the first set in a larger batch (keeps
+        the noise draws of chunked batches equal). Returns a list of n_sets ``Results``: per chunk the
+        recordings (var → (n_traces, n_steps)) and spike times, ``data`` holding the experiment's data,
+        "dt" (s) and "invalid" (True when any chunk diverged). Raises SimulationError for arguments
+        ``simulate`` refuses.
+        """
         init = dict(self.init)
         per_chunk = []
         for chunk in self.chunks:
@@ -174,6 +208,19 @@ class OptNeuron:
     optimised and its SD reported. ``method``: an Optimizer instance, a nevergrad name ("CMA"), or
     "sbi": neural posterior estimation conditioned on ``features(results)`` of the target (a summary
     vector per Results, required for this method), then the best of posterior samples by the loss.
+
+    experiment: the ``Experiment`` protocol; get_loss_function: callable (results_ist, results_soll)
+    → loss, see above; variables_bounds: every parameter of ``neuron_model`` → [low, high] (SI or
+    quantity strings; [low, high, "log"] to search in log10), a fixed value, or an expression of other
+    parameters ("2*gl"), at least one of them free; neuron_model: the ``Model`` (or equations string) to fit; results_soll: the
+    target ``Results``; target_neuron_model: the target ``Model`` (or equations string); target_params:
+    its parameter values (SI or quantity strings); num_rep_loss: runs per candidate (≥ 1); method: see
+    above (default "CMA"); seed: int seed of the optimizer and of the noise (the target model runs
+    with ``seed + TARGET_SEED_OFFSET``); backend: "auto", "c" or "numpy" as for ``simulate``;
+    features: callable Results → 1-D summary vector (method "sbi" only).
+    Raises ReductionError for both or neither target, num_rep_loss < 1, bounds that cannot be used,
+    "sbi" without features, or a loss that is not finite at the middle of the bounds (checked once on
+    construction); SimulationError for an experiment ``simulate`` refuses.
     """
 
     def __init__(self, experiment: Experiment, get_loss_function, variables_bounds: dict, neuron_model,
@@ -241,7 +288,15 @@ class OptNeuron:
     def run(self, max_evals: int, n_samples: int | None = None):
         """Optimise with ``max_evals`` loss evaluations in rounds of ``n_samples`` candidates
         (method "sbi": ``max_evals`` simulations train the posterior; ``n_samples`` posterior draws
-        (default 100) are then scored by the loss)."""
+        (default 100) are then scored by the loss).
+
+        max_evals: number of loss evaluations (each candidate counts once, whatever ``num_rep_loss``);
+        n_samples: candidates per round (default 4 + 3·ln(n_free), at least 4).
+        Returns a ``ReductionResult`` (best parameters with the fixed and tied ones, loss, its SD and
+        parts, every evaluation, the best set's re-simulated ``Results`` and the target). Raises
+        ReductionError (method "sbi") when fewer than 10 simulations give finite features, ValueError
+        from the optimizer.
+        """
         if self.method == "sbi":
             return self._run_sbi(max_evals, n_samples or 100)
         from ..fitting.optimizers import NevergradOptimizer

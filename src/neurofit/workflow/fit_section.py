@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.files import atomic_write_bytes, atomic_write_json, check_memory
-from ..fitting.metrics import first_step
+from ..fitting.metrics import first_step, valid_samples
 from ..units import TIME, to_si
 from .section import Section
 from .study import SCHEMA, ConfigError, Study
@@ -123,7 +123,9 @@ class FitSection(Section):
         n = section["n_samples"]
         check_memory(self.where("n_samples"), 8.0 * n * (len(self.parameters) + 1),
                      f"{n} candidates of {len(self.parameters)} parameters")
-        self.init = study.initial_values(self.model, section["init"], ("fit", "init"))
+        self.at_rest, self.baseline, given = self._init_kind(section["init"])
+        self.init = study.initial_values(self.model, given, ("fit", "init"))
+        self.simulation_dt = None if section.get("simulation_dt") is None else self.quantity("simulation_dt", TIME)
         spec = study.builtin
         self.method = section["method"] or (spec.method if spec is not None else None)
         self.refine = dict(section["refine"], enabled=refine_enabled(section))
@@ -140,6 +142,19 @@ class FitSection(Section):
         self.ground_truth = self.read_ground_truth(base)
 
     # --- checks of the section ----------------------------------------------------------------------
+    def _init_kind(self, init) -> tuple[bool, list, dict]:
+        """fit.init → (start at rest, states started at each sweep's pre-stimulus baseline, the other given
+        initial values): "steady_state" (the built-in's init is the guess of Newton's method), or a mapping
+        whose values may be "baseline"."""
+        if init == "steady_state":
+            return True, [], {}
+        baseline = [state for state, value in init.items() if value == "baseline"]
+        for state in baseline:
+            if state not in self.model.states:
+                raise ConfigError(f"{self.where('init', state)}: not a state variable "
+                                  f"(states: {', '.join(self.model.states)})")
+        return False, baseline, {state: value for state, value in init.items() if value != "baseline"}
+
     def _fixed(self, model) -> dict:
         fixed = {}
         for name in self.settings["fixed"]:
@@ -335,20 +350,59 @@ class FitSection(Section):
             raise ConfigError(f"{self.study.where('data', 'inputs')}: the model needs input(s) {', '.join(missing)} "
                               f"(given: {', '.join(dataset.inputs) or 'none'})")
         inputs = {i: dataset.inputs[i] for i in self.model.inputs if i in dataset.inputs} or dict(dataset.inputs)
+        substeps = self.substeps(dataset)
+        if self.kind == "online" and not dataset.full_length:
+            raise ConfigError(f"{self.where('kind')}: the sweeps have different lengths ({int(min(dataset.lengths))} "
+                              f"to {dataset.n_steps} samples) and an online fit cannot leave padded samples out; "
+                              f"use kind: trace")
+        if self.kind == "online" and substeps > 1:
+            raise ConfigError(f"{self.where('simulation_dt')}: an online fit compares the model with the data at "
+                              f"every simulation step; leave simulation_dt out or use kind: trace")
         if self.kind == "trace":  # online and spike fits keep no traces of the population
             self.check_memory(dataset, len(output))
+        init = dict(self.init)
+        if self.baseline:
+            init.update(self.baseline_init(dataset, inputs))
+        extra = {"lengths": None if dataset.full_length else dataset.lengths,
+                 "simulation_dt": self.simulation_dt if substeps > 1 else None, "at_rest": self.at_rest}
         cls = {"trace": TraceFitter, "online": OnlineTraceFitter, "spike": SpikeFitter}[self.kind]
         return cls(model=self.model, input=inputs, output=output, dt=dataset.dt, n_samples=self.settings["n_samples"],
-                   method=self.method, param_init=self.init, backend=self.settings["backend"],
-                   dtype=self.settings["dtype"], seed=seed)
+                   method=self.method, param_init=init, backend=self.settings["backend"],
+                   dtype=self.settings["dtype"], seed=seed, **extra)
+
+    def substeps(self, dataset) -> int:
+        """Simulation steps per recorded sample: dataset.dt / fit.simulation_dt (1 without simulation_dt);
+        ConfigError naming fit.simulation_dt unless it divides the recording's dt by a whole number."""
+        from ..fitting.fitters import FitError, simulation_substeps
+
+        try:
+            return simulation_substeps(dataset.dt, self.simulation_dt)
+        except FitError as err:
+            raise ConfigError(f"{self.where('simulation_dt')}: {err}") from None
+
+    def baseline_init(self, dataset, inputs: dict) -> dict:
+        """state → (1, n_traces) initial values of the states given as "baseline" in fit.init: each sweep's
+        pre-stimulus baseline of the recorded state (``neurofit.data.dataset.pre_stimulus_baseline`` of
+        ``inputs``, name → (n_traces, n_steps), over at most the last 100 ms before the input first changes)."""
+        from ..data.dataset import pre_stimulus_baseline
+
+        missing = [state for state in self.baseline if state not in dataset.outputs]
+        if missing:
+            raise ConfigError(f"{self.where('init', missing[0])}: 'baseline' is the recorded {missing[0]} before "
+                              f"the stimulus, but {missing[0]} is not recorded (recorded: "
+                              f"{', '.join(dataset.outputs) or 'none'})")
+        values = pre_stimulus_baseline(inputs, {s: dataset.outputs[s] for s in self.baseline}, dataset.dt,
+                                       lengths=dataset.lengths)
+        return {state: value.reshape(1, -1) for state, value in values.items()}
 
     def check_memory(self, dataset, n_outputs: int) -> None:
         """ConfigError naming fit.n_samples unless a round's population arrays of a trace fit - n_samples
         candidates x n_traces x n_steps samples of each of ``n_outputs`` recorded variables, plus one such
         array for the metric's difference from the data - fit in the memory available."""
-        n = self.settings["n_samples"]
-        check_memory(self.where("n_samples"), 8.0 * n * dataset.n_traces * dataset.n_steps * (n_outputs + 1),
-                     f"{n} candidates x {dataset.n_traces} traces x {dataset.n_steps} steps x {n_outputs} output(s)")
+        n, k = self.settings["n_samples"], self.substeps(dataset)
+        steps = dataset.n_steps * k  # simulated steps: k per recorded sample with simulation_dt
+        check_memory(self.where("n_samples"), 8.0 * n * dataset.n_traces * steps * (n_outputs + 1),
+                     f"{n} candidates x {dataset.n_traces} traces x {steps} steps x {n_outputs} output(s)")
 
     def build_optimizer(self, label: str, seed: int, trial: bool = True):
         """A fresh optimizer ``label`` seeded with ``seed``. With ``trial``, a twin first asks a small round
@@ -380,7 +434,8 @@ class FitSection(Section):
         """Hash of everything that determines the fit of (label, seed): a checkpoint is resumed only if equal."""
         from .. import __version__
 
-        section = {k: v for k, v in self.settings.items() if k not in ("refine", "noise_floor")}
+        section = {k: v for k, v in self.settings.items() if k not in ("refine", "noise_floor")
+                   and not (k == "simulation_dt" and v is None)}  # a config without it: the same fingerprint
         digest = hashlib.sha256()
         digest.update(json.dumps({"fit": section, "model": self.model.content_hash, "label": label, "seed": seed,
                                   "optimizer": self.optimizer(label).as_dict(), "neurofit": __version__},
@@ -390,11 +445,9 @@ class FitSection(Section):
             for name in sorted(arrays):
                 digest.update(f"{role}/{name}".encode())
                 digest.update(np.ascontiguousarray(arrays[name], dtype=np.float64).tobytes())
+        if not dataset.full_length:
+            digest.update(np.ascontiguousarray(dataset.lengths, dtype=np.int64).tobytes())
         return digest.hexdigest()
-
-
-#: The name the workflow rules and older callers use.
-FitPlan = FitSection
 
 
 def spike_times(trace, dt: float, threshold: float, min_interval: float = 1e-3) -> np.ndarray:
@@ -570,13 +623,17 @@ def _restore(plan: FitSection, fitter, fit_doc: dict, history, dataset) -> None:
 
 
 def mse(fitter, params: dict, t_start: float = 0.0) -> float:
-    """Mean squared error (SI units squared, summed over the fitted outputs) of ``params`` from ``t_start``."""
+    """Mean squared error (SI units squared, summed over the fitted outputs) of ``params`` from ``t_start``
+    (over the valid samples of each trace when the fitter has per-trace lengths)."""
     traces = fitter.generate(output_var=list(fitter.output), params=params)
     start = first_step(t_start, fitter.dt)
     total = 0.0
     for var, data in fitter.output.items():
         diff = np.asarray(traces[var])[:, start:] - data[:, start:]
-        value = float(np.mean(diff ** 2))
+        if fitter.lengths is None:
+            value = float(np.mean(diff ** 2))
+        else:
+            value = float(np.mean(diff[valid_samples(fitter.lengths, fitter.n_steps, start)] ** 2))
         total += value if math.isfinite(value) else math.inf
     return total
 

@@ -2,7 +2,9 @@
 
 ``run_training_chunk`` simulates one chunk of the training data (→ .npz with theta, x), any number of
 which ``gather_training_chunks`` joins into exactly the arrays of one unchunked run; ``run_inference``
-trains and writes the posterior, samples and figures; ``run_calibration`` checks the posterior by
+trains and writes the posterior, samples and figures, the misspecification check (summary.json: are the
+data's features among the training simulations'?) and the posterior predictive check of the features
+(predictive_check.json, .png); ``run_calibration`` checks the posterior by
 simulation-based calibration. ``InferSection`` reads and checks the section (its ``check()``, run by
 ``check_infer_section``, is the cheap check the workflow runs before any job). Keys and defaults of the
 section: the config schema. torch is imported only by the jobs.
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 CHUNK_FORMAT = "neurofit.training_chunk"
 INFERENCE_FILES = ("posterior.pt", "samples.parquet", "posterior.csv", "summary.json", "pairplot.png",
-                   "predictive.png")
+                   "predictive.png", "predictive_check.json", "predictive_check.png")
 CALIBRATION_FILES = ("sbc_ranks.png", "coverage.png", "calibration.json")
 
 
@@ -43,7 +45,12 @@ JOB_BYTES = 50_000
 SBC_POSTERIOR_SAMPLES = 1000
 #: Added to infer.seed for the calibration's test simulations, a stream apart from the training data's.
 CALIBRATION_SEED_OFFSET = 1
+#: Posterior draws simulated by the posterior predictive check of the features (predictive_check.json).
+PREDICTIVE_SIMULATIONS = 100
+#: Added to infer.seed for the predictive check's observation noise (Inferencer.predictive_check's default).
+PREDICTIVE_SEED_OFFSET = 2
 
+AUTO = "auto"  # infer.noise: estimated from the recordings' baseline
 TRAINING_KEYS = ("bounds", "features", "window", "spike_threshold", "noise", "n_samples", "seed", "batch_size",
                  "raw_samples")  # the infer settings that determine the training data
 
@@ -86,9 +93,11 @@ class InferSection(Section):
         self.check_memory(len(infer["bounds"]), 1)
 
     def _check_quantities(self) -> None:
-        """noise (SD per recorded variable, in its units) and window (start, end: times)."""
-        for var in self.settings["noise"] or {}:
-            self.quantity(("noise", var), self.model.dimensions.get(var))
+        """noise (SD per recorded variable, in its units, or auto) and window (start, end: times)."""
+        noise = self.settings["noise"]
+        for var, value in (noise if isinstance(noise, dict) else {}).items():
+            if value != AUTO:
+                self.quantity(("noise", var), self.model.dimensions.get(var))
         if self.settings["window"] is not None:
             self.quantity("window", TIME)
 
@@ -180,7 +189,7 @@ class InferSection(Section):
                                     features=infer["features"], method=method, param_init=init,
                                     backend=simulation["backend"], dtype=simulation["dtype"], seed=infer["seed"],
                                     window=infer["window"], batch_size=infer["batch_size"], threads=infer["threads"],
-                                    raw_samples=infer["raw_samples"], noise=infer["noise"])
+                                    raw_samples=infer["raw_samples"], noise=self.noise())
             inferencer.init_prior(**bounds)
         except ValueError as err:
             if isinstance(err, ConfigError):
@@ -189,6 +198,14 @@ class InferSection(Section):
         self.check_memory(len(inferencer.param_names), len(inferencer.feature_names), inferencer.n_traces,
                           inferencer.n_steps, max(1, len(inferencer.features.trace_vars)))
         return inferencer, dataset
+
+    def noise(self):
+        """infer.noise for the Inferencer: as given, or when null "auto" for recorded data (data.inputs/outputs
+        files, data.recording) and {} (none) for data.synthetic."""
+        noise = self.settings["noise"]
+        if noise is None:
+            return {} if "synthetic" in (self.study.section.get("data") or {}) else AUTO
+        return noise
 
     def truth(self, names) -> dict:
         """The study's ground truth (SI) of the parameters ``names``, for the figures and the table."""
@@ -209,12 +226,15 @@ def inferencer_from_config(study: Study, dataset: Dataset | None = None) -> tupl
     return inferencer, section.settings, dataset
 
 
-def _training_hash(study: Study, inputs: dict) -> str:
+def _training_hash(study: Study, inputs: dict, noise_estimate: dict | None = None) -> str:
     """Hash of what determines a study's training data - its model, data and simulate sections, the infer
-    settings of TRAINING_KEYS and the input arrays (not threads, chunking or training settings)."""
+    settings of TRAINING_KEYS, the input arrays and the noise SDs estimated from the recordings (noise auto;
+    {var: SD}) - not threads, chunking or training settings."""
     section = study.section
     what = {"model": section.get("model"), "data": section.get("data"), "simulate": section.get("simulate"),
             "infer": {k: section["infer"][k] for k in TRAINING_KEYS}}
+    if noise_estimate:
+        what["noise_estimate"] = {k: float(v) for k, v in sorted(noise_estimate.items())}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
     for name in sorted(inputs):
         digest.update(name.encode() + np.ascontiguousarray(inputs[name], dtype=np.float64).tobytes())
@@ -229,7 +249,7 @@ def run_training_chunk(study: Study, chunk: int, n_chunks: int, out_path, datase
     start, stop = chunk_range(infer["n_samples"], chunk, n_chunks)
     meta = {"format": CHUNK_FORMAT, "version": 1, "chunk": chunk, "n_chunks": n_chunks, "start": start, "stop": stop,
             "n_samples": infer["n_samples"], "seed": infer["seed"],
-            "config_hash": _training_hash(study, inferencer.input),
+            "config_hash": _training_hash(study, inferencer.input, inferencer.noise_estimate),
             "param_names": inferencer.param_names, "feature_names": inferencer.feature_names,
             "n_invalid": int((~np.all(np.isfinite(x), axis=1)).sum()),
             "backend": inferencer.simulation_backend, "dtype": inferencer.dtype}
@@ -259,10 +279,11 @@ def read_chunk_meta(path) -> dict:
     return _read_chunk(path)[0]
 
 
-def gather_training_chunks(paths, study: Study | None = None, inputs: dict | None = None) -> tuple[np.ndarray,
-                                                                                                 np.ndarray]:
-    """(theta, x) of all chunks, in chunk order: exactly the arrays of one unchunked run. With ``study``
-    and its ``inputs`` (name → array), the chunks must have been simulated for its current settings."""
+def gather_training_chunks(paths, study: Study | None = None, inputs: dict | None = None,
+                           noise_estimate: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(theta, x) of all chunks, in chunk order: exactly the arrays of one unchunked run. With ``study``,
+    its ``inputs`` (name → array) and the noise SDs estimated from its recordings (``noise_estimate``,
+    {var: SD}), the chunks must have been simulated for its current settings."""
     parts = []
     for path in paths:
         meta, (theta, x) = _read_chunk(path, ("theta", "x"))
@@ -275,10 +296,11 @@ def gather_training_chunks(paths, study: Study | None = None, inputs: dict | Non
             if meta[key] != first[key]:
                 raise TrainingDataError(f"{path}: {key} = {meta[key]!r} but {parts[0][3]} has {first[key]!r}; "
                                         f"all chunks must come from one run")
-    if study is not None and first["config_hash"] != _training_hash(study, inputs or {}):
+    if study is not None and first["config_hash"] != _training_hash(study, inputs or {}, noise_estimate):
         raise TrainingDataError(f"{parts[0][3]}: simulated for other settings than study '{study.name}' has now "
-                                f"(model, data, simulate or infer's prior, features, noise, n_samples, seed, or "
-                                f"the input traces); simulate the chunks again")
+                                f"(model, data, simulate or infer's prior, features, noise, n_samples, seed, "
+                                f"the input traces or the noise estimated from the recordings); simulate the "
+                                f"chunks again")
     found = sorted(meta["chunk"] for meta, *_ in parts)
     if found != list(range(first["n_chunks"])):
         missing = sorted(set(range(first["n_chunks"])) - set(found))
@@ -290,7 +312,9 @@ def gather_training_chunks(paths, study: Study | None = None, inputs: dict | Non
 
 def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = None) -> dict:
     """Gather training chunks, train, and write the posterior (posterior.pt), samples (samples.parquet,
-    SI), pairplot.png, predictive.png and summary.json into ``out_dir``; returns {name: path}."""
+    SI), pairplot.png, predictive.png, summary.json (with the observation noise used and the
+    misspecification check) and the posterior predictive check of the features (predictive_check.json,
+    predictive_check.png; PREDICTIVE_SIMULATIONS draws) into ``out_dir``; returns {name: path}."""
     import pandas as pd
 
     from ..data.files import atomic_write_json, atomic_write_text
@@ -300,7 +324,7 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     section = InferSection(study)
     inferencer, dataset = section.inferencer(dataset)
     infer = section.settings
-    theta, x = gather_training_chunks(chunk_paths, study, inferencer.input)
+    theta, x = gather_training_chunks(chunk_paths, study, inferencer.input, inferencer.noise_estimate)
     if theta.shape[1] != len(inferencer.param_names) or x.shape[1] != len(inferencer.feature_names):
         raise TrainingDataError(f"training chunks hold {theta.shape[1]} parameters and {x.shape[1]} features; "
                                 f"the study infers {len(inferencer.param_names)} with "
@@ -332,9 +356,36 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     summary = {"n_simulations": sum(r["n_simulations"] for r in rounds),
                "n_invalid": sum(r["n_invalid"] for r in rounds), "rounds": rounds, "method": infer["method"],
                "parameters": {row["parameter"]: {k: row[k] for k in ("mean", "median", "q05", "q95")}
-                              for row in table.to_dict("records")}}
+                              for row in table.to_dict("records")},
+               "noise": {var: {"sd": float(sd), "estimated": var in inferencer.noise_estimate}
+                         for var, sd in inferencer.noise.items()},
+               "misspecification": None if inferencer.misspecification is None
+               else inferencer.misspecification.to_dict()}
     atomic_write_json(paths["summary.json"], summary)
+    check = inferencer.predictive_check(PREDICTIVE_SIMULATIONS, seed=infer["seed"] + PREDICTIVE_SEED_OFFSET,
+                                        samples=samples)  # the first draws of samples.parquet
+    atomic_write_json(paths["predictive_check.json"], {"seed": infer["seed"] + PREDICTIVE_SEED_OFFSET,
+                                                       **check.to_dict()})
+    save_figure(diagnostics.plot_predictive_check(check, _feature_units(inferencer, dataset.units)),
+                paths["predictive_check.png"])
     return paths
+
+
+def _feature_units(inferencer: "Inferencer", units: dict) -> dict:
+    """Feature name → SI unit name for the figures: a trace feature in its variable's unit (units: variable
+    → unit, e.g. {"v": "volt"}; kurtosis dimensionless), spike times and intervals in seconds, counts
+    dimensionless, eFEL and callable features unknown (left out)."""
+    from ..inference.features import SPIKES, TRACE_FEATURES, FeatureSet
+    found = {}
+    if not isinstance(inferencer.features, FeatureSet):  # automatic features: block means of the traces
+        return {name: units.get(name.split("[")[0]) for name in inferencer.feature_names}
+    for name in inferencer.feature_names:
+        var, label = name.split("[")[0], name.rsplit(".", 1)[-1]
+        if var == SPIKES:
+            found[name] = "1" if label == "spike_count" else "second"
+        elif label in TRACE_FEATURES:
+            found[name] = "1" if label == "v_kurtosis" else units.get(var)
+    return found
 
 
 def _posterior_table(samples, names, units: dict, truth: dict):

@@ -235,9 +235,6 @@ class ReductionSection(Section):
         return Results([{self.variable: v}], [spikes], {"dt": self.dt, "invalid": False})
 
 
-#: The name the workflow rules and older callers use.
-ReductionPlan = ReductionSection
-
 
 # --- the reduction and its evaluation ---------------------------------------------------------------
 

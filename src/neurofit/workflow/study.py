@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -451,7 +450,3 @@ def describe_validation_error(err, label: str | None = "config") -> str:
         return f"{where}: {err.instance!r} is not valid (expected {', or '.join(options)})"
     return f"{where}: {' '.join(err.message.split())}"
 
-
-def config_json(doc: dict) -> str:
-    """Compact JSON of a config document (what the workflow passes to ``--config-json``)."""
-    return json.dumps(doc, separators=(",", ":"))

@@ -7,7 +7,6 @@ holding current and the quality-control verdict. A ``Recording`` is what ``read_
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import InitVar, dataclass, field
 
 import numpy as np
@@ -114,6 +113,7 @@ class Recording:
 
     sweeps: list of ``Sweep``; path: the file read (str), or the list of files; format: one of
     "abf", "nwb", "igor", "neo", "arrays"; files: path → sha256 of every file read.
+    Raises RecordingError for another format.
     """
 
     sweeps: list
@@ -160,11 +160,16 @@ class Recording:
         window: (start, stop) of the part to keep, seconds or quantity strings ("200 ms"), default all;
         ljp: liquid junction potential subtracted from the voltage, V = V_recorded - ljp (V or "14 mV");
         dt: new sampling step (s or "0.1 ms"), a simple fraction of the recorded one (see ``resample``).
-        Sweeps of different lengths are cropped to the shortest (with a warning). The dataset's source
-        records the files with their sha256 ("files"), the original lengths in samples ("lengths") and the
-        preprocessing ("preprocessing": sweeps, window, ljp, dt, cropping, how the current was resampled).
-        Raises RecordingError (one line) for unknown sweeps, no sweep passing QC, a window outside the
-        sweeps, different sampling steps without dt=, or a dt that is not a simple fraction.
+        Sweeps of different lengths are kept whole: the shorter ones are padded to the longest (voltage
+        NaN, current held at its last value) and ``Dataset.lengths`` holds each sweep's samples (None when
+        all are equally long); a window is a window of the longest sweep, each sweep keeps its part of it.
+        The dataset's source records the files with their sha256 ("files"), the original lengths in samples
+        ("lengths") and the preprocessing ("preprocessing": sweeps, window, ljp, dt, padding, how the
+        current was resampled).
+        Returns the ``Dataset``: n chosen sweeps, n_steps samples each (the longest), at the new (or common)
+        dt in s. Raises RecordingError (one line) for unknown sweeps, no sweep passing QC, a window outside
+        the sweeps (or starting after a chosen sweep's end), different sampling steps without dt=, or a dt
+        that is not a simple fraction.
         """
         chosen = self._select(sweeps)
         ljp_volts = _ljp_volts(ljp)
@@ -179,13 +184,16 @@ class Recording:
                 voltage, current = resample(voltage, sweep.dt, new_dt), resample(current, sweep.dt, new_dt)
             voltages.append(voltage)
             currents.append(current)
-        lengths = [v.size for v in voltages]
-        shortest = min(lengths)
-        cropped = len(set(lengths)) > 1
-        if cropped:
-            warnings.warn(f"{self.path}: sweeps have {min(lengths)} to {max(lengths)} samples; all are cropped to "
-                          f"the shortest, {shortest} samples ({shortest * new_dt:g} s)", stacklevel=2)
-        start, stop, window_seconds = (0, shortest, None) if window is None else self._window(window, new_dt, shortest)
+        longest = max(v.size for v in voltages)
+        start, stop, window_seconds = (0, longest, None) if window is None else self._window(window, new_dt, longest)
+        kept = [min(stop, v.size) - start for v in voltages]  # samples of each sweep in the window
+        empty = [sweep for sweep, n in zip(chosen, kept) if n <= 0]
+        if empty:
+            raise RecordingError(f"{self.path}: the window starts at {start * new_dt:g} s, after the end of sweep "
+                                 f"{empty[0].index} ({empty[0].duration:g} s); choose a window every chosen sweep "
+                                 f"reaches")
+        padded = len(set(kept)) > 1
+        n_steps = max(kept)
         preprocessing = {
             "sweeps": [sweep.index for sweep in chosen],
             "selection": "quality control" if sweeps is None else "sweeps=",
@@ -194,15 +202,19 @@ class Recording:
             "dt": None if all(_same_step(step, new_dt) for step in recorded_steps)
             else {"recorded": recorded_steps, "resampled_to": new_dt},
             "current_resampling": _current_resampling(held),
-            "cropped_to": shortest if cropped else None,
+            "padded_to": n_steps if padded else None,
         }
         label = ", ".join(map(str, self.path)) if isinstance(self.path, (list, tuple)) else str(self.path)
         source = {"inputs": {"I": label}, "outputs": {"v": label}, "format": self.format,
                   "files": dict(self.files), "lengths": [sweep.voltage.size for sweep in chosen],
                   "preprocessing": preprocessing}
-        return Dataset(inputs={"I": np.stack([c[start:stop] for c in currents])},
-                       outputs={"v": np.stack([v[start:stop] for v in voltages])},
-                       dt=new_dt, units={"I": "amp", "v": "volt"}, source=source)
+        pads = [n_steps - n for n in kept]
+        return Dataset(inputs={"I": np.stack([np.pad(c[start:start + n], (0, p), mode="edge")
+                                              for c, n, p in zip(currents, kept, pads)])},
+                       outputs={"v": np.stack([np.pad(v[start:start + n], (0, p), constant_values=np.nan)
+                                               for v, n, p in zip(voltages, kept, pads)])},
+                       dt=new_dt, units={"I": "amp", "v": "volt"}, source=source,
+                       lengths=np.array(kept) if padded else None)
 
     def _common_step(self, recorded_steps: list, dt) -> float:
         """The dataset's sampling step (s): ``dt`` when given (checked against every recorded step), else
