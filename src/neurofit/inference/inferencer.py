@@ -236,18 +236,40 @@ def _check_json(value, where: str) -> None:
 class Inferencer:
     """Simulation-based inference of ``model``'s parameters from recorded ``output`` under ``input``.
 
-    input: name → (n_traces, n_steps) SI; output: variable → (n_traces, n_steps) SI, and/or
+    dt: time step of the recordings and of the simulations, s (number) or quantity string ("0.01 ms").
+    model: equations text (Brian2 syntax) or a ``neurofit.Model``. input: input variable name →
+    (n_traces, n_steps) SI, one row per recorded trace. output: variable → (n_traces, n_steps) SI, and/or
     ``"spikes"`` → one array of spike times (s) per trace. features: {output: [feature, ...]} (see
     ``neurofit.inference.features``) or None for automatic features (block-averaged raw traces of at most
-    ``raw_samples`` samples, fed to an embedding net). window: stimulus (start, end) for the
-    features, by default the first to last nonzero input sample of each trace. Training data are
-    simulated ``batch_size`` parameter sets at a time; ``threads``: torch (and C backend) threads.
-    noise: {output: SD} observation noise added to simulated traces before their features (the
-    recordings already hold theirs); draws depend on (seed, parameter-set index) only. ``noise="auto"``
-    (or ``{output: "auto"}``) estimates each output's SD from the recordings' baseline before the stimulus
-    (``estimate_noise_sd``; the estimates in ``noise_estimate``, SI). After training, ``infer`` checks
-    whether the data's features lie within the training simulations' (``check_misspecification``, result
-    in ``misspecification``) and warns with a ``MisspecificationWarning`` when they do not.
+    ``raw_samples`` samples per trace, fed to an embedding net). method: integration method ("euler",
+    "rk2", "rk4", "exponential_euler", "euler_maruyama"; None: as ``neurofit.simulate`` chooses).
+    threshold: spike condition such as "v > -50*mV" (needed for a "spikes" output); reset: statements
+    run after a spike, one per line ("v = -70*mV"); refractory: dead time after a spike, as seconds
+    (number), a duration string ("2 ms") or a condition ("v > -20*mV"); the three as for
+    ``neurofit.Model`` - with a ``Model``, giving any of them replaces all three of its events (None
+    removes one). param_init: initial values, state → SI number, quantity string or expression such as
+    "1/(1 + beta_m/alpha_m)" (unset states start at 0). namespace: constants used by equations text,
+    name → SI number or quantity string ("10 ms"); not with a ``Model``, which carries its own.
+    backend: simulation backend, "auto" (C when a compiler works, else numpy; the one used is in
+    ``simulation_backend``), "c" or "numpy". dtype: simulation precision, "float64" or "float32".
+    seed: integer seed of everything random - the prior draws of the training data, model noise and
+    observation noise, network initialisation and batch order, posterior samples - so equal seeds
+    give equal results. window: stimulus (start, end), s or quantity strings, for the features of
+    every trace; by default the first to last nonzero input sample of each trace. batch_size: parameter
+    sets simulated at a time (memory grows with batch_size * n_traces * n_steps). threads: torch (and
+    C backend) threads; default env NEUROFIT_THREADS, else 1. raw_samples: at most this many samples
+    per trace for automatic features.
+
+    noise: {output: SD} observation noise (SD: SI number or quantity string such as "0.5 mV") added to
+    simulated traces before their features (the recordings already hold theirs); draws depend on (seed,
+    parameter-set index) only. ``noise="auto"`` (or ``{output: "auto"}``) estimates each output's SD
+    from the recordings' baseline before the stimulus (``estimate_noise_sd``; the estimates in
+    ``noise_estimate``, SI). After training, ``infer`` checks whether the data's features lie within
+    the training simulations' (``check_misspecification``, result in ``misspecification``) and warns
+    with a ``MisspecificationWarning`` when they do not.
+
+    Bad arguments raise a one-line ``NeurofitError`` naming the argument: InferenceError; FeatureError
+    for features and window; EquationError for equations text; UnitError for an unreadable quantity.
     """
 
     def __init__(self, dt, model, input: dict, output: dict, features: dict | None = None, method: str | None = None,
@@ -386,7 +408,15 @@ class Inferencer:
 
     # --- prior and training data -----------------------------------------------------------------
     def init_prior(self, **bounds):
-        """Uniform prior over name=[low, high] (log-uniform for [low, high, "log"]); name=value fixes a parameter."""
+        """Uniform prior over name=[low, high] (log-uniform for [low, high, "log"]); name=value fixes a parameter.
+
+        bounds: one keyword per parameter of the model (every parameter needs bounds or a fixed value);
+        low, high and fixed values are SI numbers or quantity strings ("10 nS", checked against the
+        parameter's unit); low < high, and low > 0 for "log". The inferred parameters, in order, become
+        ``param_names``; the fixed ones ``fixed``. Returns the prior (also kept in ``prior``): sbi's
+        ``BoxUniform``, or a ``BoxPrior`` when a parameter is log-uniform; its samples have shape
+        (..., n_parameters), SI. Raises BoundsError for a missing, unknown or unusable bound.
+        """
         space = parse_bounds(bounds, self.model.parameters, allow_fixed=True, dimensions=self.model.dimensions)
         self.bounds, self.log_scale, self.fixed = space.free, space.log_scale, space.fixed
         self.param_names = list(self.bounds)
@@ -400,7 +430,14 @@ class Inferencer:
             raise InferenceError("no prior yet: call init_prior(name=[low, high], ...) or infer(..., name=[low, high])")
 
     def generate_training_data(self, n_samples: int, prior=None, seed: int | None = None) -> np.ndarray:
-        """``n_samples`` parameter sets (n_samples, n_parameters) SI drawn from ``prior`` (default: the prior)."""
+        """``n_samples`` parameter sets drawn from ``prior`` (default: the prior of ``init_prior``).
+
+        n_samples: number of parameter sets (positive); prior: any distribution over the inferred
+        parameters with a ``sample`` method, e.g. the prior or a posterior (drawn at its default x, the
+        data's features) as the proposal of a later round; seed: seed of the draws (default: the
+        inferencer's ``seed``), the same seed giving the same sets. Returns a float64 array
+        (n_samples, n_parameters), SI, columns in ``param_names`` order.
+        """
         if prior is None:
             self._require_prior()
             prior = self.prior
@@ -410,9 +447,18 @@ class Inferencer:
 
     def extract_summary_statistics(self, theta, training_data: dict | None = None, seed: int | None = None,
                                    set_offset: int = 0) -> np.ndarray:
-        """Features (n_sets, n_features) of simulations at ``theta`` (n_sets, n_parameters); NaN rows mark
-        invalid simulations. ``training_data`` (traces {var: (n_sets, n_traces, n_steps)}, and 'spikes':
-        spikes[set][trace]) skips the simulation. Noise draws depend on (seed, set_offset + row)."""
+        """Features of simulations at ``theta``: every parameter set against every input trace.
+
+        theta: parameter sets (n_sets, n_parameters), SI, columns in ``param_names`` order;
+        training_data: already simulated traces {var: (n_sets, n_traces, n_steps)} SI (and 'spikes':
+        spikes[set][trace], spike times in s), whose features are taken instead of simulating (no noise
+        is added to them); seed: seed of model and observation noise (default: the inferencer's
+        ``seed``); set_offset: index of theta's first row within the whole batch - noise draws depend
+        on (seed, set_offset + row), so chunks reproduce the unchunked batch. Simulations run
+        ``batch_size`` sets at a time. Returns the features, a float64 array (n_sets, n_features) in
+        ``feature_names`` order. A simulation whose state became NaN/inf gives a row of NaN, a feature
+        undefined for a simulation a NaN entry; ``train`` leaves such rows out.
+        """
         theta = self._check_theta(theta)
         if training_data is not None:
             traces = {v: training_data[v] for v in self.features.trace_vars}
@@ -438,9 +484,16 @@ class Inferencer:
 
     def simulate_training_chunk(self, n_samples: int, chunk: int, n_chunks: int, prior=None,
                                 seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(theta, x) of chunk ``chunk`` (0 .. n_chunks-1) of ``n_samples`` simulations: all theta are drawn
-        from the seeded prior, the chunk's slice is simulated; the chunks concatenated equal one
-        unchunked ``generate_training_data`` + ``extract_summary_statistics`` with the same seed."""
+        """One chunk of the training data, for splitting the simulations over jobs.
+
+        n_samples: number of simulations of the whole run; chunk: which chunk (0 .. n_chunks-1); n_chunks:
+        the number of near-equal chunks (``chunk_range``); prior: the distribution theta is drawn from
+        (default: the prior of ``init_prior``); seed: seed of the draws and the noise (default: the
+        inferencer's ``seed``). All ``n_samples`` theta are drawn from the seeded prior and the chunk's
+        slice is simulated, so the chunks concatenated equal one unchunked ``generate_training_data`` +
+        ``extract_summary_statistics`` with the same seed. Returns (theta, x) of the chunk: theta
+        (n_chunk, n_parameters) SI and x (n_chunk, n_features), n_chunk its number of rows.
+        """
         start, stop = chunk_range(n_samples, chunk, n_chunks)
         theta = self.generate_training_data(n_samples, prior, seed)
         x = self.extract_summary_statistics(theta[start:stop], seed=seed, set_offset=start)
@@ -474,7 +527,12 @@ class Inferencer:
         atomic_save_npz(path, arrays, compress=True)
 
     def load_summary_statistics(self, path) -> tuple[np.ndarray, np.ndarray]:
-        """(theta, x) from a file written by ``save_summary_statistics`` (keys theta, x or arr_0, arr_1)."""
+        """Read training data written by ``save_summary_statistics`` (or an .npz with arrays arr_0, arr_1).
+
+        path: the .npz file (str or os.PathLike); it is read without unpickling. The data are also kept
+        in the inferencer's ``theta`` and ``x``; pass them on as ``infer(theta=theta, x=x)``. Returns
+        (theta, x): theta (n_samples, n_parameters) SI and x (n_samples, n_features).
+        """
         with np.load(path, allow_pickle=False) as f:
             keys = ("theta", "x") if "theta" in f.files else ("arr_0", "arr_1")
             if not set(keys) <= set(f.files):
@@ -487,7 +545,19 @@ class Inferencer:
                        sbi_device: str = "cpu", **inference_kwargs):
         """A new sbi inference object (NPE, NLE or NRE). ``inference_kwargs`` go to sbi's ``posterior_nn`` /
         ``likelihood_nn`` / ``classifier_nn``; ``embedding_net`` may be "mlp", "cnn" or a torch module
-        (for NPE and NRE it embeds x; with automatic features it defaults to "mlp")."""
+        (for NPE and NRE it embeds x; with automatic features it defaults to "mlp").
+
+        inference_method: "NPE" (posterior estimation), "NLE" (likelihood) or "NRE" (ratio); the old
+        names "SNPE", "SNLE", "SNRE" are aliases. density_estimator_model: the network - "maf", "mdn",
+        "nsf", "made", "maf_rqs" (or a "zuko_..." flow) for NPE and NLE; "resnet", "mlp", "linear" for
+        NRE. prior: the prior over the inferred parameters (default: the prior of ``init_prior``).
+        sbi_device: torch device of the training, "cpu" (advisable for most cases), "cuda" or "gpu" (an
+        alias of "cuda"), e.g. for a large custom embedding net. ``show_progress_bars`` in
+        inference_kwargs turns sbi's progress bars on (default off); for NRE the embedding of x may also
+        be given as ``embedding_net_x``; for NLE, ``embedding_net`` embeds theta and goes to sbi as given.
+        Returns the sbi inference object (``sbi.inference.NPE``, ``NLE`` or ``NRE``), untrained, for
+        ``train`` / ``infer_step``. Raises InferenceError for an unknown method or network.
+        """
         method = _method(inference_method)
         if prior is None:
             self._require_prior()
@@ -539,7 +609,16 @@ class Inferencer:
 
     def train(self, inference, theta, x, proposal=None, **train_kwargs):
         """Add (theta, x) to ``inference`` (invalid rows left out, counted in ``n_invalid``) and train it;
-        ``proposal``: the distribution theta came from, if not the prior (NPE only)."""
+        ``proposal``: the distribution theta came from, if not the prior (NPE only).
+
+        inference: an sbi inference object of ``init_inference``; theta: parameter sets (n_samples,
+        n_parameters), SI; x: their features (n_samples, n_features). Rows of x with NaN/inf are left out
+        (with a warning); all invalid raises InferenceError. proposal: for NPE after the first round, the
+        posterior theta was drawn from (None: the prior; NLE and NRE ignore it). train_kwargs: keyword
+        arguments of sbi's ``train``, e.g. ``training_batch_size``, ``learning_rate``,
+        ``validation_fraction``, ``max_num_epochs``, ``stop_after_epochs``. Returns ``inference``, trained
+        (its ``summary`` holds the epochs and losses).
+        """
         from sbi.inference.trainers.npe.npe_base import PosteriorEstimatorTrainer
         theta, x = self._valid(theta, x)
         theta_t = torch.as_tensor(theta, dtype=torch.float32)
@@ -552,7 +631,14 @@ class Inferencer:
         return inference
 
     def build_posterior(self, inference, **posterior_kwargs):
-        """(inference, posterior) with the posterior's default x set to the data's features."""
+        """The posterior of a trained sbi inference object, conditioned by default on the data.
+
+        inference: an sbi inference object trained by ``train``; posterior_kwargs: keyword arguments of
+        sbi's ``build_posterior``, e.g. ``sample_with`` ("direct", NPE's default; "mcmc", the default of
+        NLE and NRE; "rejection", "vi", "importance"), ``mcmc_method``, ``mcmc_parameters``. Returns
+        (inference, posterior): the inference object and an sbi ``NeuralPosterior`` whose default x is
+        the data's features ``x_o`` (n_features,).
+        """
         posterior = inference.build_posterior(**posterior_kwargs)
         posterior.set_default_x(torch.as_tensor(self.x_o, dtype=torch.float32))
         return inference, posterior
@@ -560,7 +646,20 @@ class Inferencer:
     def infer_step(self, proposal, inference, n_samples: int | None = None, theta=None, x=None,
                    train_kwargs: dict | None = None, posterior_kwargs: dict | None = None, seed: int | None = None):
         """One round: draw ``n_samples`` from ``proposal`` and simulate them (or use theta, x), train, and build
-        the posterior."""
+        the posterior.
+
+        proposal: the distribution the round's parameter sets are drawn from - the prior in the first
+        round, the previous posterior in later ones; inference: the sbi inference object of
+        ``init_inference`` (for several rounds the same object, which keeps the earlier rounds' data);
+        n_samples: number of simulations (needed unless theta is given); theta: parameter sets
+        (n_samples, n_parameters), SI, drawn from ``proposal``, instead of drawing; x: their features
+        (n_samples, n_features), instead of simulating (only with theta); train_kwargs: keyword
+        arguments of ``train`` (sbi's ``train``); posterior_kwargs: keyword arguments of
+        ``build_posterior``; seed: seed of the draws, of the simulations' noise and of the network
+        initialisation and batch order (default: the inferencer's ``seed``). The round's data are kept
+        in ``theta`` and ``x``. Returns the trained posterior (an sbi ``NeuralPosterior``, default x the
+        data's features), also kept in ``posterior`` (and the inference object in ``inference``).
+        """
         seed = self.seed if seed is None else seed
         if theta is None:
             if x is not None or n_samples is None:
@@ -592,7 +691,24 @@ class Inferencer:
         Parameters named like an argument of ``infer`` (theta, x, ...) get their bounds from ``init_prior``.
         After the round trained on prior draws (the first), ``check_misspecification`` compares the data's
         features with that round's simulations (result in ``misspecification``; a ``MisspecificationWarning``
-        if they lie outside); later rounds, simulated near the data, keep that result. Returns the posterior."""
+        if they lie outside); later rounds, simulated near the data, keep that result.
+
+        n_samples: number of simulations per round (needed unless theta is given); theta, x: training
+        data of the first round instead of drawing and simulating (e.g. of ``load_summary_statistics``)
+        - theta (n_samples, n_parameters) SI, drawn from the prior on a first call or from the current
+        posterior when continuing, and x (n_samples, n_features) its features (simulated when None);
+        n_rounds: 1 for amortized inference, more for multi-round inference focused on the data;
+        inference_method, density_estimator_model, sbi_device and inference_kwargs (a dict): as for
+        ``init_inference``, used when a new inference object is made (first call, ``restart``, or
+        continuing after ``load_posterior``); train_kwargs: dict of keyword arguments of
+        ``train`` (sbi's ``train``: training_batch_size, learning_rate, max_num_epochs, ...);
+        posterior_kwargs: dict of keyword arguments of ``build_posterior``; restart: start again from
+        the prior (new bounds allowed) instead of continuing; bounds: as for ``init_prior``
+        (name=[low, high], [low, high, "log"] or a fixed value; SI numbers or quantity strings), needed
+        on the first call unless ``init_prior`` was called; when continuing, bounds given must equal the
+        current ones. Returns the posterior (an sbi ``NeuralPosterior`` whose default x is the data's
+        features), also kept in ``posterior``.
+        """
         if not isinstance(n_rounds, int) or n_rounds < 1:
             raise InferenceError(f"n_rounds = {n_rounds!r}: must be a positive integer (1: amortized inference)")
         if n_samples is None and theta is None:
@@ -668,7 +784,15 @@ class Inferencer:
         """Returns samples from the posterior given x (default: the data's features), SI, as a numpy array of
         shape (*shape, n_parameters); the same seed gives the same samples. For a new ``x`` the
         misspecification check runs first (a ``MisspecificationWarning`` if x is unlike the training
-        simulations)."""
+        simulations).
+
+        shape: number of samples (int) or sample shape (tuple, e.g. (10_000,)); posterior: an sbi
+        posterior to draw from (default: the inferencer's ``posterior``); x: features (n_features,) to
+        condition on (default: the data's, ``x_o``); seed: seed of the draws (default: the inferencer's
+        ``seed``); kwargs: keyword arguments of the posterior's ``sample`` (e.g. ``show_progress_bars``,
+        default off; ``num_chains`` for MCMC). The samples are also kept in ``samples`` (the default of
+        ``pairplot``).
+        """
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         if x is not None and posterior is None:  # new data: are they like the training simulations?
             self.check_misspecification(x, stacklevel=3)
@@ -708,7 +832,16 @@ class Inferencer:
         cpu). The network is rebuilt from the file's description and gets the file's weights.
         ``embedding_net``: for a posterior trained with a custom embedding module, a module of the same
         architecture (a copy of it receives the saved weights). Files of older neurofit versions, which
-        held pickled Python objects, are refused: loading them could run code."""
+        held pickled Python objects, are refused: loading them could run code.
+
+        path: the posterior file (str or os.PathLike). Its parameters must be parameters of this
+        inferencer's model and its features this inferencer's ``feature_names``. The file's prior,
+        ``param_names``, bounds and fixed values replace the inferencer's; a later ``infer`` continues
+        from the loaded posterior with new networks. Returns the posterior (an sbi ``NeuralPosterior``
+        whose default x is the saved data features), also kept in ``posterior``. Raises InferenceError
+        (one line) for a file of the old format, a foreign or damaged file, or one that does not fit
+        this inferencer; OSError when the file cannot be opened.
+        """
         description, weights = _read_posterior(path)
         prior = description["prior"]
         names, fixed = prior["names"], description["fixed"]
@@ -798,7 +931,16 @@ class Inferencer:
 
     def pairplot(self, samples=None, points=None, limits=None, subset=None, labels=None, ticks=None, **kwargs):
         """``sbi.analysis.pairplot`` of posterior samples (default: the last ``sample``); points, limits,
-        labels, ticks are dicts keyed by parameter name (SI or quantity strings). Returns (fig, axes)."""
+        labels, ticks are dicts keyed by parameter name (SI or quantity strings). Returns (fig, axes).
+
+        samples: posterior samples (n_samples, n_parameters), SI, columns in ``param_names`` order;
+        points: extra points to mark, e.g. the true values - {parameter: value} for every parameter, or
+        an array (n_points, n_parameters); limits: {parameter: [low, high]} axis ranges (parameters left
+        out get their prior bounds; None: the samples' range); subset: names of the parameters to plot
+        (default: all); labels: {parameter: axis label} (default: the names); ticks: {parameter: [tick,
+        ...]} (parameters left out get their prior bounds); kwargs: further keyword arguments of
+        ``sbi.analysis.pairplot`` (e.g. ``upper``, ``diag``, ``figsize``). fig and axes are matplotlib's.
+        """
         from sbi.analysis import pairplot
         samples = self.samples if samples is None else samples
         if samples is None:
@@ -815,7 +957,19 @@ class Inferencer:
     def conditional_pairplot(self, condition, density=None, points=None, limits=None, subset=None, labels=None,
                              ticks=None, **kwargs):
         """``sbi.analysis.conditional_pairplot``: slices of the posterior density through ``condition``
-        (array (1, n_parameters) or dict); limits default to the prior bounds. Returns (fig, axes)."""
+        (array (1, n_parameters) or dict); limits default to the prior bounds. Returns (fig, axes).
+
+        condition: the values the parameters not shown in a panel are fixed to - {parameter: value} for
+        every parameter (SI or quantity strings) or an array (1, n_parameters) SI, e.g. a posterior
+        sample; density: the posterior to slice (default: the inferencer's ``posterior``, at its default
+        x, the data's features); points: extra points to mark, {parameter: value} for every parameter or
+        an array (n_points, n_parameters); limits: {parameter: [low, high]} ranges the density is
+        evaluated over (parameters left out: their prior bounds); subset: names of the parameters to
+        plot (default: all); labels: {parameter: axis label} (default: the names); ticks: {parameter:
+        [tick, ...]} (parameters left out get their prior bounds); kwargs: further keyword arguments of
+        ``sbi.analysis.conditional_pairplot`` (e.g. ``resolution``, ``figsize``). fig and axes are
+        matplotlib's.
+        """
         from sbi.analysis import conditional_pairplot
         labels, ticks = self._labels_ticks(labels, ticks)
         return conditional_pairplot(self._posterior(density), self._condition(condition),
@@ -824,7 +978,18 @@ class Inferencer:
 
     def conditional_corrcoeff(self, condition, density=None, limits=None, subset=None, **kwargs) -> np.ndarray:
         """``sbi.analysis.conditional_corrcoeff``: correlation matrix of parameter pairs with the others fixed
-        at ``condition``."""
+        at ``condition``.
+
+        condition: the values all but the two parameters of a pair are fixed to - {parameter: value} for
+        every parameter (SI or quantity strings) or an array (n_conditions, n_parameters) SI (for several
+        conditions the matrices are averaged); density: the posterior (default: the inferencer's
+        ``posterior``, at its default x, the data's features); limits: {parameter: [low, high]} ranges
+        the density is evaluated over (parameters left out: their prior bounds); subset: names of the
+        parameters to correlate (default: all); kwargs: further keyword arguments of
+        ``sbi.analysis.conditional_corrcoeff`` (``resolution``: grid points per parameter, default 50).
+        Returns the Pearson correlation matrix, a numpy array (n, n) with n = len(subset) or
+        n_parameters, rows and columns in the order of ``subset`` (default: ``param_names``).
+        """
         from sbi.analysis import conditional_corrcoeff
         matrix = conditional_corrcoeff(self._posterior(density), torch.tensor(self._limits(limits, fallback=True)),
                                        self._condition(condition), subset=self._subset(subset), **kwargs)
@@ -835,7 +1000,18 @@ class Inferencer:
         """Simulate every input trace with posterior samples. ``reduce="mean"`` (the manual's behaviour):
         one simulation at the mean of ``n_samples`` samples → (n_traces, n_steps); ``reduce=None``: the
         posterior predictive, one simulation per sample → (n_samples, n_traces, n_steps). output_var: a
-        variable, "spikes" (spike trains), or a list (→ dict); default: the outputs."""
+        variable, "spikes" (spike trains), or a list (→ dict); default: the outputs.
+
+        n_samples: number of posterior samples, drawn given the data's features; posterior: the
+        posterior to draw from (default: the inferencer's ``posterior``); output_var: any recordable
+        variable of the model or "spikes" (needs a threshold); param_init: initial values for these
+        simulations, state → SI number, quantity string or expression, over those given to the
+        constructor; reduce: "mean" or None, as above; seed: seed of the draws and of model noise
+        (default: the inferencer's ``seed``); no observation noise is added. Returns, for one variable,
+        its traces SI - (n_traces, n_steps) with "mean", (n_samples, n_traces, n_steps) with None; for
+        "spikes", spike times (s) - spikes[trace] with "mean", spikes[sample][trace] with None; for
+        several variables (a list, or by default more than one output) a dict variable → those.
+        """
         if reduce not in ("mean", None):
             raise InferenceError(f"reduce = {reduce!r} is not valid (valid: 'mean', None)")
         seed = self.seed if seed is None else seed
