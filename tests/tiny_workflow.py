@@ -22,7 +22,7 @@ STUDY = "tiny"
 #: Every numeric result of the tiny study (relative to results/tiny/).
 INFER_OUTPUTS = ("infer/chunks/chunk_0.npz", "infer/chunks/chunk_1.npz", "infer/posterior.pt",
                  "infer/samples.parquet", "infer/posterior.csv", "infer/summary.json", "infer/pairplot.png",
-                 "infer/predictive.png")
+                 "infer/predictive.png", "infer/predictive_check.json", "infer/predictive_check.png")
 NUMERIC_OUTPUTS = ("study.yaml", "data.npz", "simulate/traces.npz", "fit/DE_1/fit.json", "fit/DE_1/history.parquet",
                    "fit/DE_1/refined.json", "summary/fits.csv", *INFER_OUTPUTS)
 #: Those whose bytes carry no run time: equal numbers give equal bytes.
