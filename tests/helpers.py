@@ -35,3 +35,20 @@ def snakemake(*args, cwd=ROOT, timeout=600):
 def job_counts(log: str) -> dict:
     """rule -> number of jobs, from the job-stats table Snakemake prints (its column width varies)."""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^([A-Za-z_]\w*)\s+(\d+)$", log, re.MULTILINE)}
+
+
+def expected_step(command, dt: float):
+    """The documented main-step rule applied to an exact command waveform, read from its edges: the longest
+    constant epoch away from the first (holding) level, at least 1 ms, the later one of epochs within 1 % of
+    the longest. Returns (start s, stop s, amplitude in the command's units relative to holding) or None."""
+    import numpy as np
+
+    edges = np.flatnonzero(np.diff(command) != 0) + 1
+    bounds = np.concatenate([[0], edges, [command.size]])
+    epochs = [(a, b, command[a]) for a, b in zip(bounds[:-1], bounds[1:])
+              if command[a] != command[0] and (b - a) * dt >= 1e-3]
+    if not epochs:
+        return None
+    longest = max(b - a for a, b, _ in epochs)
+    a, b, level = [e for e in epochs if e[1] - e[0] >= 0.99 * longest][-1]
+    return a * dt, b * dt, level - command[0]

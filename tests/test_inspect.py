@@ -8,7 +8,7 @@ import pandas as pd
 import pyabf
 import pytest
 
-from helpers import run_cli
+from helpers import expected_step, run_cli
 from neurofit.cli.inspect import COLUMNS, count_spikes
 from neurofit.data.recordings import QCSettings, Sweep, read_recording
 from neurofit.plots import plot_sweeps
@@ -34,20 +34,6 @@ def table_rows(out: str) -> list:
     lines = out.splitlines()
     assert lines[1].split()[0] == "sweep"
     return [line.split() for line in lines[2:]]
-
-
-def main_step(command: np.ndarray, dt: float):
-    """(start s, stop s, amplitude) of the longest epoch of a command waveform away from its first level
-    (at least 1 ms; the later one of equally long epochs), None without one: from the edges of the waveform."""
-    edges = np.flatnonzero(np.diff(command)) + 1
-    bounds = np.concatenate([[0], edges, [command.size]])
-    epochs = [(a, b, command[a]) for a, b in zip(bounds[:-1], bounds[1:])
-              if command[a] != command[0] and (b - a) * dt >= 1e-3]
-    if not epochs:
-        return None
-    longest = max(b - a for a, b, _ in epochs)
-    a, b, level = [e for e in epochs if e[1] - e[0] >= 0.99 * longest][-1]
-    return a * dt, b * dt, level - command[0]
 
 
 def crossings_counted(voltage_mv: np.ndarray, dt: float) -> int:
@@ -79,7 +65,7 @@ def test_abf_table_equals_pyabf(capsys, tmp_path, name):
         row = table.iloc[k]
         assert row["duration_s"] == pytest.approx(abf.sweepY.size * dt, rel=1e-12)
         assert row["holding_pA"] == pytest.approx(abf.sweepC[0], abs=1e-9)
-        step = main_step(abf.sweepC, dt)
+        step = expected_step(abf.sweepC, dt)
         if step is None:
             assert np.isnan(row["step_amplitude_pA"]) and np.isnan(row["step_start_s"])
         else:

@@ -12,6 +12,7 @@ import numpy as np
 import pyabf
 import pytest
 
+from helpers import expected_step
 from neurofit.data.dataset import Dataset
 from neurofit.data.recordings import (
     QCSettings,
@@ -144,18 +145,6 @@ def test_abf_is_recognised_by_content(tmp_path):
 
 # --- the main step ------------------------------------------------------------------------------
 
-def expected_step(command: np.ndarray, dt: float):
-    """The documented rule applied to an exact command: longest constant epoch away from holding, later on ties."""
-    edges = np.flatnonzero(np.diff(command) != 0) + 1
-    bounds = np.concatenate([[0], edges, [command.size]])
-    epochs = [(a, b, command[a]) for a, b in zip(bounds[:-1], bounds[1:])
-              if command[a] != command[0] and (b - a) * dt >= 1e-3]
-    if not epochs:
-        return None
-    longest = max(b - a for a, b, _ in epochs)
-    a, b, level = [e for e in epochs if e[1] - e[0] >= 0.99 * longest][-1]
-    return a * dt, b * dt, (level - command[0]) * 1e-12
-
 
 @pytest.mark.parametrize("name", CLEAN_ABF)
 def test_step_equals_the_edges_of_sweepC(recordings, name):
@@ -163,6 +152,7 @@ def test_step_equals_the_edges_of_sweepC(recordings, name):
     for sweep in recordings[name].sweeps:
         abf.setSweep(sweep.index)
         expected = expected_step(abf.sweepC, 1 / abf.dataRate)
+        expected = None if expected is None else (*expected[:2], expected[2] * 1e-12)
         assert sweep.holding == abf.sweepC[0] * 1e-12
         if expected is None:
             assert sweep.stimulus is None
