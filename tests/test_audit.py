@@ -68,7 +68,7 @@ def test_audit_fails_on_an_edited_result_and_names_each_problem(tiny_reference, 
     (study / "notes.txt").write_text("a file nobody made")
     (study / "simulate" / "traces.npz").unlink()
     (study / "logs" / "extra.log").write_text("logs are not results")
-    (study / "fit" / "DE_1" / "checkpoint.pkl").write_bytes(b"state of an unfinished fit: not a result")
+    (study / "fit" / "DE_1" / "checkpoint.json").write_bytes(b"state of an unfinished fit: not a result")
 
     status, lines, _ = audit_cli(capsys, study, "--rerun", "fit/DE_1/refined.json")
     assert status == 1

@@ -157,7 +157,7 @@ def test_killed_fit_resumes_and_ends_with_the_uninterrupted_numbers(tmp_path):
     command = [sys.executable, "-m", "neurofit", "fit", "--config", str(config), "--study", "hh", "--optimizer", "DE",
                "--seed", "3"]
     killed = tmp_path / "killed"
-    checkpoint = killed / "checkpoint.pkl"
+    checkpoint = killed / "checkpoint.json"
     proc = subprocess.Popen(command + ["--output", str(killed / "fit.json")], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -187,7 +187,7 @@ def test_killed_fit_resumes_and_ends_with_the_uninterrupted_numbers(tmp_path):
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, capsys):
     from neurofit.workflow.fit_section import prepare_checkpoint
-    checkpoint = tmp_path / "checkpoint.pkl"
+    checkpoint = tmp_path / "checkpoint.json"
     checkpoint.write_bytes(b"state of another fit")
     assert prepare_checkpoint(checkpoint, "abc") is False and not checkpoint.exists()
     checkpoint.write_bytes(b"state")
@@ -337,7 +337,7 @@ def test_full_run_of_a_tiny_fit_study(tmp_path):
         assert check_manifest(study / output) is None, output
     for log in ("fit/DE_1", "refine/DE_1", "summarize", "plot_fit"):
         assert (study / "logs" / f"{log}.log").exists() and (study / "benchmarks" / f"{log}.tsv").exists()
-    assert not (study / "fit" / "DE_1" / "checkpoint.pkl").exists()
+    assert not (study / "fit" / "DE_1" / "checkpoint.json").exists()
     status, out = snakemake("--cores", "2", cwd=tmp_path)  # complete: nothing is recomputed
     assert status == 0 and "Nothing to be done" in out, out
 

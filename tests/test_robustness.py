@@ -61,7 +61,7 @@ def _group_alive(pgid: int) -> bool:
 def test_killed_workflow_resumes_without_recomputing_and_ends_with_the_same_numbers(tiny_reference, tmp_path):
     work = make_workdir(tmp_path)
     study = results(work)
-    checkpoint = study / "fit" / "DE_1" / "checkpoint.pkl"
+    checkpoint = study / "fit" / "DE_1" / "checkpoint.json"
     log = open(tmp_path / "first.log", "w")
     # one core: jobs run one at a time, so every job but the running fit has finished when we kill
     proc = subprocess.Popen(snakemake_command("--cores", "1"), cwd=work, stdout=log, stderr=subprocess.STDOUT,

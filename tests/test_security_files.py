@@ -188,7 +188,7 @@ def fit_bytes(fitter, result) -> bytes:
                                                          acq_optimizer="sampling")], ids=["DE", "GP"])
 def test_resumed_fit_equals_the_uninterrupted_one_bytewise(data, tmp_path, make):
     reference = fit(data, tmp_path / "reference.json", optimizer=make())
-    path = tmp_path / "checkpoint.pkl"  # the workflow's name; the content is JSON
+    path = tmp_path / "checkpoint.json"  # the workflow's name
     with pytest.raises(KeyboardInterrupt):
         fit(data, path, stop_after=2, optimizer=make())
     state = json.loads(path.read_text())
@@ -201,7 +201,7 @@ def test_resumed_fit_equals_the_uninterrupted_one_bytewise(data, tmp_path, make)
 @pytest.mark.parametrize("protocol", [0, pickle.HIGHEST_PROTOCOL])
 def test_a_pickled_checkpoint_is_never_unpickled_and_the_fit_starts_over(data, tmp_path, protocol):
     marker = tmp_path / "pwned"
-    path = tmp_path / "checkpoint.pkl"
+    path = tmp_path / "checkpoint.json"
     path.write_bytes(pickle.dumps(Payload(marker), protocol=protocol))
     with pytest.warns(UserWarning, match="starting the fit over") as caught:
         resumed = fit(data, path)
@@ -212,7 +212,7 @@ def test_a_pickled_checkpoint_is_never_unpickled_and_the_fit_starts_over(data, t
 
 
 def test_a_truncated_checkpoint_is_discarded_with_one_warning(data, tmp_path):
-    path = tmp_path / "checkpoint.pkl"
+    path = tmp_path / "checkpoint.json"
     with pytest.raises(KeyboardInterrupt):
         fit(data, path, stop_after=2)
     content = path.read_bytes()
@@ -226,7 +226,7 @@ def test_a_truncated_checkpoint_is_discarded_with_one_warning(data, tmp_path):
 
 
 def test_a_checkpoint_of_another_fit_is_refused_in_one_line(data, tmp_path):
-    path = tmp_path / "checkpoint.pkl"
+    path = tmp_path / "checkpoint.json"
     with pytest.raises(KeyboardInterrupt):
         fit(data, path, stop_after=1)
     with pytest.raises(FitError, match="written for another fit") as err:
@@ -245,11 +245,11 @@ def test_neurofit_fit_discards_a_planted_pickle_in_one_line(tmp_path, capsys):
     marker = tmp_path / "pwned"
     run = tmp_path / "DE_1"
     run.mkdir()
-    checkpoint = run / "checkpoint.pkl"
+    checkpoint = run / "checkpoint.json"
     checkpoint.write_bytes(pickle.dumps(Payload(marker)))
     plan = FitSection(Study.load("hh", path=config))  # the fingerprint of this very fit: the Fitter opens the file
     fingerprint = plan.fingerprint(plan.study.dataset(), "DE", 1)
-    (run / "checkpoint.pkl.json").write_text(json.dumps({"fingerprint": fingerprint}))
+    (run / "checkpoint.fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint}))
     fit_command = ["fit", "--config", config, "--study", "hh", "--optimizer", "DE", "--seed", 1, "--output"]
     status, _, err = run_cli(capsys, *fit_command, run / "fit.json")
     assert status == 0 and not marker.exists()

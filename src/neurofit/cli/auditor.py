@@ -21,7 +21,7 @@ and ``note:`` lines that do not (an input outside the study that cannot be found
 other package versions than the manifest's).
 
 What is not a result, and so needs no manifest: Snakemake's ``logs/`` and ``benchmarks/`` folders (run
-times and messages, different on every run), a fit's ``checkpoint.pkl`` and ``checkpoint.pkl.json``
+times and messages, different on every run), a fit's ``checkpoint.json`` and ``checkpoint.fingerprint.json``
 (resumable state of an unfinished fit, removed once its results are written), hidden temporary files of an
 interrupted atomic write (``.NAME.XXXX.tmp``), and ``report.html`` (Snakemake's report, rebuilt from the
 results by ``snakemake --report``).
@@ -70,7 +70,7 @@ from ..workflow.provenance import MANIFEST_SUFFIX, manifest_path, package_versio
 #: Folders of a study that hold no results (Snakemake's logs and benchmarks).
 IGNORED_DIRS = ("logs", "benchmarks")
 #: Files that are not results: a fit's resumable state, Snakemake's HTML report.
-IGNORED_FILES = ("checkpoint.pkl", "checkpoint.pkl.json", "report.html")
+IGNORED_FILES = ("checkpoint.json", "checkpoint.fingerprint.json", "report.html")
 #: JSON keys / table columns that differ between runs of the same command (times), not compared.
 TIME_KEYS = ("created", "resumed_from_round")
 #: Commands the cheapest re-run skips: they gather or draw other results, or only load data.

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--history", metavar="PARQUET", help="every evaluation (parameters, error, round); "
                                                          "default: history.parquet next to --output")
     p.add_argument("--checkpoint", metavar="FILE", help="checkpoint to resume from and save to after every round "
-                                                         "(default: checkpoint.pkl next to --output; removed once the "
+                                                         "(default: checkpoint.json next to --output; removed once the "
                                                          "results are written)")
     p.add_argument("--no-checkpoint", action="store_true", help="do not checkpoint")
     p.set_defaults(func=run)
@@ -41,7 +41,7 @@ def run(args) -> int:
 
     output = Path(args.output)
     history = Path(args.history) if args.history else output.parent / "history.parquet"
-    checkpoint = None if args.no_checkpoint else Path(args.checkpoint or output.parent / "checkpoint.pkl")
+    checkpoint = None if args.no_checkpoint else Path(args.checkpoint or output.parent / "checkpoint.json")
     with stopwatch() as elapsed:
         study = load_study(args)
         plan = FitSection(study)

@@ -6,7 +6,7 @@ work is here::
 
     study = Study.load("hh_tutorial", path="config/config.yaml")
     plan = FitSection(study)                   # checks the section (one-line ConfigError naming the key)
-    run = run_fit(plan, study.dataset(), "DE", seed=1, checkpoint="fit/DE_1/checkpoint.pkl")
+    run = run_fit(plan, study.dataset(), "DE", seed=1, checkpoint="fit/DE_1/checkpoint.json")
     write_fit(run, "fit/DE_1/fit.json", "fit/DE_1/history.parquet")
     refined = run_refine(plan, study.dataset(), read_fit("fit/DE_1/fit.json"), read_history(...))
 
@@ -474,7 +474,8 @@ def _finite_or_none(x):
 
 
 def _checkpoint_key(checkpoint) -> Path:
-    return Path(f"{checkpoint}.json")
+    """The fingerprint file beside a checkpoint: checkpoint.json -> checkpoint.fingerprint.json."""
+    return Path(checkpoint).with_suffix(".fingerprint.json")
 
 
 def prepare_checkpoint(checkpoint, fingerprint: str, log=None) -> bool:
