@@ -114,6 +114,12 @@ def test_igor_waves_through_a_study():
     ds = s.dataset(s.model())
     assert ds.inputs["I"].shape == (5, 12000)
     assert len(s.data_files) == 10
+    import igor2.binarywave
+    for row, n in enumerate(range(181, 186)):  # the waves read directly: mV and pA
+        v = igor2.binarywave.load(str(IGOR / f"B6_Ch3_IDRest_{n}.ibw"))["wave"]["wData"].astype(float) * 1e-3
+        i = igor2.binarywave.load(str(IGOR / f"B6_Ch0_IDRest_{n}.ibw"))["wave"]["wData"].astype(float) * 1e-12
+        np.testing.assert_allclose(ds.outputs["v"][row], v, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ds.inputs["I"][row], i, rtol=0, atol=1e-18)
 
 
 @pytest.mark.parametrize("recording, text", [

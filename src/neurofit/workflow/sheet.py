@@ -51,8 +51,7 @@ class Cell:
         path = self.files[0] if len(self.files) == 1 else list(self.files)
         current = None if not self.current_files else \
             (self.current_files[0] if len(self.current_files) == 1 else list(self.current_files))
-        return {"path": path, "current": current, "sweeps": self.sweeps,
-                "ljp": None if self.ljp is None else self.ljp}
+        return {"path": path, "current": current, "sweeps": self.sweeps, "ljp": self.ljp}
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import RecordingError, library_failure
 from .qc import QCSettings
-from .sweep import Sweep
+from .sweep import Sweep, paired_traces
 
 UNSAFE_IOS = ("PickleIO",)
 
@@ -109,14 +109,7 @@ def read_neo(path, *, channel=None, dt=None, qc: QCSettings | None = None) -> li
                                  f"neurofit needs the injected current")
         _, _, voltage, voltage_step, _ = channels[voltage_index]
         _, _, current, current_step, _ = channels[current_index]
-        if abs(voltage_step - current_step) > 1e-9 * voltage_step:
-            raise RecordingError(f"{path}: {where}: the voltage is sampled every {voltage_step:g} s but the current "
-                                 f"every {current_step:g} s")
-        if voltage.size != current.size:
-            warnings.warn(f"{path}: {where}: voltage has {voltage.size} samples and current {current.size}; "
-                          f"both are cropped to the shorter", stacklevel=3)
-            keep = min(voltage.size, current.size)
-            voltage, current = voltage[:keep], current[:keep]
+        voltage, current = paired_traces(voltage, current, voltage_step, current_step, f"{path}: {where}")
         if dt is not None and abs(dt - voltage_step) > 1e-9 * voltage_step:
             warnings.warn(f"{path}: dt = {dt:g} s replaces the sampling step {voltage_step:g} s", stacklevel=3)
         sweeps.append(Sweep(position, voltage_step if dt is None else dt, voltage, current,

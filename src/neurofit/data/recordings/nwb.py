@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import RecordingError, library_failure
 from .qc import QCSettings
-from .sweep import Sweep
+from .sweep import Sweep, paired_traces
 
 _NAME_RULES = ((r"^ic__", "ics__"), (r"^ic_", "ics_"), (r"Series$", "StimulusSeries"), (r"_AD(\d+)$", r"_DA\1"))
 
@@ -150,15 +150,8 @@ def _sweeps(path, nwb, channel, dt, qc) -> list:
             current = np.zeros_like(voltage)
         else:
             current = _si_values(stimulus, s_start, s_count)
-            stimulus_dt = _sampling_step(stimulus, path)
-            if abs(stimulus_dt - response_dt) > 1e-9 * response_dt:
-                raise RecordingError(f"{path}: response '{response.name}' is sampled every {response_dt:g} s but its "
-                                     f"stimulus '{stimulus.name}' every {stimulus_dt:g} s")
-            if current.size != voltage.size:
-                warnings.warn(f"{path}: response '{response.name}' has {voltage.size} samples and stimulus "
-                              f"'{stimulus.name}' {current.size}; both are cropped to the shorter", stacklevel=4)
-                keep = min(current.size, voltage.size)
-                voltage, current = voltage[:keep], current[:keep]
+            voltage, current = paired_traces(voltage, current, response_dt, _sampling_step(stimulus, path), path,
+                                             (f"response '{response.name}'", f"stimulus '{stimulus.name}'"), 5)
         if dt is not None and abs(dt - response_dt) > 1e-9 * response_dt:
             warnings.warn(f"{path}: dt = {dt:g} s replaces the sampling step {response_dt:g} s of "
                           f"'{response.name}'", stacklevel=4)

@@ -7,6 +7,7 @@ holding current and the quality-control verdict. A ``Recording`` is what ``read_
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import InitVar, dataclass, field
 
 import numpy as np
@@ -243,6 +244,25 @@ class Recording:
         if last <= first:
             raise RecordingError(f"window = ({begin:g}, {end:g}) s holds no sample at dt = {dt:g} s")
         return first, last, [begin, end]
+
+
+def paired_traces(voltage, current, voltage_step: float, current_step: float, where: str, names=("voltage", "current"),
+                  stacklevel: int = 4) -> tuple:
+    """A voltage trace and its current as one sweep: the same sampling step (RecordingError otherwise, naming
+    ``where`` and the two ``names``), cropped to the shorter of the two with a warning when their lengths differ.
+
+    voltage, current: 1-D arrays (V, A); voltage_step, current_step: their sampling steps (s).
+    Returns (voltage, current) of one length.
+    """
+    if abs(voltage_step - current_step) > 1e-9 * voltage_step:
+        raise RecordingError(f"{where}: the {names[0]} is sampled every {voltage_step:g} s but the {names[1]} "
+                             f"every {current_step:g} s")
+    if voltage.size != current.size:
+        warnings.warn(f"{where}: the {names[0]} has {voltage.size} samples and the {names[1]} {current.size}; "
+                      f"both are cropped to the shorter", stacklevel=stacklevel)
+        keep = min(voltage.size, current.size)
+        voltage, current = voltage[:keep], current[:keep]
+    return voltage, current
 
 
 def _same_step(first: float, second: float) -> bool:
