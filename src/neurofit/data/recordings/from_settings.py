@@ -1,9 +1,11 @@
 """A study's ``data.recording`` settings -> the ``Dataset`` the fitters take, with its provenance.
 
 The settings (validated against the config schema, defaults filled in) name the file(s), the sweeps,
-the window, the liquid junction potential and the quality-control thresholds; the sampling step is the
-study's ``data.dt`` (sweeps recorded at another step are resampled to it). Every error is one line that
-starts with the config key and names the file.
+the window (``[start, stop]``, or ``{step: [before, after]}`` around the chosen sweeps' main current
+step), the liquid junction potential, ``stop_before_spike`` (end each sweep this long before its first
+spike in the window; null - off) and the quality-control thresholds; the sampling step is the study's
+``data.dt`` (sweeps recorded at another step are resampled to it). See ``Recording.to_dataset`` for the
+exact rules. Every error is one line that starts with the config key and names the file.
 """
 from __future__ import annotations
 
@@ -49,17 +51,20 @@ def read_study_recording(settings: dict, where: str):
 def recording_dataset(settings: dict, dt: float, where: str):
     """The sweeps ``settings["sweeps"]`` selects, as a Dataset sampled every ``dt`` seconds.
 
-    settings: the ``data.recording`` mapping; dt: the study's sampling and simulation step (s);
+    settings: the ``data.recording`` mapping (path, current, channel, sweeps, window, ljp,
+    stop_before_spike, qc, input, output); dt: the study's sampling and simulation step (s);
     where: the key path of ``settings`` for messages. The dataset's input is ``settings["input"]``
     (default I, A) and its output ``settings["output"]`` (default v, V), one row per selected sweep;
     ``dataset.source`` records the files with their sha256, the sweeps and every preprocessing step.
-    Raises ConfigError (one line) for an unreadable file, a selector that selects nothing, or a window
-    outside the sweeps.
+    Raises ConfigError (one line) for an unreadable file, a selector that selects nothing, a window
+    outside the sweeps, a step window without a current step, or a sweep that spikes right at the start
+    of the window with stop_before_spike.
     """
     recording = read_study_recording(settings, where)
     try:
         sweeps = select_sweeps(recording, settings.get("sweeps"), f"{where}.sweeps")
-        dataset = recording.to_dataset(sweeps=sweeps, window=settings.get("window"), ljp=settings.get("ljp"), dt=dt)
+        dataset = recording.to_dataset(sweeps=sweeps, window=settings.get("window"), ljp=settings.get("ljp"), dt=dt,
+                                       stop_before_spike=settings.get("stop_before_spike"))
     except RecordingError as err:
         message = " ".join(str(err).split())
         raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None

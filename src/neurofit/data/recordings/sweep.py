@@ -2,7 +2,10 @@
 
 A ``Sweep`` holds SI arrays and what was learnt from them when it was made: the main current step, the
 holding current and the quality-control verdict. A ``Recording`` is what ``read_recording`` returns;
-``Recording.to_dataset`` turns the chosen sweeps into the ``Dataset`` the fitters take.
+``Recording.to_dataset`` turns the chosen sweeps into the ``Dataset`` the fitters take: a window given
+in seconds or relative to the current step (``{"step": (before, after)}``), the liquid junction
+potential, a common sampling step, and optionally each sweep cut short before its first spike
+(``stop_before_spike``).
 """
 from __future__ import annotations
 
@@ -14,13 +17,17 @@ import numpy as np
 
 from ...units import TIME, VOLTAGE, UnitError, to_si
 from ..dataset import Dataset
+from ..spikes import detect_spikes
 from .errors import RecordingError, one_line
 from .qc import QCSettings, run_qc
 from .resample import is_piecewise_constant, rational_ratio, resample
+from .selection import SPIKE_THRESHOLD
 from .stimulus import Step, describe_current
 
 FORMATS = ("abf", "nwb", "igor", "neo", "arrays")
 _SAME_DT = 1e-9  # relative difference below which two sampling steps are the same
+#: stop_before_spike refuses a sweep left with fewer samples than this before its first spike.
+MIN_SAMPLES_BEFORE_SPIKE = 10
 
 
 @dataclass(eq=False)
@@ -154,26 +161,46 @@ class Recording:
             raise RecordingError(f"{self.path}: sweeps= is empty; give at least one sweep number")
         return chosen
 
-    def to_dataset(self, sweeps=None, window=None, ljp=None, dt=None) -> Dataset:
+    def to_dataset(self, sweeps=None, window=None, ljp=None, dt=None, stop_before_spike=None) -> Dataset:
         """The chosen sweeps as a neurofit ``Dataset``: inputs {"I": (n, n_steps)} A, outputs {"v": ...} V.
 
         sweeps: list of ``Sweep.index`` values (default: every sweep that passes quality control);
-        window: (start, stop) of the part to keep, seconds or quantity strings ("200 ms"), default all;
+        window: the part of each sweep to keep, default all - either (start, stop), seconds from the sweep's
+        start or quantity strings ("200 ms"), or ``{"step": (before, after)}`` (seconds or quantity strings,
+        each >= 0): from ``before`` ahead of the earliest ``stimulus.start`` of the chosen sweeps to ``after``
+        past their latest ``stimulus.stop``, clipped to [0, the longest chosen sweep's duration]; chosen
+        sweeps without a main step (``stimulus`` None) are ignored for these times, and at least one must
+        have a step;
         ljp: liquid junction potential subtracted from the voltage, V = V_recorded - ljp (V or "14 mV");
-        dt: new sampling step (s or "0.1 ms"), a simple fraction of the recorded one (see ``resample``).
-        Sweeps of different lengths are kept whole: the shorter ones are padded to the longest (voltage
+        dt: new sampling step (s or "0.1 ms"), a simple fraction of the recorded one (see ``resample``);
+        stop_before_spike: margin (s or "5 ms", >= 0), default None (off) - each sweep ends ``margin``
+        before its first spike inside the window (the sample of the spike time minus margin / dt samples is
+        the first one left out), so that a subthreshold model sees only the rising phase of a spiking
+        sweep; a spike is an upward crossing of ``SPIKE_THRESHOLD`` (0 V) of the recorded voltage
+        (before ljp and resampling), found by ``neurofit.data.spikes.detect_spikes`` as in the sweep
+        selectors. Sweeps without a spike in the window keep their whole window.
+        Sweeps of different lengths (recorded so, or cut before a spike) are padded to the longest (voltage
         NaN, current held at its last value) and ``Dataset.lengths`` holds each sweep's samples (None when
         all are equally long); a window is a window of the longest sweep, each sweep keeps its part of it.
         The dataset's source records the files with their sha256 ("files"), the original lengths in samples
-        ("lengths") and the preprocessing ("preprocessing": sweeps, window, ljp, dt, padding, how the
-        current was resampled).
+        ("lengths") and the preprocessing ("preprocessing": sweeps, window as [start, stop] in s,
+        window_rule ({"step": [before, after]} in s, or None), ljp, dt, padding, how the current was
+        resampled, stop_before_spike (margin in s or None), spike_cut (per sweep, the samples cut from the
+        end of its window part; 0 without a spike) and first_spike (per sweep, the time in s from the
+        sweep's start of its first spike in the window, or None)).
         Returns the ``Dataset``: n chosen sweeps, n_steps samples each (the longest), at the new (or common)
         dt in s. Raises RecordingError (one line) for unknown sweeps, no sweep passing QC, a window outside
-        the sweeps (or starting after a chosen sweep's end), different sampling steps without dt=, or a dt
-        that is not a simple fraction.
+        the sweeps (or starting after a chosen sweep's end), a step window without any chosen sweep having a
+        step or with a negative margin, different sampling steps without dt=, a dt that is not a simple
+        fraction, a negative stop_before_spike, or a sweep that spikes fewer than
+        ``MIN_SAMPLES_BEFORE_SPIKE`` samples (after the margin) into the window.
         """
         chosen = self._select(sweeps)
         ljp_volts = _ljp_volts(ljp)
+        margin = None if stop_before_spike is None else _seconds(stop_before_spike, "stop_before_spike")
+        if margin is not None and margin < 0:
+            raise RecordingError(f"stop_before_spike = {stop_before_spike!r} must be >= 0 (the time kept out before "
+                                 f"the first spike, e.g. '5 ms')")
         recorded_steps = sorted({sweep.dt for sweep in chosen})
         new_dt = self._common_step(recorded_steps, dt)
         voltages, currents, held = [], [], []
@@ -186,24 +213,35 @@ class Recording:
             voltages.append(voltage)
             currents.append(current)
         longest = max(v.size for v in voltages)
-        start, stop, window_seconds = (0, longest, None) if window is None else self._window(window, new_dt, longest)
+        start, stop, window_seconds, window_rule = (0, longest, None, None) if window is None else \
+            self._window(window, new_dt, longest, chosen)
         kept = [min(stop, v.size) - start for v in voltages]  # samples of each sweep in the window
         empty = [sweep for sweep, n in zip(chosen, kept) if n <= 0]
         if empty:
             raise RecordingError(f"{self.path}: the window starts at {start * new_dt:g} s, after the end of sweep "
                                  f"{empty[0].index} ({empty[0].duration:g} s); choose a window every chosen sweep "
                                  f"reaches")
+        cuts, first_spikes = [0] * len(chosen), [None] * len(chosen)
+        if margin is not None:
+            for position, sweep in enumerate(chosen):
+                cut, first_spikes[position] = self._cut_before_spike(sweep, start, kept[position], new_dt, margin)
+                kept[position] -= cut
+                cuts[position] = cut
         padded = len(set(kept)) > 1
         n_steps = max(kept)
         preprocessing = {
             "sweeps": [sweep.index for sweep in chosen],
             "selection": "quality control" if sweeps is None else "sweeps=",
             "window": window_seconds,
+            "window_rule": window_rule,
             "ljp": ljp_volts,
             "dt": None if all(_same_step(step, new_dt) for step in recorded_steps)
             else {"recorded": recorded_steps, "resampled_to": new_dt},
             "current_resampling": _current_resampling(held),
             "padded_to": n_steps if padded else None,
+            "stop_before_spike": margin,
+            "spike_cut": cuts if margin is not None else None,
+            "first_spike": first_spikes if margin is not None else None,
         }
         label = ", ".join(map(str, self.path)) if isinstance(self.path, (list, tuple)) else str(self.path)
         source = {"inputs": {"I": label}, "outputs": {"v": label}, "format": self.format,
@@ -231,19 +269,73 @@ class Recording:
             rational_ratio(step, new_dt)  # refuse an impossible dt before any work
         return new_dt
 
-    def _window(self, window, dt: float, samples: int) -> tuple[int, int, list]:
-        """(first sample, one past the last, [start, stop] in s) of a window given as (start, stop)."""
-        if isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2:
-            raise RecordingError(f"window = {window!r} must be (start, stop), e.g. (0.1, 0.9) or ('100 ms', '900 ms')")
-        begin, end = (_seconds(value, f"window {name}") for value, name in zip(window, ("start", "stop")))
+    def _window(self, window, dt: float, samples: int, chosen: list) -> tuple[int, int, list, dict | None]:
+        """(first sample, one past the last, [start, stop] in s, the rule or None) of a window given as
+        (start, stop) or as {"step": (before, after)} around the main steps of the ``chosen`` sweeps.
+
+        window: see ``to_dataset``; dt: the dataset's sampling step (s); samples: the longest chosen sweep's
+        length in samples of dt; chosen: the chosen ``Sweep`` objects."""
         duration = samples * dt
+        rule = None
+        if isinstance(window, dict):
+            begin, end, rule = self._step_window(window, chosen, duration)
+        else:
+            if isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2:
+                raise RecordingError(f"window = {window!r} must be (start, stop), e.g. (0.1, 0.9) or ('100 ms', "
+                                     f"'900 ms'), or {{'step': (before, after)}}, e.g. {{'step': ('100 ms', '200 ms')}}")
+            begin, end = (_seconds(value, f"window {name}") for value, name in zip(window, ("start", "stop")))
         if not 0 <= begin < end <= duration + dt / 2:
             raise RecordingError(f"window = ({begin:g}, {end:g}) s must satisfy 0 <= start < stop <= {duration:g} s "
                                  f"(the length of the sweeps of {self.path})")
         first, last = int(round(begin / dt)), min(samples, int(round(end / dt)))
         if last <= first:
             raise RecordingError(f"window = ({begin:g}, {end:g}) s holds no sample at dt = {dt:g} s")
-        return first, last, [begin, end]
+        return first, last, [begin, end], rule
+
+    def _step_window(self, window: dict, chosen: list, duration: float) -> tuple[float, float, dict]:
+        """(start, stop) in s of a window {"step": (before, after)} and the rule {"step": [before, after]} in s:
+        from before ahead of the earliest step start of the ``chosen`` sweeps to after past their latest step
+        stop, clipped to [0, duration] (s, the longest chosen sweep's)."""
+        margins = window.get("step")
+        if set(window) != {"step"} or isinstance(margins, (str, bytes)) or not hasattr(margins, "__len__") \
+                or len(margins) != 2:
+            raise RecordingError(f"window = {window!r} must be {{'step': (before, after)}}, e.g. {{'step': "
+                                 f"('100 ms', '200 ms')}}, or (start, stop)")
+        before, after = (_seconds(value, f"window step {name}") for value, name in zip(margins, ("before", "after")))
+        if before < 0 or after < 0:
+            raise RecordingError(f"window = {{'step': ({before:g}, {after:g})}} s: before and after must be >= 0 "
+                                 f"(the time kept ahead of the step's start and past its stop)")
+        steps = [sweep.stimulus for sweep in chosen if sweep.stimulus is not None]
+        if not steps:
+            raise RecordingError(f"{self.path}: window {{'step': ...}} needs a current step, but none of the chosen "
+                                 f"sweeps ({_ranges(sorted(s.index for s in chosen))}) has one; give the window as "
+                                 f"[start, stop] in seconds")
+        begin = max(0.0, min(step.start for step in steps) - before)
+        end = min(duration, max(step.stop for step in steps) + after)
+        return begin, end, {"step": [before, after]}
+
+    def _cut_before_spike(self, sweep: Sweep, start: int, kept: int, dt: float, margin: float) -> tuple:
+        """(samples to cut from the end of the sweep's window part, its first spike's time in s or None).
+
+        sweep: the chosen ``Sweep``; start: the window's first sample and kept: the sweep's samples in it
+        (both at dt); dt: the dataset's sampling step (s); margin: stop_before_spike (s). The first spike
+        in the window is found on the recorded voltage (see ``to_dataset``); the samples from the one at
+        ``spike - margin`` on are cut. RecordingError when fewer than MIN_SAMPLES_BEFORE_SPIKE are left."""
+        begin, end = start * dt, (start + kept) * dt
+        tolerance = 1e-9 * dt
+        times = detect_spikes(sweep.voltage, sweep.dt, threshold=SPIKE_THRESHOLD)[0]
+        inside = times[(times >= begin - tolerance) & (times < end - tolerance)]
+        if inside.size == 0:
+            return 0, None
+        spike = float(inside[0])
+        stop = math.ceil(spike / dt - 1e-9) - int(round(margin / dt))  # first sample left out
+        left = stop - start
+        if left < MIN_SAMPLES_BEFORE_SPIKE:
+            raise RecordingError(f"{self.path}: sweep {sweep.index} spikes at {(spike - begin) * 1e3:.3g} ms into the "
+                                 f"window; nothing left before it with stop_before_spike = {margin * 1e3:g} ms (fewer "
+                                 f"than {MIN_SAMPLES_BEFORE_SPIKE} samples); start the window earlier, lower "
+                                 f"stop_before_spike or leave the sweep out")
+        return kept - left, spike
 
 
 def paired_traces(voltage, current, voltage_step: float, current_step: float, where: str, names=("voltage", "current"),
