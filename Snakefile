@@ -63,6 +63,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/rate.smk"
 include: "workflow/rules/reduction.smk"
 include: "workflow/rules/infer.smk"
+include: "workflow/rules/batch.smk"
 
 
 localrules:

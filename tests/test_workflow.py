@@ -43,10 +43,17 @@ def workdir_with(tmp_path, config):
 # --- the schema and the package agree -------------------------------------------------------------
 
 def _types(prop):
-    if "$ref" in prop:
-        prop = SCHEMA["$defs"][prop["$ref"].split("/")[-1]]
+    if "$ref" in prop:  # a JSON pointer into the schema, e.g. #/$defs/study/properties/model
+        node = SCHEMA
+        for key in prop["$ref"].removeprefix("#/").split("/"):
+            node = node[key]
+        prop = node
     t = prop["type"]
     return {t} if isinstance(t, str) else set(t)
+
+
+#: Keys required by a condition (the study's if/else: a recording's path unless the study has a sheet).
+CONDITIONALLY_REQUIRED = {"schema.$defs.study.properties.data.properties.recording.path"}
 
 
 def test_every_schema_key_has_type_default_and_description():
@@ -58,10 +65,13 @@ def test_every_schema_key_has_type_default_and_description():
                     assert "description" in prop, f"{path}.{key}: no description"
                     assert "type" in prop or "$ref" in prop, f"{path}.{key}: no type"
                     optional_section = _types(prop) == {"object"} and key not in node.get("required", [])
+                    # a key whose presence requires others (sheet needs stages) cannot have a default
+                    optional_section = optional_section or key in node.get("dependentRequired", {}) or \
+                        f"{path}.{key}" in CONDITIONALLY_REQUIRED
                     assert "default" in prop or key in node.get("required", []) or optional_section or \
                         "additionalProperties" in prop, f"{path}.{key}: no default"
             for key, value in node.items():
-                if key != "if":  # a condition's 'properties' (e.g. kind: {const: steps}) declare no keys
+                if key not in ("if", "else"):  # a condition's and its other branch's properties declare no keys
                     walk(value, f"{path}.{key}")
     walk(SCHEMA, "schema")
 

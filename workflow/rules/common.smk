@@ -1,6 +1,7 @@
 # Helpers shared by the stages (which studies run, their files, their targets); no rules here.
 
 from neurofit.cli.main import is_user_error, one_line
+from neurofit.workflow.batch import BatchStudy, row_fingerprint
 from neurofit.workflow.fit_section import FitSection, refine_enabled, run_names
 from neurofit.workflow.infer_section import (
     CALIBRATION_FILES,
@@ -42,6 +43,8 @@ for _name in RUN:
 # against the memory available. No data file is read and nothing is simulated; a rate section's ranges and
 # chunks need nothing. A user's mistake is one line "config: <key path>: <what is wrong>".
 REDUCTIONS = {}
+BATCHES = {}  # batch study -> its BatchStudy
+SHEET_CELLS = {}  # batch study -> its cells (the sheet's rows), read once here
 try:
     STUDIES = {
         name: Study.from_config(config, name, "config") for name in config["studies"]
@@ -57,6 +60,9 @@ try:
             REDUCTIONS[_study.name] = ReductionSection(_study)
         if _study.section.get("infer") is not None:
             check_infer_section(_study, _model)
+        if _study.section.get("sheet") is not None:
+            BATCHES[_study.name] = BatchStudy(_study)
+            SHEET_CELLS[_study.name] = BATCHES[_study.name].cells()
     # The one hand-off from the config to the jobs: the prepare job of a study reads it from the config files
     # that define it (--config FILE..., merged in Snakemake's order) and writes the frozen
     # results/<study>/study.yaml; every other job reads that file (--config results/<study>/study.yaml). No
@@ -259,3 +265,62 @@ def infer_figure(name, description):
         subcategory="{study}",
         labels={"study": "{study}", "figure": description},
     )
+
+
+# Batch studies over a sample sheet (used by batch.smk).
+def sheet_cells(study):
+    """The cells of a batch study's sheet, in row order (none for other studies)."""
+    return SHEET_CELLS.get(study, [])
+
+
+def cell_of(wildcards):
+    cells = {cell.cell: cell for cell in sheet_cells(wildcards.study)}
+    return cells[wildcards.cell]
+
+
+def cell_fingerprint(wildcards):
+    """prepare_cell's trigger: the hash of the cell's row (another row's change leaves it alone)."""
+    return row_fingerprint(cell_of(wildcards))
+
+
+def cell_recordings(wildcards):
+    """The cell's recordings that exist: a file missing or renamed fails that cell (a status), not the DAG."""
+    cell = cell_of(wildcards)
+    return [path for path in [*cell.files, *cell.current_files] if os.path.isfile(path)]
+
+
+def stage_result(study, cell, stage):
+    return f"{RESULTS}/{study}/cells/{cell}/{stage}/result.json"
+
+
+def previous_stage_result(wildcards):
+    """result.json of the stage before this one (none for the first stage)."""
+    earlier = BATCHES[wildcards.study].previous_stage(wildcards.stage)
+    return (
+        []
+        if earlier is None
+        else [stage_result(wildcards.study, wildcards.cell, earlier)]
+    )
+
+
+def batch_results(wildcards):
+    """result.json of every (cell, stage) of a batch study, cells in sheet order."""
+    stages = BATCHES[wildcards.study].names
+    return [
+        stage_result(wildcards.study, cell.cell, stage)
+        for cell in sheet_cells(wildcards.study)
+        for stage in stages
+    ]
+
+
+def batch_targets(study):
+    if study not in BATCHES:
+        return []
+    return [
+        f"{RESULTS}/{study}/population/cells.csv",
+        f"{RESULTS}/{study}/population/parameters.png",
+    ] + [
+        f"{RESULTS}/{study}/cells/{cell.cell}/{stage}/traces.png"
+        for cell in sheet_cells(study)
+        for stage in BATCHES[study].names
+    ]

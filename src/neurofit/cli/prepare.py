@@ -60,6 +60,9 @@ def run(args) -> int:
         if study.section.get("reduction") is not None:
             from ..workflow.reduction_section import ReductionSection
             ReductionSection(study)  # ... and before the reduce job (protocol, target, models, bounds, loss)
+        if study.section.get("sheet") is not None:
+            from ..workflow.batch import BatchStudy
+            BatchStudy(study).cells()  # ... and before any cell job (stages, their models and fits, the sheet)
         section = frozen_section(study.section)
         frozen = yaml.safe_dump({"studies": {study.name: section}}, sort_keys=False, default_flow_style=False,
                                 allow_unicode=True)
@@ -70,8 +73,9 @@ def run(args) -> int:
     common = dict(study=study.name, config=section, inputs=inputs, wall_time=elapsed())
     write_manifest(args.output_config, **common)
     if dataset is None:
-        say(f"study '{study.name}': {', '.join(k for k in ('rate', 'reduction') if study.section.get(k))} "
-            f"(no data) -> {args.output_config}")
+        kinds = [k for k in ('rate', 'reduction') if study.section.get(k)] + \
+            (["batch over the cells of " + study.section["sheet"]] if study.section.get("sheet") else [])
+        say(f"study '{study.name}': {', '.join(kinds)} (no data of its own) -> {args.output_config}")
         return 0
     write_manifest(args.output_data, **common, extra={"n_traces": dataset.n_traces, "n_steps": dataset.n_steps,
                                                         "dt": dataset.dt, "units": dataset.units})

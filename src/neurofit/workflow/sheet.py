@@ -46,12 +46,36 @@ class Cell:
     metadata: dict = field(default_factory=dict)
     line: int = 0
 
+    def as_dict(self, relative_to=None) -> dict:
+        """The cell as a JSON-ready mapping (``Cell.from_dict`` reads it back); with ``relative_to`` (a folder),
+        file paths inside it are written relative to it (results then name no machine-specific folder)."""
+        def shown(path: str) -> str:
+            if relative_to is None:
+                return path
+            relative = os.path.relpath(path, relative_to)
+            return path if relative.startswith("..") else relative
+        return {"cell": self.cell, "files": [shown(f) for f in self.files],
+                "current_files": [shown(f) for f in self.current_files], "sweeps": self.sweeps,
+                "heldout": list(self.heldout), "group": self.group, "ljp": self.ljp, "exclude": self.exclude,
+                "metadata": dict(self.metadata), "line": self.line}
+
+    @classmethod
+    def from_dict(cls, doc: dict, where: str = "cell") -> "Cell":
+        """The cell ``as_dict`` wrote; ConfigError naming ``where`` for a mapping that is not one."""
+        try:
+            return cls(**{key: doc[key] for key in CELL_FIELDS})
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"{where}: not a cell of a sample sheet (missing or wrong field: {err})") from None
+
     def recording_settings(self) -> dict:
         """The cell's ``data.recording`` settings (path, current, sweeps, ljp) for a study's config."""
         path = self.files[0] if len(self.files) == 1 else list(self.files)
         current = None if not self.current_files else \
             (self.current_files[0] if len(self.current_files) == 1 else list(self.current_files))
         return {"path": path, "current": current, "sweeps": self.sweeps, "ljp": self.ljp}
+
+
+CELL_FIELDS = ("cell", "files", "current_files", "sweeps", "heldout", "group", "ljp", "exclude", "metadata", "line")
 
 
 @functools.lru_cache(maxsize=1)

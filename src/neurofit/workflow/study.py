@@ -159,7 +159,7 @@ class Study:
             raise ConfigError(f"{origin}: no study '{name}' under 'studies' (studies: {', '.join(map(str, studies))})")
         section = validate_config({"studies": {name: studies[name]}}, label=None)["studies"][name]
         study = cls(name, section, origin)
-        study._check_model_choice()
+        study.check_model_choice()
         return study
 
     @classmethod
@@ -175,7 +175,9 @@ class Study:
         return {"studies": {self.name: copy.deepcopy(self.section)}}
 
     # --- model -----------------------------------------------------------------------------------
-    def _check_model_choice(self):
+    def check_model_choice(self):
+        """ConfigError unless the model section names exactly one of builtin, equations, equations_file (and
+        free constants only of a built-in)."""
         if self.section.get("model") is None:  # a rate or reduction study (the schema requires one of them)
             return
         m = self.section["model"]
