@@ -220,7 +220,7 @@ BAD_FITS = {
     "wrong metric": (lambda f: f.update(metric={"name": "gamma", "delta": "2 ms"}),
                      "studies.hh.fit.metric.name: metric 'gamma' does not work with kind 'trace'"),
     "key of another metric": (lambda f: f.update(metric={"delta": "2 ms"}),
-                              "studies.hh.fit.metric.delta: only for metric gamma (this fit uses mse)"),
+                              "studies.hh.fit.metric.delta: only for metric gamma or spikes (this fit uses mse)"),
     "fixed and fitted": (lambda f: f.update(fixed={"gl": "10 nS"}), "studies.hh.fit.fixed.gl: also has bounds"),
     "no seeds": (lambda f: f.update(seeds=[]), "studies.hh.fit.seeds: [] should be non-empty"),
 }

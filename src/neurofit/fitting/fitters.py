@@ -162,6 +162,7 @@ class Fitter:
         self.parameter_names = [p for p in self.model.parameters if p != "iteration"]
         self.optimizer = None
         self.metric = None
+        self._data_spikes = {}  # (metric id, output) -> recorded spike trains, for metrics that need spikes
         self.bounds = {}
         self.log_scale = set()
         self.history: list[dict] = []
@@ -422,6 +423,18 @@ class Fitter:
             return pd.DataFrame(self.history)
         raise FitError(f"results(format='{format}'): valid formats are 'list', 'dict', 'dataframe'")
 
+    def error(self, params) -> float:
+        """The fit's error of one parameter set, as the fit computes it (its metric, plus its penalty; inf when
+        the simulation diverges).
+
+        params: parameter name -> SI number or quantity string, every free parameter. Needs the metric of a
+        ``fit`` or ``restore``; raises FitError without one or for a missing parameter.
+        """
+        if self.metric is None:
+            raise FitError("error() needs the fit's metric: call fit() or restore() first")
+        resolved = self._resolve_params(params)
+        return float(self._errors([{p: resolved[p] for p in self.parameter_names}], self.iteration)[0])
+
     def _resolve_params(self, params, iteration=None) -> dict:
         params = dict(params if params is not None else (self.best_params or {}))
         if not params:
@@ -556,11 +569,18 @@ class TraceFitter(Fitter):
         return self.metric[var] if isinstance(self.metric, dict) else self.metric
 
     def _errors(self, candidates, iteration):
-        res = self._simulate(self._param_arrays(candidates, iteration))
+        wants_spikes = any(getattr(self._metric_for(var), "needs_spikes", False) for var in self.output)
+        res = self._simulate(self._param_arrays(candidates, iteration), spikes=wants_spikes)
         total = np.zeros(len(candidates))
         for var, data in self.output.items():
             metric = self._metric_for(var)
-            if self.lengths is None:
+            if getattr(metric, "needs_spikes", False):  # SpikeTraceMetric: the model's spikes and the data's
+                key = (id(metric), var)
+                if key not in self._data_spikes:
+                    self._data_spikes[key] = metric.data_spikes(data, self.dt, self.lengths)
+                errors = metric.calc(res.traces[var], self._within_lengths(res.spikes), data, self._data_spikes[key],
+                                     self.dt, lengths=self.lengths)
+            elif self.lengths is None:
                 errors = metric.calc(res.traces[var], data, self.dt)
             else:
                 errors = metric.calc(res.traces[var], data, self.dt, lengths=self.lengths)

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..units import TIME, to_si
 
-__all__ = ["Metric", "TraceMetric", "SpikeMetric", "MSEMetric", "GammaFactor", "FeatureMetric"]
+__all__ = ["Metric", "TraceMetric", "SpikeMetric", "MSEMetric", "GammaFactor", "FeatureMetric", "SpikeTraceMetric",
+           "spike_trace_parts"]
 
 #: Added to |data feature| in FeatureMetric's default relative difference.
 FEATURE_EPSILON = 1e-3
@@ -526,3 +527,93 @@ class FeatureMetric(TraceMetric):
                              f"single-valued features such as spike_count, mean_frequency, "
                              f"time_to_first_spike, voltage_base")
         return float(values[0])
+
+
+def spike_trace_parts(model_v, model_spikes, data_v, data_spikes, dt, delta, v_clip, v_scale, count_weight,
+                      subthreshold_weight, rate_correction: bool = True, lengths=None) -> list:
+    """The three parts of the spikes-plus-subthreshold loss of one parameter set on one group of traces.
+
+    model_v, data_v: (n_traces, n_steps) membrane potentials (V); model_spikes, data_spikes: lists over the
+    n_traces traces of spike-time arrays (s; the model's threshold events, the recording's detected spikes);
+    dt: the sampling step (s); delta: coincidence window (s); v_clip: both potentials are clipped at this
+    value (V) so that spike shapes do not count, only the subthreshold voltage; v_scale: the voltage unit of
+    that part (V); count_weight, subthreshold_weight: weights of the count and subthreshold parts;
+    rate_correction: add GammaFactor's rate term; lengths: (n_traces,) samples of each trace (None: all).
+    Returns [1 - gamma (GammaFactor over the traces, each trace's own duration), count_weight x mean squared
+    spike-count difference, subthreshold_weight x mean squared clipped-voltage difference / v_scale^2].
+    Used by ``SpikeTraceMetric`` (fits to recorded data) and by model reduction's ``SpikeTrainLoss``.
+    """
+    model_v, data_v = np.asarray(model_v, dtype=float), np.asarray(data_v, dtype=float)
+    n_steps = data_v.shape[1]
+    if lengths is None:
+        gamma = GammaFactor(delta=delta, time=n_steps * dt, rate_correction=rate_correction).calc(
+            [model_spikes], data_spikes, dt)[0]
+        diff = np.minimum(model_v, v_clip) - np.minimum(data_v, v_clip)
+        sub = np.mean(diff ** 2) / v_scale ** 2
+    else:
+        lengths = np.asarray(lengths)
+        gammas = [GammaFactor(delta=delta, time=n * dt, rate_correction=rate_correction).calc(
+            [[m]], [d], dt)[0] for m, d, n in zip(model_spikes, data_spikes, lengths)]
+        gamma = float(np.mean(gammas))
+        valid = np.arange(n_steps)[None, :] < lengths[:, None]
+        diff = np.minimum(model_v, v_clip) - np.minimum(data_v, v_clip)
+        sub = np.mean(diff[valid] ** 2) / v_scale ** 2
+    counts = np.mean([(len(a) - len(b)) ** 2 for a, b in zip(model_spikes, data_spikes)])
+    return [float(gamma), count_weight * float(counts), subthreshold_weight * float(sub)]
+
+
+class SpikeTraceMetric:
+    """Spikes and subthreshold voltage in one error, for fitting spiking models to recorded membrane potentials.
+
+    Error of a parameter set = (1 - gamma) of the spike times (GammaFactor, window ``delta``, with its rate term)
+    + ``count_weight`` x mean squared spike-count difference per trace + ``subthreshold_weight`` x mean squared
+    difference of the potentials clipped at ``v_clip``, in units of ``v_scale`` (``spike_trace_parts``; model
+    reduction's ``SpikeTrainLoss`` adds the same parts). The model's spikes are its threshold events; the
+    recording's are the upward crossings of ``spike_threshold`` (``neurofit.data.spikes.detect_spikes``). A
+    TraceFitter given this metric simulates spikes as well as traces.
+
+    delta: coincidence window (s or "4 ms"); v_clip, v_scale, spike_threshold: V or quantity strings;
+    count_weight, subthreshold_weight: plain numbers >= 0. Raises ValueError for delta or v_scale not positive
+    or a negative weight, UnitError (a ValueError) for a value of the wrong dimension.
+    """
+
+    needs_spikes = True
+
+    def __init__(self, delta="4 ms", v_clip="-55 mV", v_scale="5 mV", count_weight=0.1, subthreshold_weight=0.05,
+                 spike_threshold="0 mV"):
+        self.delta = _time(delta, "delta")
+        self.v_clip = to_si(v_clip, name="v_clip")
+        self.v_scale = to_si(v_scale, name="v_scale")
+        self.spike_threshold = to_si(spike_threshold, name="spike_threshold")
+        self.count_weight, self.subthreshold_weight = float(count_weight), float(subthreshold_weight)
+        if not self.delta > 0 or not self.v_scale > 0:
+            raise ValueError(f"delta ({self.delta} s) and v_scale ({self.v_scale} V) must be positive")
+        if self.count_weight < 0 or self.subthreshold_weight < 0:
+            raise ValueError("count_weight and subthreshold_weight must be >= 0")
+
+    def data_spikes(self, data_v, dt, lengths=None) -> list:
+        """Spike times (s) of each recorded trace of ``data_v`` ((n_traces, n_steps), V) within its length."""
+        from ..data.spikes import detect_spikes
+
+        data_v = np.asarray(data_v, dtype=float)
+        ends = [data_v.shape[1]] * data_v.shape[0] if lengths is None else list(lengths)
+        return [detect_spikes(trace[:n], dt, self.spike_threshold)[0] for trace, n in zip(data_v, ends)]
+
+    def parts(self, model_v, model_spikes, data_v, data_spikes, dt, lengths=None) -> np.ndarray:
+        """(n_sets, 3) parts (gamma, count, subthreshold) of every parameter set: model_v (n_sets, n_traces,
+        n_steps) V, model_spikes a list over sets of lists over traces of spike times (s); data as for one set."""
+        dt = _dt(dt)
+        rows = []
+        for v, spikes in zip(np.asarray(model_v, dtype=float), model_spikes):
+            if not np.all(np.isfinite(v if lengths is None else v[np.arange(v.shape[1])[None, :] <
+                                                                  np.asarray(lengths)[:, None]])):
+                rows.append([np.inf] * 3)
+                continue
+            rows.append(spike_trace_parts(v, spikes, data_v, data_spikes, dt, self.delta, self.v_clip, self.v_scale,
+                                          self.count_weight, self.subthreshold_weight, lengths=lengths))
+        return np.asarray(rows, dtype=float).reshape(-1, 3)
+
+    def calc(self, model_v, model_spikes, data_v, data_spikes, dt, lengths=None) -> np.ndarray:
+        """Errors (n_sets,): the sum of ``parts``; inf for a diverged set or a NaN error."""
+        errors = self.parts(model_v, model_spikes, data_v, data_spikes, dt, lengths).sum(axis=1)
+        return np.where(np.isnan(errors), np.inf, errors)

@@ -375,17 +375,13 @@ class SpikeTrainLoss:
         self.count_weight, self.subthreshold_weight, self.variable = count_weight, subthreshold_weight, variable
 
     def __call__(self, ist: Results, soll: Results) -> list:
-        from ..fitting.metrics import GammaFactor
+        from ..fitting.metrics import spike_trace_parts
         parts = []
         dt = ist.data["dt"]
         for rec_i, rec_s, spikes_i, spikes_s in zip(ist.recordings, soll.recordings, ist.spikes, soll.spikes):
-            duration = rec_s[self.variable].shape[1] * dt
-            gamma = GammaFactor(delta=self.delta, time=duration).calc([spikes_i], spikes_s, dt)[0]
-            counts = np.mean([(len(a) - len(b)) ** 2 for a, b in zip(spikes_i, spikes_s)])
-            vi = np.minimum(rec_i[self.variable], self.v_clip)
-            vs = np.minimum(rec_s[self.variable], self.v_clip)
-            sub = np.mean((vi - vs) ** 2) / self.v_scale ** 2
-            parts += [float(gamma), self.count_weight * float(counts), self.subthreshold_weight * float(sub)]
+            parts += spike_trace_parts(rec_i[self.variable], spikes_i, rec_s[self.variable], spikes_s, dt,
+                                       self.delta, self.v_clip, self.v_scale, self.count_weight,
+                                       self.subthreshold_weight)
         return parts
 
 

@@ -6,14 +6,16 @@ start - each ends as a result document with a status (``ok``, ``excluded``, ``qc
 one-line reason, which the population table lists. Inside, the stage is an ordinary study: every optimizer
 and seed of its fit section runs (checkpointed after every round, so a killed job resumes), each fit is
 refined when the section asks, the best run gives the stage's parameters (fixed ones included), and the
-sheet's held-out sweeps of the stage measure how the model generalises:
+sheet's held-out sweeps of the stage measure how the model generalises. Every fitted and held-out sweep gets
+its scores (``sweep_scores`` in the result; ``score_sweeps``), summarised for each role (``train_`` and
+``heldout_``):
 
-- ``heldout_rmse``: root mean squared difference of model and recorded voltage over the held-out sweeps'
-  recorded samples (V);
-- ``heldout_count_error``: mean over held-out sweeps of |model spikes - recorded spikes| (models with a
-  spike condition);
-- ``heldout_gamma``: mean coincidence factor (Kistler 1997, as ``GammaFactor`` without the rate term:
-  1 for identical trains, about 0 for chance) of the model's and the recorded spikes, within +-4 ms.
+- ``rmse``: root mean squared difference of model and recorded voltage (V; the root of the mean over sweeps
+  of each sweep's mean square) - for a model with a spike condition over the samples away from every recorded
+  and model spike (2 ms before to 5 ms after), the subthreshold voltage;
+- ``count_error``: mean over sweeps of |model spikes - recorded spikes| (models with a spike condition);
+- ``gamma``: mean coincidence factor (Kistler 1997; 1 for identical trains, about 0 for chance) of the
+  model's and the recorded spikes, within +-4 ms.
 
 Recorded spikes are upward crossings of 0 mV (``selection.SPIKE_THRESHOLD``, the detector the sweep
 selectors use). The result document holds numbers only (no wall times), so the same inputs give the same
@@ -38,7 +40,6 @@ from .fit_section import (
     best_run,
     discard_checkpoint,
     final_params,
-    mse,
     run_fit,
     run_refine,
     write_fit,
@@ -48,8 +49,10 @@ from .sheet import Cell
 RESULT_FORMAT = "neurofit.cell_stage"
 RESULT_VERSION = 1
 STATUSES = ("ok", "excluded", "qc_failed", "failed")
-#: Coincidence window of the held-out gamma factor (s).
+#: Coincidence window of the gamma factor of the sweep scores (s).
 HELDOUT_DELTA = 4e-3
+#: Samples this long before / after a recorded or model spike are left out of a spiking model's RMSE (s).
+SPIKE_WINDOW = (2e-3, 5e-3)
 
 
 @dataclass
@@ -130,24 +133,22 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
     fit, ref = best_run(fits, refined)
     free = final_params(fit, ref)
     params = {**{p: float(v) for p, v in plan.fixed.items()}, **free}
-    fitter = plan.fitter(dataset, seed=fit["seed"])
     train_error = ref["mse"] if ref is not None else fit["best_error"]
+    heldout_data = batch.cell_study(cell, stage_name, heldout, previous).dataset(model) if heldout else None
+    scores = score_sweeps(plan, dataset, free, fit["seed"], fitted, "fitted")
+    if heldout_data is not None:
+        scores += score_sweeps(plan, heldout_data, free, fit["seed"], heldout, "heldout")
     doc = {**base, "status": "ok", "reason": "",
            "model": study.model_label, "sweeps": fitted, "heldout": heldout, "n_fitted": len(fitted),
            "parameters": {p: params[p] for p in sorted(params)}, "free": sorted(free),
            "fixed": {p: float(v) for p, v in sorted(plan.fixed.items())},
            "units": {p: plan.units.get(p) for p in sorted(params)},
            "metric": plan.metric_settings["name"], "train_error": train_error,
-           "train_rmse": _rmse_of(fitter, free) if plan.kind != "spike" else None,
+           **_summary(scores, "fitted", "train"), **_summary(scores, "heldout", "heldout"),
            "best_run": {"optimizer": fit["optimizer"]["label"], "seed": fit["seed"]},
            "runs": [{"optimizer": f["optimizer"]["label"], "seed": f["seed"], "fit_error": f["best_error"],
-                     "refined_mse": r["mse"] if r else None} for f, r in _pairs(fits, refined)]}
-    heldout_data = None
-    doc.update(heldout_rmse=None, heldout_count_error=None, heldout_gamma=None)
-    if heldout:
-        heldout_study = batch.cell_study(cell, stage_name, heldout, previous)
-        heldout_data = heldout_study.dataset(model)
-        doc.update(validate(plan, heldout_data, free, fit["seed"]))
+                     "refined_mse": r["mse"] if r else None} for f, r in _pairs(fits, refined)],
+           "sweep_scores": scores}
     if log:
         shown = ", ".join(f"{p}={v:.4g}" for p, v in doc["parameters"].items())
         log(f"cell {cell.cell} stage {stage_name}: ok, train error {train_error:.4g} ({shown})")
@@ -157,11 +158,6 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
 def _pairs(fits: list, refined: list) -> list:
     by_run = {(r["optimizer"], r["seed"]): r for r in refined}
     return [(f, by_run.get((f["optimizer"]["label"], f["seed"]))) for f in fits]
-
-
-def _rmse_of(fitter, params: dict) -> float | None:
-    value = mse(fitter, params)
-    return math.sqrt(value) if math.isfinite(value) else None
 
 
 def simulator(plan: FitSection, dataset, seed: int):
@@ -180,38 +176,53 @@ def simulator(plan: FitSection, dataset, seed: int):
                        lengths=None if dataset.full_length else dataset.lengths)
 
 
-def validate(plan: FitSection, dataset, params: dict, seed: int) -> dict:
-    """Held-out numbers of ``params`` (the free parameters, SI) on ``dataset`` (the held-out sweeps):
-    heldout_rmse (V), and for a model with a spike condition heldout_count_error (spikes per sweep) and
-    heldout_gamma (mean coincidence factor, window HELDOUT_DELTA)."""
+def score_sweeps(plan: FitSection, dataset, params: dict, seed: int, sweeps: list, role: str) -> list[dict]:
+    """Per sweep of ``dataset`` (one row per ``Sweep.index`` of ``sweeps``): the model at ``params`` (the free
+    parameters, SI) against the recording - ``rmse`` (V; for a spiking model over the samples away from every
+    recorded and model spike, SPIKE_WINDOW) and, for a model with a spike condition, the spike scores of
+    ``neurofit.fitting.spike_scores.sweep_scores`` (window HELDOUT_DELTA). ``role`` ("fitted" / "heldout")
+    is copied into each row."""
     from ..data.spikes import detect_spikes
-    from ..fitting.metrics import GammaFactor
+    from ..fitting.spike_scores import sweep_scores
 
     fitter = simulator(plan, dataset, seed)
     output = next(iter(fitter.output))
-    result = {"heldout_rmse": _rmse_of(fitter, params), "heldout_count_error": None, "heldout_gamma": None}
-    if plan.model.threshold is None:
-        return result
-    model_trains = fitter.generate(output_var="spikes", params=params)
+    spiking = plan.model.threshold is not None
     lengths = dataset.lengths if dataset.lengths is not None else [dataset.n_steps] * dataset.n_traces
-    data_trains = [detect_spikes(np.asarray(trace[:n]), dataset.dt, SPIKE_THRESHOLD)[0]
-                   for trace, n in zip(dataset.outputs[output], lengths)]
-    counts = [abs(len(m) - len(d)) for m, d in zip(model_trains, data_trains)]
-    result["heldout_count_error"] = float(np.mean(counts))
-    gammas = []
-    for model_train, data_train, n in zip(model_trains, data_trains, lengths):
-        if len(data_train) == 0:
-            gammas.append(1.0 if len(model_train) == 0 else 0.0)
-            continue
-        metric = GammaFactor(delta=HELDOUT_DELTA, time=n * dataset.dt, rate_correction=False)
-        try:
-            error = metric.get_features([[np.asarray(model_train)]], [np.asarray(data_train)], dataset.dt)
-            gammas.append(float(1.0 - error[0, 0]))
-        except ValueError:  # the recorded rate is too high for the window: no meaningful coincidence factor
-            gammas.append(math.nan)
-    finite = [g for g in gammas if math.isfinite(g)]
-    result["heldout_gamma"] = float(np.mean(finite)) if finite else None
-    return result
+    traces = fitter.generate(output_var=[output, "spikes"] if spiking else output, params=params)
+    model_v = traces[output] if spiking else traces
+    recorded = dataset.outputs[output]
+    data_trains = [detect_spikes(np.asarray(v[:n]), dataset.dt, SPIKE_THRESHOLD)[0] for v, n in zip(recorded, lengths)]
+    model_trains = traces["spikes"] if spiking else [np.empty(0)] * len(lengths)
+    rows = []
+    for k, (sweep, n) in enumerate(zip(sweeps, lengths)):
+        keep = np.ones(n, dtype=bool)
+        if spiking:
+            t = np.arange(n) * dataset.dt
+            for spike in [*data_trains[k], *model_trains[k]]:
+                keep &= ~((t >= spike - SPIKE_WINDOW[0]) & (t < spike + SPIKE_WINDOW[1]))
+        diff = np.asarray(model_v[k][:n]) - np.asarray(recorded[k][:n])
+        value = float(np.sqrt(np.mean(diff[keep] ** 2))) if keep.any() else None
+        rows.append({"sweep": int(sweep), "role": role, "rmse": value if value is None or math.isfinite(value) else None})
+    if spiking:
+        spikes = sweep_scores(model_trains, data_trains, [n * dataset.dt for n in lengths], dataset.dt, HELDOUT_DELTA)
+        rows = [{**row, **score} for row, score in zip(rows, spikes)]
+    return rows
+
+
+def _summary(scores: list[dict], role: str, prefix: str) -> dict:
+    """<prefix>_rmse (pooled over the sweeps of ``role``, V), and for spiking models <prefix>_count_error,
+    <prefix>_gamma (``spike_scores.summarize``); None where the stage has no such sweep or number."""
+    from ..fitting.spike_scores import summarize
+
+    rows = [row for row in scores if row["role"] == role]
+    rmse = [row["rmse"] for row in rows if row["rmse"] is not None]
+    out = {f"{prefix}_rmse": float(np.sqrt(np.mean(np.square(rmse)))) if rmse else None,
+           f"{prefix}_count_error": None, f"{prefix}_gamma": None}
+    if rows and "n_data" in rows[0]:
+        summary = summarize(rows)
+        out.update({f"{prefix}_count_error": summary["count_error"], f"{prefix}_gamma": summary["gamma"]})
+    return out
 
 
 def _qc_reason(recording) -> str:
@@ -263,8 +274,17 @@ def stage_figure(run: CellStageRun, max_traces: int = 6):
                       inputs={"I": input_all[order]}, units=dict(data.units), max_traces=max_traces, title=title)
     panels = [ax for ax in fig.axes if ax.get_ylabel().startswith(f"{output} (")]  # not the current strips
     for ax, index in zip(panels, order):
-        ax.set_title(f"{labels[index]}  {ax.get_title()}", fontsize=8, loc="left")
+        ax.set_title(f"{labels[index]}: {_score_text(doc['sweep_scores'][index])}", fontsize=8, loc="left")
     return fig
+
+
+def _score_text(row: dict) -> str:
+    """'spikes 6 recorded / 5 model, gamma 0.71, RMSE 2.1 mV (subthreshold)' or 'RMSE 0.9 mV'."""
+    rmse = "" if row["rmse"] is None else f"RMSE {row['rmse'] * 1e3:.2f} mV"
+    if "n_data" not in row:
+        return rmse
+    gamma = "" if row["gamma"] is None else f", gamma {row['gamma']:.2f}"
+    return f"spikes {row['n_data']} recorded / {row['n_model']} model{gamma}, {rmse} (subthreshold)"
 
 
 def _pad(array, n_steps: int, edge: bool = False):

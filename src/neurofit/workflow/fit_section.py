@@ -34,7 +34,7 @@ import numpy as np
 
 from ..data.files import atomic_write_bytes, atomic_write_json, check_memory
 from ..fitting.metrics import first_step, valid_samples
-from ..units import TIME, to_si
+from ..units import TIME, VOLTAGE, to_si
 from .section import Section
 from .study import SCHEMA, ConfigError, Study
 
@@ -43,11 +43,12 @@ REFINED_FORMAT = "neurofit.refined"
 FORMAT_VERSION = 1
 #: Metric keys that belong to one metric only; giving them a non-default value for another is an error.
 METRIC_KEYS = {"mse": ("t_start", "normalization"), "gamma": ("t_start", "delta", "time", "rate_correction"),
-               "feature": ("stim_times", "features", "weights")}
+               "feature": ("stim_times", "features", "weights"),
+               "spikes": ("delta", "v_clip", "v_scale", "count_weight", "subthreshold_weight")}
 METRIC_DEFAULTS = {key: prop.get("default") for key, prop in
                    SCHEMA["$defs"]["study"]["properties"]["fit"]["properties"]["metric"]["properties"].items()
                    if key != "name"}
-METRICS_OF = {"trace": ("mse", "feature"), "online": ("mse",), "spike": ("gamma",)}
+METRICS_OF = {"trace": ("mse", "feature", "spikes"), "online": ("mse",), "spike": ("gamma",)}
 SKOPT_ONLY = ("n_initial_points", "acq_func")
 #: nevergrad methods known without importing nevergrad (1.5 s, on every Snakefile parse); others are looked
 #: up in its registry.
@@ -68,7 +69,9 @@ def optimizer_label(spec: dict) -> str:
 def refine_enabled(fit_section: dict) -> bool:
     """Whether the fits of this (validated) section are refined (null: trace and online fits are)."""
     enabled = fit_section["refine"]["enabled"]
-    return fit_section["kind"] != "spike" if enabled is None else bool(enabled)
+    if enabled is None:
+        return fit_section["kind"] != "spike" and fit_section["metric"]["name"] in (None, "mse")
+    return bool(enabled)
 
 
 @dataclass
@@ -185,9 +188,15 @@ class FitSection(Section):
                 owners = [k for k, keys in METRIC_KEYS.items() if key in keys]
                 raise ConfigError(f"{self.where('metric', key)}: only for metric {' or '.join(owners)} "
                                   f"(this fit uses {name})")
-        if name == "gamma" and m["delta"] is None:
+        if name in ("gamma", "spikes") and m["delta"] is None:
             raise ConfigError(f"{self.where('metric', 'delta')}: missing; the gamma factor needs its coincidence "
                               f"window (e.g. delta: 2 ms)")
+        if name == "spikes":
+            if self.model.threshold is None:
+                raise ConfigError(f"{self.where('metric', 'name')}: metric spikes needs the model's spike condition "
+                                  f"(model.threshold)")
+            for key in ("v_clip", "v_scale"):
+                self.quantity(("metric", key), VOLTAGE)
         if name == "feature":
             for key in ("stim_times", "features"):
                 if m[key] is None:
@@ -320,7 +329,8 @@ class FitSection(Section):
 
     def metric(self, dataset):
         """The metric object of the section."""
-        from ..fitting.metrics import FeatureMetric, GammaFactor, MSEMetric
+        from ..data.recordings.selection import SPIKE_THRESHOLD
+        from ..fitting.metrics import FeatureMetric, GammaFactor, MSEMetric, SpikeTraceMetric
 
         m = self.metric_settings
         try:
@@ -330,6 +340,11 @@ class FitSection(Section):
                 duration = m["time"] if m["time"] is not None else dataset.duration
                 return GammaFactor(delta=m["delta"], time=duration, rate_correction=m["rate_correction"],
                                    t_start=m["t_start"])
+            if m["name"] == "spikes":
+                threshold = self.settings["spike_threshold"]
+                return SpikeTraceMetric(delta=m["delta"], v_clip=m["v_clip"], v_scale=m["v_scale"],
+                                        count_weight=m["count_weight"], subthreshold_weight=m["subthreshold_weight"],
+                                        spike_threshold=threshold if threshold is not None else SPIKE_THRESHOLD)
             stims = m["stim_times"]
             pairs = stims if stims and isinstance(stims[0], (list, tuple)) else [stims]
             return FeatureMetric(stim_times=pairs, feat_list=m["features"], weights=m["weights"])
@@ -651,6 +666,11 @@ def run_refine(plan: FitSection, dataset, fit_doc: dict, history, noise_floor: f
     start = time.perf_counter()
     params, result = fitter.refine(calc_gradient=settings["calc_gradient"], n_starts=settings["n_starts"], **extra)
     wall = time.perf_counter() - start
+    # the fit's own metric decides: a refined result it finds worse than the fit is not kept
+    metric_fit, metric_refined = fit_doc["best_error"], fitter.error(params)
+    kept = "refined" if metric_fit is None or not metric_refined > metric_fit else "fit"
+    if kept == "fit":
+        params = dict(fit_doc["best_params"])
     mse_fit = mse(fitter, fit_doc["best_params"], t_start)
     mse_refined = mse(fitter, params, t_start)
     if noise_floor is None:
@@ -661,6 +681,8 @@ def run_refine(plan: FitSection, dataset, fit_doc: dict, history, noise_floor: f
         "parameters": list(fitter.parameter_names), "units": plan.units,
         "params": {p: float(v) for p, v in params.items()},
         "fit_params": dict(fit_doc["best_params"]),
+        "kept": kept, "metric_fit": _finite_or_none(metric_fit) if metric_fit is not None else None,
+        "metric_refined": _finite_or_none(metric_refined),
         "mse": _finite_or_none(mse_refined), "mse_fit": _finite_or_none(mse_fit), "t_start": t_start,
         "cost": _finite_or_none(float(np.mean(result.fun ** 2))),
         "noise_floor": noise_floor,
@@ -673,6 +695,9 @@ def run_refine(plan: FitSection, dataset, fit_doc: dict, history, noise_floor: f
         "status": int(result.status), "message": str(result.message),
         "wall_time_s": round(wall, 6),
     }
+    if log and kept == "fit":
+        log(f"refine: {plan.metric_settings['name']} error {metric_refined:.6g} > the fit's {metric_fit:.6g}; "
+            f"the fit's parameters are kept")
     if log:
         ratio = f" = {doc['ratio_to_floor']:.4f} x noise floor" if doc["ratio_to_floor"] is not None else ""
         log(f"refined: MSE {mse_fit:.6g} -> {mse_refined:.6g}{ratio} ({result.nfev} evaluations, {wall:.2f} s)")

@@ -4,8 +4,9 @@ Columns, in this order: ``cell``, ``group``, ``status`` (``ok``, ``excluded``, `
 first stage that did not end ok decides), ``reason`` (``stage <name>: <why>``; empty when ok), ``n_sweeps``
 (sweeps of the recording passing quality control), the sheet's extra columns (metadata, as text), then per
 stage ``<stage>.n_fitted``, ``<stage>.<parameter>`` (SI, fixed ones included), ``<stage>.train_error`` (the
-fit metric of the final parameters), ``<stage>.train_rmse`` (V, trace fits), ``<stage>.heldout_rmse`` (V),
-``<stage>.heldout_count_error`` (spikes per sweep), ``<stage>.heldout_gamma``. Rows follow the sheet. Numbers
+fit metric of the final parameters), then on the fitted (``train_``) and held-out (``heldout_``) sweeps the
+``rmse`` (V; subthreshold for spiking models), ``count_error`` (spikes per sweep) and ``gamma`` of
+``cell_stage.score_sweeps``. Rows follow the sheet. Numbers
 are written with 10 significant digits, so the same results give the same bytes.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ..data.files import atomic_write_bytes
 from ..errors import ConfigError
 from .cell_stage import RESULT_FORMAT, STATUSES
 
-STAGE_NUMBERS = ("train_error", "train_rmse", "heldout_rmse", "heldout_count_error", "heldout_gamma")
+STAGE_NUMBERS = ("train_error", "train_rmse", "train_count_error", "train_gamma", "heldout_rmse", "heldout_count_error",
+                 "heldout_gamma")
 
 
 def read_result(path) -> dict:
