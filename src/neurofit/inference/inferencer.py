@@ -82,26 +82,27 @@ def set_threads(threads: int | None = None) -> int:
     return n
 
 
-class _NoTracker:
-    """sbi's training tracker, doing nothing: sbi's default writes TensorBoard logs into ./sbi-logs of
-    whatever folder a job runs in. Epochs and losses stay in the inference object's ``summary``."""
+class NoTracker:
+    """An sbi training tracker that does nothing (pass ``tracker=NoTracker()``): sbi's default writes TensorBoard
+    logs into ./sbi-logs of whatever folder a job runs in. Epochs and losses stay in the inference object's
+    ``summary``."""
 
     log_dir = None
 
     def log_metric(self, name, value, step=None):
-        pass
+        """Ignore one training metric (name, value, epoch)."""
 
     def log_metrics(self, metrics, step=None):
-        pass
+        """Ignore a mapping of training metrics."""
 
     def log_params(self, params):
-        pass
+        """Ignore the training settings."""
 
     def add_figure(self, name, figure, step=None):
-        pass
+        """Ignore a figure."""
 
     def flush(self):
-        pass
+        """Nothing to write."""
 
 
 @contextlib.contextmanager
@@ -208,9 +209,9 @@ def _trainer(method: str, prior, builder, device: str, show_progress_bars: bool)
     from sbi.inference import NLE, NPE, NRE
     if method == "NRE":
         return NRE(prior=prior, classifier=builder, device=device, show_progress_bars=show_progress_bars,
-                   tracker=_NoTracker())
+                   tracker=NoTracker())
     return (NPE if method == "NPE" else NLE)(prior=prior, density_estimator=builder, device=device,
-                                             show_progress_bars=show_progress_bars, tracker=_NoTracker())
+                                             show_progress_bars=show_progress_bars, tracker=NoTracker())
 
 
 def _network(posterior) -> torch.nn.Module:

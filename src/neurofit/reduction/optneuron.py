@@ -327,7 +327,7 @@ class OptNeuron:
         import torch
         from sbi.inference import NPE
 
-        from ..inference.inferencer import BoxPrior, set_threads
+        from ..inference.inferencer import BoxPrior, NoTracker, set_threads
         set_threads()
         start = time.perf_counter()
         names = list(self.free)
@@ -345,7 +345,7 @@ class OptNeuron:
         if valid.sum() < 10:
             raise ReductionError(f"method='sbi': only {valid.sum()} of {n_simulations} simulations gave finite "
                                  f"features; widen the bounds or check features=")
-        inference = NPE(prior=prior, show_progress_bars=False)
+        inference = NPE(prior=prior, show_progress_bars=False, tracker=NoTracker())
         inference.append_simulations(torch.as_tensor(theta[valid], dtype=torch.float32),
                                      torch.as_tensor(x[valid], dtype=torch.float32)).train(show_train_summary=False)
         posterior = inference.build_posterior()
