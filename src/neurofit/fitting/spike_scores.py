@@ -19,8 +19,9 @@ def sweep_scores(model_trains, data_trains, durations, dt: float, delta: float) 
 
     model_trains, data_trains: lists over the n sweeps of spike-time arrays (s, from each sweep's start);
     durations: (n,) length of each sweep (s); dt: the sampling step (s) spike times are rounded to for the
-    coincidences; delta: the coincidence window (s). gamma is 1 when neither train has a spike, 0 when only
-    one has, and None when the recording fires too fast for the window (2 delta rate >= 1).
+    coincidences; delta: the coincidence window (s). gamma is 1 when neither train has a spike, 0 when only the
+    model has spikes (at or below 0 by the formula when only the recording has), and None when the recording
+    fires too fast for the window (2 delta rate >= 1).
     """
     scores = []
     for model, data, duration in zip(model_trains, data_trains, durations):
