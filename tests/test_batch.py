@@ -259,7 +259,7 @@ def test_the_population_table_has_a_row_per_cell_and_the_first_failing_stage_dec
     assert table.loc[0, "passive.gl"] == 5e-9 and math.isnan(table.loc[1, "passive.gl"])
     assert table.loc[3, "passive.gl"] == 5e-9 and math.isnan(table.loc[3, "adex.VT"])  # stage 1 kept
     text = table_bytes(table).decode()
-    assert text.splitlines()[1].startswith("a,RS,ok,,12,P21,5,5e-09,1e-10,1e-06,0.001,,,0.002,,,")
+    assert text.splitlines()[1].startswith("a,RS,ok,,12,P21,5,5e-09,1e-10,1e-06,0.001,,,,0.002,,,")
     assert table_bytes(population_table(list(reversed(docs[:2])) + docs[2:], ["passive", "adex"])) == \
         table_bytes(table)  # the order of the result files does not matter within a cell
 

@@ -294,8 +294,8 @@ def stage_result(study, cell, stage):
 
 
 def previous_stage_result(wildcards):
-    """result.json of the stage before this one (none for the first stage)."""
-    earlier = BATCHES[wildcards.study].previous_stage(wildcards.stage)
+    """result.json of the stage this one takes parameters from (none for a stage without `from`)."""
+    earlier = BATCHES[wildcards.study].required_stage(wildcards.stage)
     return (
         []
         if earlier is None

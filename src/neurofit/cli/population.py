@@ -32,7 +32,7 @@ def run(args) -> int:
     with stopwatch() as elapsed:
         batch = BatchStudy(load_study(args))
         results = [read_result(path) for path in args.results]
-        table = population_table(results, batch.names)
+        table = population_table(results, batch.names, batch.compare_groups())
         write_table(table, args.output)
         if args.figure:
             from ..plots import save_figure

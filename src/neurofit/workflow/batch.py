@@ -74,6 +74,13 @@ class BatchStudy:
             if name in seen:
                 raise ConfigError(f"{study.where('stages', str(index), 'name')}: '{name}' names two stages")
             seen.add(name)
+        for label, names in self.compare_groups().items():
+            if len(names) < 2:
+                raise ConfigError(f"{study.where('stages', str(self.names.index(names[0])), 'compare')}: '{label}' "
+                                  f"names only this stage; give the alternatives the same label")
+            if label in self.names:
+                raise ConfigError(f"{study.where('stages', str(self.names.index(names[0])), 'compare')}: '{label}' "
+                                  f"is also a stage's name; choose another label")
         self._models = {}
         for index, stage in enumerate(self.stages):
             self._check_stage(index, stage)
@@ -162,10 +169,19 @@ class BatchStudy:
             raise ConfigError(f"{self.study.where('stages')}: no stage '{name}' (stages: {', '.join(self.names)})")
         return self.stages[self.names.index(name)]
 
-    def previous_stage(self, name: str) -> str | None:
-        """The stage run before ``name`` (None for the first): a stage waits for the one before it."""
-        index = self.names.index(name)
-        return self.names[index - 1] if index else None
+    def required_stage(self, name: str) -> str | None:
+        """The stage whose result stage ``name`` takes parameters from (``from``), None for a stage that takes
+        none: a stage's job waits for that stage's, and carries its status when it did not end ok."""
+        link = self.stage(name).get("from")
+        return None if link is None else link["stage"]
+
+    def compare_groups(self) -> dict:
+        """Label -> names of the stages that are alternatives (``compare``), in order."""
+        groups: dict = {}
+        for stage in self.stages:
+            if stage.get("compare"):
+                groups.setdefault(stage["compare"], []).append(stage["name"])
+        return groups
 
     def recording_settings(self, cell: Cell, stage: dict, sweeps=None) -> dict:
         """The data.recording settings of ``cell`` in ``stage``: the study's shared ones, the cell's files and

@@ -83,7 +83,7 @@ def run_cell_stage(batch: BatchStudy, cell: Cell, stage_name: str, folder, previ
             "stage": stage_name, "group": cell.group, "metadata": dict(cell.metadata)}
     if cell.exclude:
         return CellStageRun({**base, "status": "excluded", "reason": cell.exclude})
-    earlier = batch.previous_stage(stage_name)
+    earlier = batch.required_stage(stage_name)
     if earlier is not None:
         before = previous.get(earlier)
         if before is None or before.get("status") != "ok":
@@ -138,12 +138,15 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
     scores = score_sweeps(plan, dataset, free, fit["seed"], fitted, "fitted")
     if heldout_data is not None:
         scores += score_sweeps(plan, heldout_data, free, fit["seed"], heldout, "heldout")
+    criteria = information_criteria(plan, dataset, free, fit["seed"])
     doc = {**base, "status": "ok", "reason": "",
            "model": study.model_label, "sweeps": fitted, "heldout": heldout, "n_fitted": len(fitted),
            "parameters": {p: params[p] for p in sorted(params)}, "free": sorted(free),
            "fixed": {p: float(v) for p, v in sorted(plan.fixed.items())},
            "units": {p: plan.units.get(p) for p in sorted(params)},
            "metric": plan.metric_settings["name"], "train_error": train_error,
+           "heldout_error": objective(plan, heldout_data, free, fit["seed"]) if heldout_data is not None else None,
+           **criteria,
            **_summary(scores, "fitted", "train"), **_summary(scores, "heldout", "heldout"),
            "best_run": {"optimizer": fit["optimizer"]["label"], "seed": fit["seed"]},
            "runs": [{"optimizer": f["optimizer"]["label"], "seed": f["seed"], "fit_error": f["best_error"],
@@ -174,6 +177,35 @@ def simulator(plan: FitSection, dataset, seed: int):
                        n_samples=1, method=plan.method, param_init=init, backend=plan.settings["backend"],
                        dtype=plan.settings["dtype"], seed=seed, at_rest=plan.at_rest,
                        lengths=None if dataset.full_length else dataset.lengths)
+
+
+def objective(plan: FitSection, dataset, params: dict, seed: int) -> float | None:
+    """The stage's fit metric (as the fit computes it) of ``params`` (free parameters, SI) on ``dataset``
+    (e.g. the held-out sweeps); None when it is not finite."""
+    fitter = plan.fitter(dataset, seed=seed)
+    fitter.restore(plan.bounds, plan.metric(dataset), [], log_scale=plan.log_scale)
+    value = fitter.error(params)
+    return value if math.isfinite(value) else None
+
+
+def information_criteria(plan: FitSection, dataset, params: dict, seed: int) -> dict:
+    """AIC and BIC of a least-squares stage (trace fit, metric mse): with Gaussian noise of unknown variance,
+    -2 log L = n log(RSS / n) + const over the n recorded samples of the fitted sweeps, k = free parameters + 1
+    (the variance): AIC = n log(RSS/n) + 2k, BIC = n log(RSS/n) + k log n. None for other objectives (no
+    likelihood). Returns {"n_samples", "rss" (V^2), "aic", "bic"}."""
+    none = {"n_samples": None, "rss": None, "aic": None, "bic": None}
+    if plan.kind != "trace" or plan.metric_settings["name"] != "mse":
+        return none
+    fitter = simulator(plan, dataset, seed)
+    output = next(iter(fitter.output))
+    model = np.asarray(fitter.generate(output_var=output, params=params))
+    lengths = dataset.lengths if dataset.lengths is not None else [dataset.n_steps] * dataset.n_traces
+    diff = np.concatenate([(model[k, :n] - dataset.outputs[output][k, :n]) for k, n in enumerate(lengths)])
+    n, rss, k = diff.size, float(np.sum(diff ** 2)), len(params) + 1
+    if not (math.isfinite(rss) and rss > 0):
+        return none
+    return {"n_samples": int(n), "rss": rss, "aic": n * math.log(rss / n) + 2 * k,
+            "bic": n * math.log(rss / n) + k * math.log(n)}
 
 
 def score_sweeps(plan: FitSection, dataset, params: dict, seed: int, sweeps: list, role: str) -> list[dict]:

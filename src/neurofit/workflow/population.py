@@ -6,7 +6,9 @@ first stage that did not end ok decides), ``reason`` (``stage <name>: <why>``; e
 stage ``<stage>.n_fitted``, ``<stage>.<parameter>`` (SI, fixed ones included), ``<stage>.train_error`` (the
 fit metric of the final parameters), then on the fitted (``train_``) and held-out (``heldout_``) sweeps the
 ``rmse`` (V; subthreshold for spiking models), ``count_error`` (spikes per sweep) and ``gamma`` of
-``cell_stage.score_sweeps``. Rows follow the sheet. Numbers
+``cell_stage.score_sweeps``, ``<stage>.heldout_error`` (the fit's objective on the held-out sweeps),
+``<stage>.aic`` / ``<stage>.bic`` (least-squares stages); and for stages compared as alternatives
+(``compare``), ``<label>.best_model`` and ``<label>.criterion``. Rows follow the sheet. Numbers
 are written with 10 significant digits, so the same results give the same bytes.
 """
 from __future__ import annotations
@@ -19,8 +21,10 @@ from ..data.files import atomic_write_bytes
 from ..errors import ConfigError
 from .cell_stage import RESULT_FORMAT, STATUSES
 
-STAGE_NUMBERS = ("train_error", "train_rmse", "train_count_error", "train_gamma", "heldout_rmse", "heldout_count_error",
-                 "heldout_gamma")
+STAGE_NUMBERS = ("train_error", "train_rmse", "train_count_error", "train_gamma", "heldout_error", "heldout_rmse",
+                 "heldout_count_error", "heldout_gamma", "aic", "bic")
+#: Alternatives whose scores differ by less than this fraction count as equal: the simpler one is chosen.
+TIE_TOLERANCE = 0.02
 
 
 def read_result(path) -> dict:
@@ -40,9 +44,34 @@ def read_result(path) -> dict:
     return doc
 
 
-def population_table(results: list, stages: list):
+def best_model(docs: list) -> tuple[str | None, str | None]:
+    """(stage name, criterion) of the best of alternative stages ``docs`` (their result documents) of one cell.
+
+    Among the stages that ended ok: the lowest BIC when every one has it (a Gaussian likelihood: metric mse),
+    else the lowest error of its own objective on the held-out sweeps when every one has it, else on the fitted
+    sweeps (criterion "bic", "heldout_error" or "train_error"). Scores within TIE_TOLERANCE of the best (BIC:
+    within 2 units; errors: relative) are ties, won by the stage with the fewest free parameters. (None, None)
+    when no alternative ended ok."""
+    ok = [d for d in docs if d["status"] == "ok"]
+    if not ok:
+        return None, None
+    for criterion in ("bic", "heldout_error", "train_error"):
+        if all(d.get(criterion) is not None and math.isfinite(d[criterion]) for d in ok):
+            break
+    else:
+        return None, None
+    best = min(d[criterion] for d in ok)
+    tied = [d for d in ok if (d[criterion] - best <= 2.0 if criterion == "bic"
+                              else d[criterion] <= best * (1 + TIE_TOLERANCE) + 1e-300)]
+    winner = min(tied, key=lambda d: (len(d.get("free", [])), d[criterion]))
+    return winner["stage"], criterion
+
+
+def population_table(results: list, stages: list, compare: dict | None = None):
     """The table (a pandas DataFrame) of ``results`` (result documents, any order) for the stage names
-    ``stages`` (in run order); rows in order of first appearance of each cell."""
+    ``stages`` (in run order); rows in order of first appearance of each cell. compare: label -> names of
+    alternative stages (``BatchStudy.compare_groups``): adds ``<label>.best_model`` and ``<label>.criterion``
+    (``best_model``)."""
     import pandas as pd
 
     by_cell: dict = {}
@@ -77,6 +106,8 @@ def population_table(results: list, stages: list):
                 row[f"{stage}.{p}"] = doc["parameters"].get(p) if ok else None
             for key in STAGE_NUMBERS:
                 row[f"{stage}.{key}"] = doc.get(key) if ok else None
+        for label, names in (compare or {}).items():
+            row[f"{label}.best_model"], row[f"{label}.criterion"] = best_model([docs[s] for s in names])
         rows.append(row)
     table = pd.DataFrame(rows)
     for column in ("n_sweeps", *[f"{s}.n_fitted" for s in stages]):
