@@ -64,6 +64,7 @@ include: "workflow/rules/rate.smk"
 include: "workflow/rules/reduction.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/batch.smk"
+include: "workflow/rules/validate.smk"
 
 
 localrules:

@@ -324,3 +324,13 @@ def batch_targets(study):
         for cell in sheet_cells(study)
         for stage in BATCHES[study].names
     ]
+
+
+# Validation on held-out sweeps (used by validate.smk).
+def validation_targets(study):
+    if study_section(study).get("validation") is None:
+        return []
+    return [
+        f"{RESULTS}/{study}/validation/validation.json",
+        f"{RESULTS}/{study}/validation/validation.png",
+    ]

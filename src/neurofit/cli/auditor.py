@@ -81,7 +81,8 @@ FAILING = ("changed", "missing", "no-manifest", "stale", "rerun-mismatch", "reru
 #: Subcommands a re-run may run: the steps of a study (never ``audit`` itself, nor anything added later
 #: without being listed here).
 RERUNNABLE = ("prepare", "simulate", "fit", "refine", "summarize", "infer", "calibrate", "rate-chunk",
-              "rate-study", "reduce", "plot-traces", "plot-fit", "plot-reduction", "prepare-cell", "fit-cell", "population")
+              "rate-study", "reduce", "plot-traces", "plot-fit", "plot-reduction", "prepare-cell", "fit-cell", "population",
+              "validate")
 #: Options (argparse destinations) of those subcommands that name a file or folder: checked, then moved into
 #: the re-run's temporary folder.
 PATH_OPTIONS = ("config", "data", "output", "output_config", "output_data", "output_dir", "simulation", "fit",

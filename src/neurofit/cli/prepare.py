@@ -60,6 +60,9 @@ def run(args) -> int:
         if study.section.get("reduction") is not None:
             from ..workflow.reduction_section import ReductionSection
             ReductionSection(study)  # ... and before the reduce job (protocol, target, models, bounds, loss)
+        if study.section.get("validation") is not None:
+            from ..workflow.validation import heldout_dataset
+            heldout_dataset(study, dataset)  # ... and the held-out sweeps (selected, none of them fitted)
         if study.section.get("sheet") is not None:
             from ..workflow.batch import BatchStudy
             BatchStudy(study).cells()  # ... and before any cell job (stages, their models and fits, the sheet)

@@ -6,33 +6,21 @@ start - each ends as a result document with a status (``ok``, ``excluded``, ``qc
 one-line reason, which the population table lists. Inside, the stage is an ordinary study: every optimizer
 and seed of its fit section runs (checkpointed after every round, so a killed job resumes), each fit is
 refined when the section asks, the best run gives the stage's parameters (fixed ones included), and the
-sheet's held-out sweeps of the stage measure how the model generalises. Every fitted and held-out sweep gets
-its scores (``sweep_scores`` in the result; ``score_sweeps``), summarised for each role (``train_`` and
-``heldout_``):
-
-- ``rmse``: root mean squared difference of model and recorded voltage (V; the root of the mean over sweeps
-  of each sweep's mean square) - for a model with a spike condition over the samples away from every recorded
-  and model spike (2 ms before to 5 ms after), the subthreshold voltage;
-- ``count_error``: mean over sweeps of |model spikes - recorded spikes| (models with a spike condition);
-- ``gamma``: mean coincidence factor (Kistler 1997; 1 for identical trains, about 0 for chance) of the
-  model's and the recorded spikes, within +-4 ms.
-
-Recorded spikes are upward crossings of 0 mV (``selection.SPIKE_THRESHOLD``, the detector the sweep
-selectors use). The result document holds numbers only (no wall times), so the same inputs give the same
-bytes.
+sheet's held-out sweeps of the stage measure how the model generalises: every fitted and held-out sweep gets
+its scores (``sweep_scores`` in the result; ``validation.score_sweeps``: RMSE, and for spiking models spike
+counts, gamma, latency and ISI errors), summarised for each role (``train_`` and ``heldout_`` rmse,
+count_error, gamma); the stage's objective on the held-out sweeps (``heldout_error``) and, for least-squares
+stages, AIC and BIC let alternative models be compared. The result document holds numbers only (no wall
+times), so the same inputs give the same bytes.
 """
 from __future__ import annotations
 
-import math
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..data.recordings.errors import RecordingError
 from ..data.recordings.from_settings import read_study_recording
-from ..data.recordings.selection import SPIKE_THRESHOLD
 from ..errors import NeurofitError
 from .batch import BatchStudy
 from .fit_section import (
@@ -45,14 +33,11 @@ from .fit_section import (
     write_fit,
 )
 from .sheet import Cell
+from .validation import information_criteria, objective, score_sweeps, scores_figure, summarize_scores
 
 RESULT_FORMAT = "neurofit.cell_stage"
 RESULT_VERSION = 1
 STATUSES = ("ok", "excluded", "qc_failed", "failed")
-#: Coincidence window of the gamma factor of the sweep scores (s).
-HELDOUT_DELTA = 4e-3
-#: Samples this long before / after a recorded or model spike are left out of a spiking model's RMSE (s).
-SPIKE_WINDOW = (2e-3, 5e-3)
 
 
 @dataclass
@@ -147,7 +132,7 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
            "metric": plan.metric_settings["name"], "train_error": train_error,
            "heldout_error": objective(plan, heldout_data, free, fit["seed"]) if heldout_data is not None else None,
            **criteria,
-           **_summary(scores, "fitted", "train"), **_summary(scores, "heldout", "heldout"),
+           **summarize_scores(scores, "fitted", "train"), **summarize_scores(scores, "heldout", "heldout"),
            "best_run": {"optimizer": fit["optimizer"]["label"], "seed": fit["seed"]},
            "runs": [{"optimizer": f["optimizer"]["label"], "seed": f["seed"], "fit_error": f["best_error"],
                      "refined_mse": r["mse"] if r else None} for f, r in _pairs(fits, refined)],
@@ -161,100 +146,6 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
 def _pairs(fits: list, refined: list) -> list:
     by_run = {(r["optimizer"], r["seed"]): r for r in refined}
     return [(f, by_run.get((f["optimizer"]["label"], f["seed"]))) for f in fits]
-
-
-def simulator(plan: FitSection, dataset, seed: int):
-    """A one-candidate TraceFitter that simulates the stage's model (fixed parameters, initial values, method,
-    backend) on ``dataset`` and compares it with the dataset's first recorded output."""
-    from ..fitting.fitters import TraceFitter
-
-    output = next(iter(dataset.outputs))
-    inputs = {i: dataset.inputs[i] for i in plan.model.inputs if i in dataset.inputs}
-    init = dict(plan.init)
-    if plan.baseline:
-        init.update(plan.baseline_init(dataset, inputs))
-    return TraceFitter(model=plan.model, input=inputs, output={output: dataset.outputs[output]}, dt=dataset.dt,
-                       n_samples=1, method=plan.method, param_init=init, backend=plan.settings["backend"],
-                       dtype=plan.settings["dtype"], seed=seed, at_rest=plan.at_rest,
-                       lengths=None if dataset.full_length else dataset.lengths)
-
-
-def objective(plan: FitSection, dataset, params: dict, seed: int) -> float | None:
-    """The stage's fit metric (as the fit computes it) of ``params`` (free parameters, SI) on ``dataset``
-    (e.g. the held-out sweeps); None when it is not finite."""
-    fitter = plan.fitter(dataset, seed=seed)
-    fitter.restore(plan.bounds, plan.metric(dataset), [], log_scale=plan.log_scale)
-    value = fitter.error(params)
-    return value if math.isfinite(value) else None
-
-
-def information_criteria(plan: FitSection, dataset, params: dict, seed: int) -> dict:
-    """AIC and BIC of a least-squares stage (trace fit, metric mse): with Gaussian noise of unknown variance,
-    -2 log L = n log(RSS / n) + const over the n recorded samples of the fitted sweeps, k = free parameters + 1
-    (the variance): AIC = n log(RSS/n) + 2k, BIC = n log(RSS/n) + k log n. None for other objectives (no
-    likelihood). Returns {"n_samples", "rss" (V^2), "aic", "bic"}."""
-    none = {"n_samples": None, "rss": None, "aic": None, "bic": None}
-    if plan.kind != "trace" or plan.metric_settings["name"] != "mse":
-        return none
-    fitter = simulator(plan, dataset, seed)
-    output = next(iter(fitter.output))
-    model = np.asarray(fitter.generate(output_var=output, params=params))
-    lengths = dataset.lengths if dataset.lengths is not None else [dataset.n_steps] * dataset.n_traces
-    diff = np.concatenate([(model[k, :n] - dataset.outputs[output][k, :n]) for k, n in enumerate(lengths)])
-    n, rss, k = diff.size, float(np.sum(diff ** 2)), len(params) + 1
-    if not (math.isfinite(rss) and rss > 0):
-        return none
-    return {"n_samples": int(n), "rss": rss, "aic": n * math.log(rss / n) + 2 * k,
-            "bic": n * math.log(rss / n) + k * math.log(n)}
-
-
-def score_sweeps(plan: FitSection, dataset, params: dict, seed: int, sweeps: list, role: str) -> list[dict]:
-    """Per sweep of ``dataset`` (one row per ``Sweep.index`` of ``sweeps``): the model at ``params`` (the free
-    parameters, SI) against the recording - ``rmse`` (V; for a spiking model over the samples away from every
-    recorded and model spike, SPIKE_WINDOW) and, for a model with a spike condition, the spike scores of
-    ``neurofit.fitting.spike_scores.sweep_scores`` (window HELDOUT_DELTA). ``role`` ("fitted" / "heldout")
-    is copied into each row."""
-    from ..data.spikes import detect_spikes
-    from ..fitting.spike_scores import sweep_scores
-
-    fitter = simulator(plan, dataset, seed)
-    output = next(iter(fitter.output))
-    spiking = plan.model.threshold is not None
-    lengths = dataset.lengths if dataset.lengths is not None else [dataset.n_steps] * dataset.n_traces
-    traces = fitter.generate(output_var=[output, "spikes"] if spiking else output, params=params)
-    model_v = traces[output] if spiking else traces
-    recorded = dataset.outputs[output]
-    data_trains = [detect_spikes(np.asarray(v[:n]), dataset.dt, SPIKE_THRESHOLD)[0] for v, n in zip(recorded, lengths)]
-    model_trains = traces["spikes"] if spiking else [np.empty(0)] * len(lengths)
-    rows = []
-    for k, (sweep, n) in enumerate(zip(sweeps, lengths)):
-        keep = np.ones(n, dtype=bool)
-        if spiking:
-            t = np.arange(n) * dataset.dt
-            for spike in [*data_trains[k], *model_trains[k]]:
-                keep &= ~((t >= spike - SPIKE_WINDOW[0]) & (t < spike + SPIKE_WINDOW[1]))
-        diff = np.asarray(model_v[k][:n]) - np.asarray(recorded[k][:n])
-        value = float(np.sqrt(np.mean(diff[keep] ** 2))) if keep.any() else None
-        rows.append({"sweep": int(sweep), "role": role, "rmse": value if value is None or math.isfinite(value) else None})
-    if spiking:
-        spikes = sweep_scores(model_trains, data_trains, [n * dataset.dt for n in lengths], dataset.dt, HELDOUT_DELTA)
-        rows = [{**row, **score} for row, score in zip(rows, spikes)]
-    return rows
-
-
-def _summary(scores: list[dict], role: str, prefix: str) -> dict:
-    """<prefix>_rmse (pooled over the sweeps of ``role``, V), and for spiking models <prefix>_count_error,
-    <prefix>_gamma (``spike_scores.summarize``); None where the stage has no such sweep or number."""
-    from ..fitting.spike_scores import summarize
-
-    rows = [row for row in scores if row["role"] == role]
-    rmse = [row["rmse"] for row in rows if row["rmse"] is not None]
-    out = {f"{prefix}_rmse": float(np.sqrt(np.mean(np.square(rmse)))) if rmse else None,
-           f"{prefix}_count_error": None, f"{prefix}_gamma": None}
-    if rows and "n_data" in rows[0]:
-        summary = summarize(rows)
-        out.update({f"{prefix}_count_error": summary["count_error"], f"{prefix}_gamma": summary["gamma"]})
-    return out
 
 
 def _qc_reason(recording) -> str:
@@ -272,11 +163,9 @@ def _one_line(err: BaseException) -> str:
 
 
 def stage_figure(run: CellStageRun, max_traces: int = 6):
-    """The figure of one (cell, stage): the model's traces over the fitted and held-out sweeps with the
-    parameters in the title, or, for a stage that did not end ok, its status and reason as text."""
+    """The figure of one (cell, stage): ``validation.scores_figure`` of the stage's fitted and held-out sweeps,
+    or, for a stage that did not end ok, its status and reason as text."""
     import matplotlib.pyplot as plt
-
-    from ..plots import format_quantity, plot_traces
 
     doc = run.doc
     if doc["status"] != "ok":
@@ -285,51 +174,5 @@ def stage_figure(run: CellStageRun, max_traces: int = 6):
         ax.text(0.01, 0.5, f"cell {doc['cell']}, stage {doc['stage']}: {doc['status']}\n{doc['reason']}",
                 va="center", ha="left", fontsize=9, wrap=True)
         return fig
-    data = run.dataset
-    output = next(iter(data.outputs))
-    sets = [(run.dataset, doc["sweeps"], "fitted")]
-    if run.heldout is not None:
-        sets.append((run.heldout, doc["heldout"], "held out"))
-    n_steps = max(dataset.n_steps for dataset, _, _ in sets)
-    model, recorded, current, labels = [], [], [], []
-    for dataset, sweeps, label in sets:
-        traces = simulator(run.plan, dataset, doc["best_run"]["seed"]).generate(output_var=output, params=run.params)
-        model.append(_pad(traces, n_steps))
-        recorded.append(_pad(dataset.outputs[output], n_steps))
-        current.append(_pad(next(iter(dataset.inputs.values())), n_steps, edge=True))
-        labels += [f"{label}: sweep {i}" for i in sweeps]
-    model_all, data_all, input_all = (np.concatenate(arrays) for arrays in (model, recorded, current))
-    order = _spread(model_all.shape[0], max_traces)
-    values = ", ".join(f"{p} = {format_quantity(v, doc['units'].get(p))}" for p, v in doc["parameters"].items())
-    title = f"cell {doc['cell']}, stage {doc['stage']} ({doc['model']}): {values}"
-    fig = plot_traces(np.arange(n_steps) * data.dt, {output: model_all[order]}, data={output: data_all[order]},
-                      inputs={"I": input_all[order]}, units=dict(data.units), max_traces=max_traces, title=title)
-    panels = [ax for ax in fig.axes if ax.get_ylabel().startswith(f"{output} (")]  # not the current strips
-    for ax, index in zip(panels, order):
-        ax.set_title(f"{labels[index]}: {_score_text(doc['sweep_scores'][index])}", fontsize=8, loc="left")
-    return fig
-
-
-def _score_text(row: dict) -> str:
-    """'spikes 6 recorded / 5 model, gamma 0.71, RMSE 2.1 mV (subthreshold)' or 'RMSE 0.9 mV'."""
-    rmse = "" if row["rmse"] is None else f"RMSE {row['rmse'] * 1e3:.2f} mV"
-    if "n_data" not in row:
-        return rmse
-    gamma = "" if row["gamma"] is None else f", gamma {row['gamma']:.2f}"
-    return f"spikes {row['n_data']} recorded / {row['n_model']} model{gamma}, {rmse} (subthreshold)"
-
-
-def _pad(array, n_steps: int, edge: bool = False):
-    array = np.asarray(array, dtype=float)
-    missing = n_steps - array.shape[1]
-    if missing <= 0:
-        return array
-    return np.pad(array, ((0, 0), (0, missing)), mode="edge") if edge else \
-        np.pad(array, ((0, 0), (0, missing)), constant_values=np.nan)
-
-
-def _spread(n: int, k: int) -> list:
-    """At most ``k`` indices of 0..n-1 spread evenly (all of them when n <= k)."""
-    if n <= k:
-        return list(range(n))
-    return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
+    title = f"cell {doc['cell']}, stage {doc['stage']} ({doc['model']})"
+    return scores_figure(run.plan, run.dataset, run.heldout, run.params, doc, title, max_traces)

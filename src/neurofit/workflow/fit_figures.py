@@ -77,7 +77,8 @@ def convergence_figure(section: FitSection, fits: list, refined: list, histories
         runs.append({"label": fit["optimizer"]["label"], "seed": fit["seed"], "errors": history["error"].to_numpy(),
                      "refined": ref["mse"] * scale if ref and scale and ref["mse"] is not None else None})
     floor = section.noise_floor * scale if section.noise_floor and scale else None
-    label = {"mse": "MSE", "gamma": "1 - gamma factor", "feature": "feature error"}[metric["name"]]
+    label = {"mse": "MSE", "gamma": "1 - gamma factor", "feature": "feature error",
+             "spikes": "spike + subthreshold error"}[metric["name"]]
     unit = None
     if scale == 1:  # MSE in the outputs' units squared
         units = {_SQUARED.get(fits[0]["units"].get(o)) for o in fits[0].get("outputs", [])}
@@ -100,7 +101,9 @@ def parameters_figure(section: FitSection, fits: list, refined: list):
 
 
 def traces_figure(section: FitSection, fits: list, refined: list, dataset):
-    """The best run's model traces over the recorded ones of ``dataset``."""
+    """The best run's model traces over the recorded ones of ``dataset``. For a model with a spike condition
+    each panel gives the recorded and model spike counts, gamma and the subthreshold RMSE
+    (``validation.score_sweeps``), not a residual in mV."""
     import numpy as np
 
     from ..plots import format_quantity, plot_traces
@@ -108,11 +111,18 @@ def traces_figure(section: FitSection, fits: list, refined: list, dataset):
     study = section.study
     fit, ref = best_run(fits, refined)
     params = final_params(fit, ref)
+    if section.model.threshold is not None:
+        from .validation import score_sweeps, scores_figure
+
+        sweeps = list((dataset.source.get("preprocessing") or {}).get("sweeps") or range(dataset.n_traces))
+        doc = {"sweeps": sweeps, "heldout": [], "best_run": {"seed": fit["seed"]}, "units": section.units,
+               "parameters": {**{p: float(v) for p, v in section.fixed.items()}, **params},
+               "sweep_scores": score_sweeps(section, dataset, params, fit["seed"], sweeps, "fitted")}
+        return scores_figure(section, dataset, None, params, doc, f"{study.name}: {'refined' if ref else 'fitted'} "
+                             f"model ({fit['optimizer']['label']}, seed {fit['seed']}) vs data",
+                             max_traces=study.section["figures"]["max_traces"])
     fitter = section.fitter(dataset, seed=fit["seed"])
-    if section.kind == "spike":
-        names = [(section.settings["outputs"] or list(dataset.outputs) or ["v"])[0]]
-    else:
-        names = list(fitter.output)
+    names = list(fitter.output)
     model = fitter.generate(output_var=names, params=params)
     units = dict(dataset.units)
     values = ", ".join(f"{p} = {format_quantity(v, section.units.get(p))}" for p, v in params.items())
