@@ -25,9 +25,11 @@ DEFAULT_CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 
 def absolute_data_paths(config):
-    """The config with its data paths made absolute (they are relative to the repository root)."""
+    """The config with its data paths and sample sheets made absolute (they are relative to the repository root)."""
     config = yaml.safe_load(yaml.safe_dump(config))
     for study in config["studies"].values():
+        if study.get("sheet"):  # the sheet's own paths are relative to the sheet
+            study["sheet"] = str((ROOT / study["sheet"]).resolve())
         for role in ("inputs", "outputs"):
             for spec in study.get("data", {}).get(role, {}).values():  # rate and reduction studies have none
                 spec["path"] = str((ROOT / spec["path"]).resolve())
@@ -112,6 +114,7 @@ def shell_commands(log: str) -> list:
     """(rule, shell command) of every job of a `snakemake -n -p` log (not the target rule, which has none)."""
     found, rule = [], None
     for line in log.splitlines():
+        line = line.strip()  # jobs of a group (fit_cell: group "cells") are listed indented
         if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
             rule = line.split()[1][:-1]
         elif line.startswith("Shell command: ") and rule is not None and line != "Shell command: None":
@@ -124,12 +127,17 @@ def test_dry_run_of_the_default_config():
     status, out = snakemake("-n", "-p", "--forceall", "--nolock", "--cores", "2")
     assert status == 0, out
     rules = ("prepare", "prepare_config", "simulate", "plot_traces", "fit", "refine", "summarize", "plot_fit",
-             "rate_chunk", "rate_study", "reduce", "plot_reduction", "simulate_training", "infer", "calibrate")
+             "rate_chunk", "rate_study", "reduce", "plot_reduction", "simulate_training", "infer", "calibrate",
+             "prepare_cell", "fit_cell", "population")
     for rule in rules:
         assert f"rule {rule}:" in out, out
     assert "results/hh_tutorial/figures/traces.png" in out
     for i in range(2):  # the default SBI study's training data: 2 chunk jobs
         assert f"results/hh_inference/infer/chunks/chunk_{i}.npz" in out
+    for cell in ("171116sh_0018", "190619B_0003"):  # the batch study: two cells of its sheet, two stages each
+        for stage in ("passive", "adex"):
+            assert f"results/cells_two/cells/{cell}/{stage}/result.json" in out
+    assert "results/cells_two/population/cells.csv" in out
 
     # every rule is named after the subcommand it runs ('-' -> '_'), a second rule of one subcommand with a suffix
     commands = shell_commands(out)
@@ -142,7 +150,8 @@ def test_dry_run_of_the_default_config():
     assert '{"studies"' not in out and "--config-json" not in out
     for rule, command in commands:
         study = command.split("--study ")[1].split()[0]
-        config = "config/config.yaml" if rule.startswith("prepare") else f"results/{study}/study.yaml"
+        # only prepare reads the config files; every later job (prepare_cell too) reads the frozen study
+        config = "config/config.yaml" if rule in ("prepare", "prepare_config") else f"results/{study}/study.yaml"
         assert f" --config {config} --study {study} " in command, (rule, command)
 
 

@@ -316,3 +316,59 @@ def plot_sweeps(recording, colormap: str = "viridis") -> Figure:
         title += "  —  protocol " + ", ".join(f"'{p}'" for p in protocols)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+# --- multi-objective fits ---------------------------------------------------------------------------------
+
+def plot_pareto_front(result, objectives=None, log: bool = False, zoom: bool = True, title: str | None = None) -> Figure:
+    """Two objectives of a Pareto fit: every evaluated candidate, the front highlighted, the compromise starred.
+
+    result: a ``neurofit.fitting.multiobjective.ParetoResult`` (read through its ``objectives``, ``F``,
+    ``on_front``, ``hall_of_fame_index`` and ``compromise_index``); objectives: the two objective names on the
+    x and y axes (None: the first two); log: log-scale axes (for errors spanning decades; values <= 0 are
+    left out then); zoom: on linear axes, show the front's extent plus half of it again (candidates far
+    beyond it are counted in the legend but lie outside); title: the figure's title (None: none). With more
+    than two objectives, the front is the non-dominated set over all of them, so some of its points may look
+    dominated in this projection.
+    Returns the Figure. Raises ValueError for an objective name the result does not have.
+    """
+    names = list(result.objectives)
+    a, b = (names[:2] if objectives is None else list(objectives))
+    for name in (a, b):
+        if name not in names:
+            raise ValueError(f"objective '{name}' is not one of the fit's ({', '.join(names)})")
+    F = np.asarray(result.F, dtype=float)
+    x, y = F[:, names.index(a)], F[:, names.index(b)]
+    shown = np.isfinite(x) & np.isfinite(y) & ((x > 0) & (y > 0) if log else True)
+    front = np.asarray(result.on_front, dtype=bool) & shown
+    fig = Figure(figsize=(5.8, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(x[shown & ~front], y[shown & ~front], s=9, color=DATA_COLOR, alpha=0.5, lw=0,
+               label=f"evaluated ({int(shown.sum())})")
+    order = np.flatnonzero(front)[np.argsort(x[front], kind="stable")]
+    if len(names) == 2 and order.size:
+        ax.plot(x[order], y[order], color=MODEL_COLORS[0], lw=1, alpha=0.6, drawstyle="steps-post")
+    ax.scatter(x[front], y[front], s=18, color=MODEL_COLORS[0], zorder=3, label=f"Pareto front ({int(front.sum())})")
+    fame = [int(i) for i in np.asarray(result.hall_of_fame_index, dtype=int) if shown[int(i)]]
+    if fame:
+        ax.scatter(x[fame], y[fame], s=60, facecolors="none", edgecolors=MODEL_COLORS[2], lw=1.1, zorder=4,
+                   label=f"hall of fame ({len(fame)})")
+    c = result.compromise_index
+    if c is not None and shown[c]:
+        ax.plot([x[c]], [y[c]], marker="*", ms=16, color=MODEL_COLORS[3], mec="k", mew=0.6, ls="none", zorder=5,
+                label="compromise")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    elif zoom and front.any():
+        for values, set_limits in ((x[front], ax.set_xlim), (y[front], ax.set_ylim)):
+            low, high = float(values.min()), float(values.max())
+            span = (high - low) or abs(high) or 1.0
+            set_limits(low - 0.08 * span, high + 0.5 * span)
+    ax.set_xlabel(a)
+    ax.set_ylabel(b)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig

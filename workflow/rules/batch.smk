@@ -84,7 +84,13 @@ rule population:
         config=f"{RESULTS}/{{study}}/study.yaml",
         results=batch_results,
     output:
-        table=f"{RESULTS}/{{study}}/population/cells.csv",
+        table=report(
+            f"{RESULTS}/{{study}}/population/cells.csv",
+            caption="../report/population_table.rst",
+            category="Population",
+            subcategory="{study}",
+            labels={"study": "{study}", "table": "one row per cell"},
+        ),
         table_manifest=manifest(f"{RESULTS}/{{study}}/population/cells.csv"),
         figure=report(
             f"{RESULTS}/{{study}}/population/parameters.png",

@@ -286,7 +286,15 @@ def cell_fingerprint(wildcards):
 def cell_recordings(wildcards):
     """The cell's recordings that exist: a file missing or renamed fails that cell (a status), not the DAG."""
     cell = cell_of(wildcards)
-    return [path for path in [*cell.files, *cell.current_files] if os.path.isfile(path)]
+    found = [
+        path for path in [*cell.files, *cell.current_files] if os.path.isfile(path)
+    ]
+    inside = [
+        os.path.relpath(path) for path in found
+    ]  # relative inside the working directory, as cell.json
+    return [
+        rel if not rel.startswith("..") else path for rel, path in zip(inside, found)
+    ]
 
 
 def stage_result(study, cell, stage):
