@@ -259,7 +259,7 @@ def test_fit_plan_fixed_parameters_defaults_and_runs():
     assert plan.parameters == ["g_na", "g_kd", "gl"] and plan.fixed == {"Cm": pytest.approx(200e-12)}
     assert plan.runs == [("DE", 3), ("DE", 1), ("gp", 3), ("gp", 1)] == run_names(plan.section)
     assert plan.metric_settings == {"name": "mse", "t_start": 0, "normalization": 1}
-    assert plan.refine == {"enabled": True, "calc_gradient": True, "n_starts": 8, "max_nfev": None}
+    assert plan.refine == {"enabled": True, "calc_gradient": True, "n_starts": 8, "max_nfev": None, "profile": False}
     assert plan.ground_truth == pytest.approx(TRUTH) and plan.units["g_na"] == "siemens"
     assert plan.init["v"] == pytest.approx(-65e-3) and plan.method == "exponential_euler"
     assert plan.section["kind"] == "trace" and plan.section["backend"] == "auto"  # schema defaults filled in

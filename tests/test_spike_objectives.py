@@ -147,7 +147,8 @@ def test_a_refine_after_a_feature_fit_never_worsens_the_feature_error(adex_data,
                "fit": {"bounds": free, "fixed": {p: x for p, x in truth.items() if p not in free},
                        "init": {"v": "-70.6 mV", "w": 0},
                        "metric": {"name": "feature", "stim_times": ["50 ms", "450 ms"],
-                                  "features": ["spike_count", "mean_frequency", "voltage_base"]},
+                                  "features": ["spike_count", "mean_frequency", "voltage_base"],
+                                  "efel_settings": {"Threshold": -45}},  # AdEx peaks at VT + 5 DeltaT, -40 mV
                        "n_samples": 8, "n_rounds": 4, "refine": {"enabled": True, "n_starts": 2}}}
     study = Study.from_config({"studies": {"f": section}}, "f")
     plan = FitSection(study)

@@ -16,6 +16,7 @@ _LAZY = {
     "NevergradOptimizer": "fitting.optimizers", "SkoptOptimizer": "fitting.optimizers", "Optimizer": "fitting.optimizers",
     "MSEMetric": "fitting.metrics", "GammaFactor": "fitting.metrics", "FeatureMetric": "fitting.metrics",
     "TraceMetric": "fitting.metrics", "SpikeMetric": "fitting.metrics", "Metric": "fitting.metrics",
+    "SpikeTraceMetric": "fitting.metrics", "fit_pareto": "fitting.multiobjective",
     "Inferencer": "inference.inferencer", "MisspecificationWarning": "inference.inferencer",
     "read_recording": "data.recordings", "Recording": "data.recordings", "Sweep": "data.recordings",
     "QCSettings": "data.recordings",

@@ -278,3 +278,89 @@ def to_si(value, expected: Dimension | None = None, name: str = "value") -> floa
         return float(value)
     except (TypeError, ValueError):
         raise UnitError(f"{name} = {shorten(repr(value))} is not a number or a quantity string like '10 nS'") from None
+
+
+# --- Brian2's unit names as SI floats ------------------------------------------------------------------
+# A Brian2 script's ``from brian2 import mV, nS, ms`` becomes ``from neurofit.units import mV, nS, ms``:
+# ``10*nS`` is then 1e-08, ``-65*mV`` is -0.065 and ``1*ms`` is 0.001 - the SI floats neurofit takes
+# everywhere (dt, bounds, param_init, namespace, metric settings). Each constant is the scale of the
+# unit of the same name in ``UNITS``, so ``10*nS == to_si("10 nS")``. They are plain floats: unlike
+# Brian2's Quantity they carry no dimension, so ``10*nS + 1*mV`` is not refused (quantity strings are
+# checked, see ``to_si``). Single-letter symbols (m, s, V, A, S, F, M ...) are left out, as in Brian2,
+# so that ``from neurofit.units import *`` does not shadow a model's variable names such as ``m``.
+
+def _scale(name: str) -> float:
+    return UNITS[name][0]
+
+
+# base and derived units
+metre = meter = _scale("metre")
+second = _scale("second")
+amp = ampere = _scale("amp")
+volt = _scale("volt")
+siemens = _scale("siemens")
+farad = _scale("farad")
+ohm = _scale("ohm")
+hertz = Hz = _scale("hertz")
+coulomb = _scale("coulomb")
+molar = _scale("molar")
+mole = mol = _scale("mole")
+gram = _scale("gram")
+kilogram = kgram = _scale("kgram")
+kelvin = _scale("kelvin")
+radian = _scale("radian")
+# voltage
+kvolt, mvolt, uvolt, nvolt = _scale("kvolt"), _scale("mvolt"), _scale("uvolt"), _scale("nvolt")
+kV, mV, uV, nV = kvolt, mvolt, uvolt, nvolt
+# current
+mamp, uamp, namp, pamp, famp = _scale("mamp"), _scale("uamp"), _scale("namp"), _scale("pamp"), _scale("famp")
+mA, uA, nA, pA, fA = mamp, uamp, namp, pamp, famp
+# conductance
+msiemens, usiemens, nsiemens, psiemens = _scale("msiemens"), _scale("usiemens"), _scale("nsiemens"), _scale("psiemens")
+mS, uS, nS, pS = msiemens, usiemens, nsiemens, psiemens
+# capacitance
+mfarad, ufarad, nfarad, pfarad, ffarad = (_scale("mfarad"), _scale("ufarad"), _scale("nfarad"), _scale("pfarad"),
+                                          _scale("ffarad"))
+mF, uF, nF, pF, fF = mfarad, ufarad, nfarad, pfarad, ffarad
+# resistance
+kohm, Mohm, Gohm = _scale("kohm"), _scale("Mohm"), _scale("Gohm")
+# time and frequency
+msecond, usecond, nsecond = _scale("msecond"), _scale("usecond"), _scale("nsecond")
+ms, us, ns = msecond, usecond, nsecond
+khertz, Mhertz = _scale("khertz"), _scale("Mhertz")
+kHz, MHz = khertz, Mhertz
+# length, area, volume
+cmetre, mmetre, umetre, nmetre = _scale("cmetre"), _scale("mmetre"), _scale("umetre"), _scale("nmetre")
+cmeter, mmeter, umeter, nmeter = cmetre, mmetre, umetre, nmetre
+cm, mm, um = cmetre, mmetre, umetre
+metre2 = meter2 = _scale("metre2")
+metre3 = meter3 = _scale("metre3")
+cmetre2 = cmeter2 = cm2 = _scale("cmetre2")
+cmetre3 = cmeter3 = cm3 = _scale("cmetre3")
+mmetre2 = mmeter2 = mm2 = _scale("mmetre2")
+mmetre3 = mmeter3 = mm3 = _scale("mmetre3")
+umetre2 = umeter2 = um2 = _scale("umetre2")
+umetre3 = umeter3 = um3 = _scale("umetre3")
+# concentration and amount
+mmolar, umolar, nmolar = _scale("mmolar"), _scale("umolar"), _scale("nmolar")
+mM, uM, nM = mmolar, umolar, nmolar
+mmole, umole, nmole = _scale("mmole"), _scale("umole"), _scale("nmole")
+# charge
+mcoulomb, ucoulomb, ncoulomb, pcoulomb = _scale("mcoulomb"), _scale("ucoulomb"), _scale("ncoulomb"), _scale("pcoulomb")
+
+#: The Brian2 unit names defined above (each a float: its SI scale, equal to ``UNITS[name][0]``).
+BRIAN_UNIT_NAMES = (
+    "metre", "meter", "second", "amp", "ampere", "volt", "siemens", "farad", "ohm", "hertz", "Hz", "coulomb",
+    "molar", "mole", "mol", "gram", "kilogram", "kgram", "kelvin", "radian",
+    "kvolt", "mvolt", "uvolt", "nvolt", "kV", "mV", "uV", "nV",
+    "mamp", "uamp", "namp", "pamp", "famp", "mA", "uA", "nA", "pA", "fA",
+    "msiemens", "usiemens", "nsiemens", "psiemens", "mS", "uS", "nS", "pS",
+    "mfarad", "ufarad", "nfarad", "pfarad", "ffarad", "mF", "uF", "nF", "pF", "fF",
+    "kohm", "Mohm", "Gohm",
+    "msecond", "usecond", "nsecond", "ms", "us", "ns", "khertz", "Mhertz", "kHz", "MHz",
+    "cmetre", "mmetre", "umetre", "nmetre", "cmeter", "mmeter", "umeter", "nmeter", "cm", "mm", "um",
+    "metre2", "meter2", "metre3", "meter3", "cmetre2", "cmeter2", "cm2", "cmetre3", "cmeter3", "cm3",
+    "mmetre2", "mmeter2", "mm2", "mmetre3", "mmeter3", "mm3", "umetre2", "umeter2", "um2", "umetre3", "umeter3", "um3",
+    "mmolar", "umolar", "nmolar", "mM", "uM", "nM", "mmole", "umole", "nmole",
+    "mcoulomb", "ucoulomb", "ncoulomb", "pcoulomb",
+)

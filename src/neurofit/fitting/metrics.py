@@ -23,11 +23,24 @@ from __future__ import annotations
 import abc
 import difflib
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..units import TIME, to_si
+from .feature_targets import (
+    MISSING_ZSCORE,
+    THRESHOLD_MARGIN,
+    FeatureTargets,
+    MissingFeatureWarning,
+    SpikeVisibilityError,
+    check_efel_settings,
+    efel_defaults,
+    extract_features,
+    single_value,
+    spike_ceiling,
+)
 
 __all__ = ["Metric", "TraceMetric", "SpikeMetric", "MSEMetric", "GammaFactor", "FeatureMetric", "SpikeTraceMetric",
            "spike_trace_parts"]
@@ -426,17 +439,46 @@ class FeatureMetric(TraceMetric):
     finds in only one of model and data costs ``MISSING_FEATURE_PENALTY`` (times its weight);
     missing in both costs 0. Errors are averaged over traces.
 
+    eFEL settings: ``efel_settings`` (e.g. ``{"Threshold": -45, "interp_step": 0.025}``, in eFEL's units mV and ms)
+    apply to every extraction of this metric: eFEL's defaults updated by them, whatever eFEL's global settings are,
+    and those are restored after each extraction (``feature_targets.applied_efel_settings``), so the settings of one
+    metric never reach another's extraction. The attribute ``efel_settings`` records them, with a Threshold that
+    adjust_threshold set (``threshold_note`` says why).
+
+    Spike visibility: eFEL sees a spike only where the trace crosses its Threshold (default -20 mV); a model whose
+    threshold condition resets the potential below it (AdEx: ``v > VT + 5*DeltaT``, ``v = Vr``) has no spike eFEL
+    can see. ``check_model(model, bounds)`` raises ``SpikeVisibilityError`` (one line: the Threshold, the model's
+    highest reachable potential, the fix) when that holds for every parameter set within the bounds, and warns when
+    it holds for part of them; ``check_spikes_visible(traces, spikes)`` checks simulated traces. With
+    ``adjust_threshold=True`` both lower the Threshold instead, to ``THRESHOLD_MARGIN`` (5 mV) below the lowest
+    potential the model reaches (``check_model``: over the bounds; ``check_spikes_visible``: the lowest peak of the
+    traces with threshold events). At fit time, when every candidate of a ``calc`` (one round of a fitter) lacks,
+    on every trace, a feature the data have, a ``MissingFeatureWarning`` is issued (once per metric).
+
+    Z-scores: with ``targets`` (``feature_targets(...)`` of recordings: mean ± SD over repeated sweeps, SD floored;
+    or ``FeatureTargets.of({name: (mean, sd)})``) the data traces are not used for features: on a trace of target
+    group g, feature f scores ``z = |model_f - mean_gf| / sd_gf``; a feature found in only one of model and target
+    scores ``MISSING_ZSCORE`` (250), in neither 0; a trace's error is the weighted mean over features
+    ``sum_f w_f z_f / sum_f w_f`` (``zscore_combine="mean"``) or the largest ``w_f z_f`` (``"max"``), and errors are
+    averaged over traces. Without targets (the default) errors are the relative differences above.
+
     stim_times: the (start, end) pairs, 0 <= start < end; feat_list: the feature names; weights: feature
     name → weight (a float; features not given weigh 1), or None (all 1); combine: a function
     ``combine(model_value, data_value) -> float`` giving a feature's error (None: the relative difference
-    above). Traces are compared from t = 0 without normalization. Raises ValueError for no or bad stimulus
+    above; not with targets). efel_settings: eFEL setting name → value (None: eFEL's defaults); adjust_threshold:
+    lower eFEL's Threshold where the visibility checks find it above the model's spikes instead of raising;
+    targets: a ``FeatureTargets`` holding every feature of feat_list, extracted with the same eFEL settings, or a
+    mapping feature → (mean, sd), or None (compare with the data traces); zscore_combine: "mean" or "max". Traces
+    are compared from t = 0 without normalization. Raises ValueError for no or bad stimulus
     intervals, a feature name eFEL does not know (with close matches) or a weight for a feature not in
-    feat_list, UnitError (a ValueError) for a stimulus time that is not a time, ImportError when efel is
-    not installed.
+    feat_list, an unknown eFEL setting (naming the valid ones) or a value it cannot take, targets without a feature
+    or extracted with other settings, or a bad zscore_combine; UnitError (a ValueError) for a stimulus time that is
+    not a time, ImportError when efel is not installed.
     """
 
     def __init__(self, stim_times: Sequence, feat_list: Sequence[str], weights: Mapping | None = None,
-                 combine: Callable[[float, float], float] | None = None):
+                 combine: Callable[[float, float], float] | None = None, efel_settings: Mapping | None = None,
+                 adjust_threshold: bool = False, targets=None, zscore_combine: str = "mean"):
         super().__init__()
         import efel
 
@@ -461,6 +503,199 @@ class FeatureMetric(TraceMetric):
                 raise ValueError(f"weight given for '{name}', which is not in feat_list {self.feat_list}")
         self.weights = {name: float(weights.get(name, 1.0)) for name in self.feat_list}
         self.combine = combine or _relative_difference
+        self.efel_settings = check_efel_settings(efel_settings)
+        self.adjust_threshold = bool(adjust_threshold)
+        self.threshold_note: str | None = None
+        if zscore_combine not in ("mean", "max"):
+            raise ValueError(f"zscore_combine must be 'mean' or 'max', got {zscore_combine!r}")
+        self.zscore_combine = zscore_combine
+        if targets is not None and combine is not None:
+            raise ValueError("combine is the error of the relative-difference mode; with targets each feature "
+                             "scores its z-score")
+        self._targets = None
+        self.targets = targets
+        self._round: dict | None = None
+        self._warned = False
+
+    # --- settings, targets, visibility ------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        """eFEL's Threshold (mV) this metric extracts with: efel_settings' or eFEL's default."""
+        return float(self.efel_settings.get("Threshold", efel_defaults()["Threshold"]))
+
+    @property
+    def targets(self):
+        """The z-score targets (a ``FeatureTargets``), or None (relative differences to the data traces)."""
+        return self._targets
+
+    @targets.setter
+    def targets(self, targets) -> None:
+        if targets is None:
+            self._targets = None
+            return
+        if isinstance(targets, Mapping):
+            targets = FeatureTargets.of(targets)
+        if not isinstance(targets, FeatureTargets):
+            raise ValueError(f"targets must be FeatureTargets (feature_targets(...)) or a mapping feature -> "
+                             f"(mean, sd), got {type(targets).__name__}")
+        missing = [name for name in self.feat_list if name not in targets.features]
+        if missing:
+            raise ValueError(f"the targets have no '{missing[0]}' (targets: {', '.join(targets.features)})")
+        self._check_target_settings(targets, self.efel_settings)
+        self._targets = targets
+
+    @staticmethod
+    def _check_target_settings(targets, settings: Mapping) -> None:
+        """ValueError when ``targets`` were extracted with eFEL settings that differ from ``settings``."""
+        if targets is None or targets.efel_settings is None:
+            return
+        ours, theirs = {**efel_defaults(), **settings}, {**efel_defaults(), **targets.efel_settings}
+        differ = [k for k in ours if ours[k] != theirs.get(k)]
+        if differ:
+            k = differ[0]
+            raise ValueError(f"the targets were extracted with eFEL setting {k} = {theirs.get(k)!r} but this metric "
+                             f"uses {ours[k]!r}; extract them with the metric's efel_settings")
+
+    def _lower_threshold(self, value: float, why: str) -> float:
+        """Set eFEL's Threshold to ``value`` (mV), noting why; returns it."""
+        self._check_target_settings(self._targets, {**self.efel_settings, "Threshold": value})
+        old = self.threshold
+        self.efel_settings = {**self.efel_settings, "Threshold": value}
+        self.threshold_note = f"eFEL Threshold lowered from {old:g} to {value:g} mV: {why}"
+        return value
+
+    def check_model(self, model, bounds: Mapping | None = None, output: str = "v") -> float:
+        """Check that eFEL can see the spikes of ``model`` (a reset below eFEL's Threshold cannot be seen).
+
+        model: a ``neurofit.Model`` (or equations text); bounds: parameter → (low, high) (or a value), SI, for the
+        parameters of its threshold condition (e.g. VT, DeltaT); output: the fitted variable (traces in V). Uses
+        ``spike_ceiling``: a threshold ``output > expr`` with a reset of ``output`` records nothing above expr.
+        Returns the eFEL Threshold (mV) in use afterwards. Raises SpikeVisibilityError (one line: the Threshold, the
+        model's highest reachable potential, the fix) when the Threshold is not below expr for any parameter set in
+        the bounds, unless adjust_threshold (then the Threshold becomes THRESHOLD_MARGIN below the lowest expr over
+        the bounds); warns (MissingFeatureWarning) when only part of the bounds is below it. A model without such a
+        ceiling (no reset of ``output``, e.g. Hodgkin-Huxley) passes.
+        """
+        ceiling = spike_ceiling(model, bounds, output)
+        threshold = self.threshold
+        if ceiling is None:
+            return threshold
+        low, high, condition = ceiling[0] * 1e3, ceiling[1] * 1e3, ceiling[2]
+        if threshold < low:
+            return threshold
+        span = f"{high:.1f} mV" if math.isclose(low, high, abs_tol=1e-9) else \
+            f"{low:.1f} to {high:.1f} mV over the bounds"
+        suggested = round(low - THRESHOLD_MARGIN, 1)
+        if self.adjust_threshold:
+            return self._lower_threshold(suggested, f"{THRESHOLD_MARGIN:g} mV below the lowest potential the "
+                                                    f"model's {output} reaches ('{condition}' resets it: {span})")
+        if threshold >= high:
+            raise SpikeVisibilityError(
+                f"eFEL's Threshold ({threshold:g} mV) is above every potential the model's {output} records "
+                f"('{condition}' resets {output}, so it peaks at {span}): eFEL sees none of its spikes and every "
+                f"spike feature would be the missing-feature penalty; set efel_settings Threshold below it (e.g. "
+                f"{{'Threshold': {suggested:g}}}), set adjust_threshold, or give the model a spike shape")
+        warnings.warn(f"FeatureMetric: the model's {output} peaks at {span} ('{condition}' resets it), partly below "
+                      f"eFEL's Threshold ({threshold:g} mV): candidates there get the missing-feature penalty; "
+                      f"set efel_settings Threshold below {low:.1f} mV or set adjust_threshold",
+                      MissingFeatureWarning, stacklevel=2)
+        return threshold
+
+    def check_spikes_visible(self, model_traces, model_spikes=None, data_traces=None, dt=None) -> float:
+        """Check simulated traces: eFEL must see the model's spikes (or, given data, some spike where the data spike).
+
+        model_traces: (n_traces, n_steps) or (n_sets, n_traces, n_steps) simulated potentials in V; model_spikes:
+        the model's threshold events, a list over traces (or over sets of lists over traces) of spike-time arrays
+        (s), or None; data_traces: (n_traces, n_steps) recorded potentials in V, used without model_spikes; dt: the
+        sampling step (s, or a quantity string), needed with data_traces. With model_spikes, a trace with threshold
+        events whose highest sample is at or below eFEL's Threshold has spikes eFEL cannot see; without, the check
+        fails when the data show spikes to eFEL and no model trace rises above the Threshold. Returns the eFEL
+        Threshold (mV) in use afterwards. Raises SpikeVisibilityError (one line) when the check fails, unless
+        adjust_threshold and model_spikes are given (then the Threshold becomes THRESHOLD_MARGIN below the lowest
+        peak of the traces with events); ValueError when the spike trains do not match the traces or dt is missing.
+        """
+        traces = np.asarray(model_traces, dtype=float)
+        nested = traces.ndim == 3
+        traces = traces.reshape(-1, traces.shape[-1])
+        peaks = np.nanmax(traces, axis=1) * 1e3
+        threshold = self.threshold
+        fix = "set efel_settings Threshold below it{}, set adjust_threshold, or give the model a spike shape"
+        if model_spikes is not None:
+            trains = [train for one_set in model_spikes for train in one_set] if nested else list(model_spikes)
+            if len(trains) != traces.shape[0]:
+                raise ValueError(f"model_spikes has {len(trains)} spike trains for {traces.shape[0]} traces")
+            spiking = np.array([len(np.atleast_1d(train)) > 0 for train in trains])
+            hidden = spiking & (peaks <= threshold)
+            if not hidden.any():
+                return threshold
+            lowest = float(peaks[spiking].min())
+            suggested = round(lowest - THRESHOLD_MARGIN, 1)
+            if self.adjust_threshold:
+                return self._lower_threshold(suggested, f"{THRESHOLD_MARGIN:g} mV below the lowest peak of the model "
+                                                        f"traces with threshold events ({lowest:.1f} mV)")
+            raise SpikeVisibilityError(
+                f"{int(hidden.sum())} of {int(spiking.sum())} model traces with threshold events peak at or below "
+                f"eFEL's Threshold ({threshold:g} mV; their highest sample: {float(peaks[hidden].max()):.1f} mV), so "
+                f"eFEL sees none of their spikes and spike features would be the missing-feature penalty; "
+                + fix.format(f" (e.g. {{'Threshold': {suggested:g}}})"))
+        if data_traces is None:
+            return threshold
+        if dt is None:
+            raise ValueError("check_spikes_visible: dt (the sampling step) is needed with data_traces")
+        counts = [f["spike_count"] for f in self.feature_values(data_traces, _dt(dt), features=["spike_count"])]
+        n_data = int(sum(c for c in counts if c is not None))
+        if n_data and not (peaks > threshold).any():
+            raise SpikeVisibilityError(
+                f"the data show {n_data} spikes to eFEL but the model's traces peak at {float(peaks.max()):.1f} mV, "
+                f"below eFEL's Threshold ({threshold:g} mV), so eFEL sees no model spike and spike features would be "
+                f"the missing-feature penalty; " + fix.format(" if the model spikes"))
+        return threshold
+
+    def feature_values(self, traces, dt, features: Sequence[str] | None = None) -> list[dict]:
+        """The eFEL features of ``traces`` as this metric extracts them (its stimulus times and eFEL settings).
+
+        traces: (n_traces, n_steps) membrane potentials in V (sample i at t = i * dt); dt: sampling step, s or a
+        quantity string; features: feature names (None: feat_list). Returns a list over traces of dicts feature →
+        value in eFEL's units, or None where eFEL found none. Raises ValueError when stim_times has neither one
+        interval nor one per trace, or a feature returns several values.
+        """
+        traces = np.asarray(traces, dtype=float)
+        if traces.ndim == 1:
+            traces = traces[None, :]
+        n_traces = traces.shape[0]
+        if len(self.stim_times) not in (1, n_traces):
+            raise ValueError(f"stim_times has {len(self.stim_times)} intervals for {n_traces} traces "
+                             f"(give one per trace, or one for all)")
+        stims = self.stim_times * n_traces if len(self.stim_times) == 1 else self.stim_times
+        return extract_features(traces, _dt(dt), stims, self.feat_list if features is None else features,
+                                self.efel_settings)
+
+    # --- errors -----------------------------------------------------------------------------------------
+    def calc(self, model_traces, data_traces, dt, lengths=None) -> np.ndarray:
+        """``TraceMetric.calc``, noting whether every candidate lacked features the data (targets) have.
+
+        model_traces: (n_sets, n_traces, n_steps) simulated potentials in V; data_traces: (n_traces, n_steps)
+        recorded potentials in V (not used for features with targets); dt: sampling step, s or a quantity string;
+        lengths: (n_traces,) valid samples per trace, or None. Returns the errors (n_sets,) as
+        ``TraceMetric.calc``; when every parameter set evaluated lacks, on every trace, a feature the data have,
+        warns once per metric (MissingFeatureWarning: its errors are the missing-feature penalty). Raises as
+        ``TraceMetric.calc``.
+        """
+        self._round = {"pairs": 0, "missed": 0, "names": set(), "n_total": np.shape(model_traces)[1]}
+        try:
+            errors = super().calc(model_traces, data_traces, dt, lengths=lengths)
+            seen = self._round
+        finally:
+            self._round = None
+        if seen["pairs"] and seen["missed"] == seen["pairs"] and not self._warned:
+            self._warned = True
+            reference = "targets" if self._targets is not None else "data"
+            warnings.warn(f"FeatureMetric: every candidate evaluated together lacks, on every trace, eFEL features the "
+                          f"{reference} have ({', '.join(sorted(seen['names']))}), so their errors are the "
+                          f"missing-feature penalty; do the model's spikes reach eFEL's Threshold "
+                          f"({self.threshold:g} mV)? Set efel_settings Threshold or adjust_threshold, or see "
+                          f"FeatureMetric.check_model", MissingFeatureWarning, stacklevel=2)
+        return errors
 
     def get_features(self, model_traces, data_traces, dt) -> np.ndarray:
         """Per (parameter set, trace) the weighted feature error.
@@ -468,35 +703,61 @@ class FeatureMetric(TraceMetric):
         model_traces: (n_sets, n_traces, n_steps) simulated membrane potential in V; data_traces: (n_traces,
         n_steps) recorded membrane potential in V; dt: sampling step in s (sample i at t = i * dt). Returns
         an (n_sets, n_traces) array: per trace, the sum over feat_list of weight × combine(model feature,
-        data feature) (features in eFEL's units). Raises ValueError when stim_times has neither one interval
-        nor one per trace, or eFEL returns several values for a feature.
+        data feature) (features in eFEL's units), or with targets the weighted mean (or max) of the features'
+        z-scores. Raises ValueError when stim_times has neither one interval nor one per trace, or eFEL returns
+        several values for a feature.
         """
         n_traces = np.shape(model_traces)[1]
         if len(self.stim_times) not in (1, n_traces):
             raise ValueError(f"stim_times has {len(self.stim_times)} intervals for {n_traces} traces "
                              f"(give one per trace, or one for all)")
         stims = self.stim_times * n_traces if len(self.stim_times) == 1 else self.stim_times
-        return self._features(model_traces, data_traces, dt, stims)
+        return self._features(model_traces, data_traces, dt, stims, np.arange(n_traces))
 
     def _group_features(self, model, data, dt, rows) -> np.ndarray:
         """The features of the traces ``rows`` of one length, each with its own stimulus times."""
         if len(self.stim_times) == 1:
-            return self.get_features(model, data, dt)
+            if self._targets is None:
+                return self.get_features(model, data, dt)
+            return self._features(model, data, dt, self.stim_times * len(rows), rows)
         if len(self.stim_times) <= int(rows.max()):
             raise ValueError(f"stim_times has {len(self.stim_times)} intervals for more traces "
                              f"(give one per trace, or one for all)")
-        return self._features(model, data, dt, [self.stim_times[i] for i in rows])
+        return self._features(model, data, dt, [self.stim_times[i] for i in rows], rows)
 
-    def _features(self, model_traces, data_traces, dt, stims: list) -> np.ndarray:
-        """Feature errors (n_sets, n_traces) of traces with one (start, end) (s) per trace in ``stims``."""
+    def _features(self, model_traces, data_traces, dt, stims: list, rows: np.ndarray) -> np.ndarray:
+        """Feature errors (n_sets, n_traces) of traces with one (start, end) (s) per trace in ``stims``; ``rows``:
+        the indices of these traces among all traces (for the targets' groups)."""
         n_sets, n_traces, _ = np.shape(model_traces)
-        data_features = self._efel(data_traces, stims, dt)
         model_features = self._efel(np.reshape(model_traces, (n_sets * n_traces, -1)), stims * n_sets, dt)
+        if self._targets is None:
+            data_features = self._efel(data_traces, stims, dt)
+            present = [{name for name in self.weights if d[name] is not None} for d in data_features]
+        else:
+            total = self._round["n_total"] if self._round else n_traces
+            groups = self._targets.rows(rows, max(total, int(np.max(rows)) + 1))
+            columns = {name: self._targets.features.index(name) for name in self.weights}
+            present = [{name for name, col in columns.items() if math.isfinite(self._targets.mean[g, col])}
+                       for g in groups]
         features = np.empty((n_sets, n_traces))
         for s in range(n_sets):
             for k in range(n_traces):
-                features[s, k] = self._trace_error(model_features[s * n_traces + k], data_features[k])
+                model = model_features[s * n_traces + k]
+                if self._targets is None:
+                    features[s, k] = self._trace_error(model, data_features[k])
+                else:
+                    features[s, k] = self._zscore_error(model, groups[k], columns)
+                self._note(model, present[k])
         return features
+
+    def _note(self, model: Mapping, present: set) -> None:
+        """Count one (set, trace) of the current calc, and whether the model lacks a feature the data have."""
+        if self._round is None:
+            return
+        missed = {name for name in present if model[name] is None}
+        self._round["pairs"] += 1
+        self._round["missed"] += bool(missed)
+        self._round["names"] |= missed
 
     def _trace_error(self, model: Mapping, data: Mapping) -> float:
         total = 0.0
@@ -508,25 +769,28 @@ class FeatureMetric(TraceMetric):
             total += weight * error
         return total
 
+    def _zscore_error(self, model: Mapping, group: int, columns: Mapping) -> float:
+        """Weighted mean (or max) over features of |model - mean| / sd of the targets' row ``group``."""
+        scores, total_weight = [], 0.0
+        for name, weight in self.weights.items():
+            mean, sd = self._targets.mean[group, columns[name]], self._targets.sd[group, columns[name]]
+            m, found = model[name], math.isfinite(mean)
+            if m is None and not found:
+                z = 0.0
+            elif m is None or not found:
+                z = MISSING_ZSCORE
+            else:
+                z = abs(m - mean) / sd
+            scores.append(weight * z)
+            total_weight += weight
+        if self.zscore_combine == "max":
+            return max(scores, default=0.0)
+        return sum(scores) / total_weight if total_weight > 0 else 0.0
+
     def _efel(self, traces, stims, dt) -> list[dict]:
-        import efel
+        return extract_features(traces, dt, stims, self.feat_list, self.efel_settings)
 
-        traces = np.asarray(traces)
-        time_ms = np.arange(traces.shape[-1]) * dt * 1e3
-        inputs = [{"T": time_ms, "V": trace * 1e3, "stim_start": [start * 1e3], "stim_end": [end * 1e3]}
-                  for trace, (start, end) in zip(traces, stims)]
-        results = efel.get_feature_values(inputs, self.feat_list, raise_warnings=False)
-        return [{name: self._single(name, values) for name, values in result.items()} for result in results]
-
-    @staticmethod
-    def _single(name: str, values) -> float | None:
-        if values is None or len(values) == 0:
-            return None
-        if len(values) > 1:
-            raise ValueError(f"eFEL feature '{name}' returned {len(values)} values; FeatureMetric needs "
-                             f"single-valued features such as spike_count, mean_frequency, "
-                             f"time_to_first_spike, voltage_base")
-        return float(values[0])
+    _single = staticmethod(single_value)
 
 
 def spike_trace_parts(model_v, model_spikes, data_v, data_spikes, dt, delta, v_clip, v_scale, count_weight,

@@ -19,6 +19,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.files import atomic_write_json
 from ..data.recordings.errors import RecordingError
 from ..data.recordings.from_settings import read_study_recording
 from ..errors import NeurofitError
@@ -32,6 +33,7 @@ from .fit_section import (
     run_refine,
     write_fit,
 )
+from .provenance import write_manifest
 from .sheet import Cell
 from .validation import information_criteria, objective, score_sweeps, scores_figure, summarize_scores
 
@@ -111,10 +113,18 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
         run = run_fit(plan, dataset, label, seed, checkpoint=checkpoint, log=log)
         write_fit(run, run_folder / "fit.json", run_folder / "history.parquet")
         discard_checkpoint(checkpoint)
+        recordings = [*cell.files, *cell.current_files]
+        provenance = dict(study=batch.study.name, config=study.section, seeds={"fit": seed}, inputs=recordings,
+                          backend=plan.settings["backend"], dtype=plan.settings["dtype"])
+        for name in ("history.parquet", "fit.json"):
+            write_manifest(run_folder / name, **provenance)
         fit_doc = dict(run.doc, _path=str(run_folder / "fit.json"))
         fits.append(fit_doc)
         if plan.refine["enabled"]:
             refined.append(run_refine(plan, dataset, fit_doc, run.history, log=log))
+            atomic_write_json(run_folder / "refined.json", refined[-1])
+            write_manifest(run_folder / "refined.json", **dict(provenance, inputs=[*recordings,
+                                                                                   str(run_folder / "fit.json")]))
     fit, ref = best_run(fits, refined)
     free = final_params(fit, ref)
     params = {**{p: float(v) for p, v in plan.fixed.items()}, **free}

@@ -43,7 +43,7 @@ REFINED_FORMAT = "neurofit.refined"
 FORMAT_VERSION = 1
 #: Metric keys that belong to one metric only; giving them a non-default value for another is an error.
 METRIC_KEYS = {"mse": ("t_start", "normalization"), "gamma": ("t_start", "delta", "time", "rate_correction"),
-               "feature": ("stim_times", "features", "weights"),
+               "feature": ("stim_times", "features", "weights", "efel_settings", "adjust_threshold", "zscore"),
                "spikes": ("delta", "v_clip", "v_scale", "count_weight", "subthreshold_weight")}
 METRIC_DEFAULTS = {key: prop.get("default") for key, prop in
                    SCHEMA["$defs"]["study"]["properties"]["fit"]["properties"]["metric"]["properties"].items()
@@ -209,10 +209,18 @@ class FitSection(Section):
         return {k: m[k] for k in ("name", *METRIC_KEYS[name])}
 
     def _check_efel_features(self, features: list, weights: dict) -> None:
-        """ConfigError naming fit.metric.features (or .weights) for a name that is not an eFEL feature."""
+        """ConfigError naming fit.metric.features (or .weights) for a name that is not an eFEL feature, and
+        fit.metric.efel_settings.<name> for a name that is not an eFEL setting or a value it cannot take."""
         import difflib
 
         import efel
+
+        from ..fitting.feature_targets import efel_setting_problem
+
+        for name, value in (self.settings["metric"].get("efel_settings") or {}).items():
+            problem = efel_setting_problem(name, value)
+            if problem:
+                raise ConfigError(f"{self.where('metric', 'efel_settings', name)}: {problem}")
 
         known = set(efel.get_feature_names())
         for k, feature in enumerate(features):
@@ -345,9 +353,29 @@ class FitSection(Section):
                 return SpikeTraceMetric(delta=m["delta"], v_clip=m["v_clip"], v_scale=m["v_scale"],
                                         count_weight=m["count_weight"], subthreshold_weight=m["subthreshold_weight"],
                                         spike_threshold=threshold if threshold is not None else SPIKE_THRESHOLD)
+            from ..fitting.feature_targets import SpikeVisibilityError, feature_targets, repeat_groups
+
             stims = m["stim_times"]
             pairs = stims if stims and isinstance(stims[0], (list, tuple)) else [stims]
-            return FeatureMetric(stim_times=pairs, feat_list=m["features"], weights=m["weights"])
+            metric = FeatureMetric(stim_times=pairs, feat_list=m["features"], weights=m["weights"],
+                                   efel_settings=m["efel_settings"], adjust_threshold=m["adjust_threshold"])
+            outputs = self.outputs(dataset)
+            try:  # eFEL must see the model's spikes: a reset below its Threshold is an error or a lower Threshold
+                for var in outputs:
+                    metric.check_model(self.model, self.bounds, output=var)
+            except SpikeVisibilityError as err:
+                raise ConfigError(f"{self.where('metric', 'efel_settings')}: {err}") from None
+            if m["zscore"]:  # targets: mean ± SD of the recorded sweeps' features, repeats = sweeps of equal inputs
+                if len(outputs) > 1:
+                    raise ConfigError(f"{self.where('metric', 'zscore')}: z-score targets come from one recorded "
+                                      f"output, this fit has {', '.join(outputs)}; choose one under fit.outputs")
+                inputs = {i: dataset.inputs[i] for i in self.model.inputs if i in dataset.inputs} or dataset.inputs
+                metric.targets = feature_targets(dataset.outputs[outputs[0]], dataset.dt, pairs, m["features"],
+                                                 metric.efel_settings, groups=repeat_groups(inputs, dataset.lengths),
+                                                 lengths=None if dataset.full_length else dataset.lengths)
+            return metric
+        except ConfigError:
+            raise
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{self.where('metric')}: {' '.join(str(err).split())}") from None
 
@@ -565,7 +593,21 @@ def run_fit(plan: FitSection, dataset, label: str, seed: int, checkpoint=None, l
         "wall_time_s": round(wall, 6),
         "resumed_from_round": int(rounds_run[0]) if rounds_run else rounds_done,
     }
+    if plan.model.threshold is not None and doc["best_error"] is not None and dataset.outputs:
+        doc.update(spike_report(plan, dataset, doc["best_params"], seed))
     return FitRun(doc, history)
+
+
+def spike_report(plan: FitSection, dataset, params: dict, seed: int) -> dict:
+    """What a fit of a spiking model reports about its best parameters ``params`` (SI) on ``dataset``: per sweep
+    the recorded and model spike counts, gamma, latency and ISI errors and the subthreshold RMSE
+    (``validation.score_sweeps``, "sweep_scores"), and over the sweeps "count_error" and "gamma"."""
+    from .validation import score_sweeps, summarize_scores
+
+    sweeps = list((dataset.source.get("preprocessing") or {}).get("sweeps") or range(dataset.n_traces))
+    scores = score_sweeps(plan, dataset, params, seed, sweeps, "fitted")
+    summary = summarize_scores(scores, "fitted", "fit")
+    return {"count_error": summary["fit_count_error"], "gamma": summary["fit_gamma"], "sweep_scores": scores}
 
 
 def history_bytes(history) -> bytes:
@@ -655,7 +697,16 @@ def mse(fitter, params: dict, t_start: float = 0.0) -> float:
 
 
 def run_refine(plan: FitSection, dataset, fit_doc: dict, history, noise_floor: float | None = None, log=None) -> dict:
-    """Refine a finished fit (``fit_doc`` + its history) by least squares; the refined.json document."""
+    """Refine a finished fit (``fit_doc`` + its history) by least squares; the refined.json document.
+
+    Besides the refined parameters and errors, the document holds at the kept parameters (SI, null =
+    infinite): "intervals" - per free parameter the 95 % Wald interval {value, se, low, high, verdict} from the
+    Jacobian with the noise variance estimated from the residuals (``fitting.identifiability``);
+    "identifiable" - per parameter "identifiable", "not identifiable" or "practically unbounded on one side"
+    (from the profile likelihood when ``refine.profile`` is set, else from the Wald interval: infinite or
+    wider than the bounds is not identifiable); "identifiability" - level, noise variance and its source,
+    degrees of freedom, rank; and "profile" (per parameter grid, RSS, interval, verdict) with ``refine.profile``.
+    """
     if plan.kind == "spike":
         raise ConfigError(f"{plan.where('kind')}: spike fits cannot be refined (least squares needs traces)")
     fitter = plan.fitter(dataset, seed=fit_doc["seed"])
@@ -695,6 +746,34 @@ def run_refine(plan: FitSection, dataset, fit_doc: dict, history, noise_floor: f
         "status": int(result.status), "message": str(result.message),
         "wall_time_s": round(wall, 6),
     }
+    # identifiability at the kept parameters: Wald intervals always (one simulation with sensitivities), profile
+    # likelihoods when refine.profile is set; se/low/high null = infinite (a direction the data do not see)
+    from ..fitting.fitters import FitError
+    from ..fitting.identifiability import identifiability
+
+    profile = bool(settings.get("profile"))
+    try:
+        ident = identifiability(fitter, params, plan.bounds, plan.log_scale, level=0.95, profile=profile,
+                                calc_gradient=settings["calc_gradient"], max_nfev=settings["max_nfev"])
+    except (FitError, ValueError) as err:
+        ident = None
+        doc.update(intervals=None, identifiable=None, identifiability={"error": str(err)})
+        if log:
+            log(f"refine: no confidence intervals ({err})")
+    if ident is not None:
+        rows = ident["parameters"]
+        doc["intervals"] = {p: {"value": r["value"], "se": _finite_or_none(r["se"]),
+                                "low": _finite_or_none(r["interval"][0]), "high": _finite_or_none(r["interval"][1]),
+                                "verdict": r["wald_verdict"]} for p, r in rows.items()}
+        doc["identifiable"] = {p: r["verdict"] for p, r in rows.items()}
+        doc["identifiability"] = {"level": ident["level"], "verdicts_from": "profile" if profile else "wald",
+                                  "noise_variance": ident["noise_variance"], "noise_source": ident["noise_source"],
+                                  "n_residuals": ident["n_residuals"], "dof": ident["dof"], "rank": ident["rank"]}
+        if profile:
+            doc["profile"] = {p: r["profile"] for p, r in rows.items()}
+        if log:
+            shown = ", ".join(f"{p} {v}" for p, v in doc["identifiable"].items() if v != "identifiable")
+            log(f"refine: 95 % intervals of {len(rows)} parameters; " + (shown or "all identifiable"))
     if log and kept == "fit":
         log(f"refine: {plan.metric_settings['name']} error {metric_refined:.6g} > the fit's {metric_fit:.6g}; "
             f"the fit's parameters are kept")
@@ -714,7 +793,8 @@ def pair_runs(fit_docs: list, refined_docs: list) -> list[tuple[dict, dict | Non
 
 def summarize(fit_docs: list, refined_docs: list = (), ground_truth: dict | None = None):
     """One row per (optimizer, seed): errors after fit and refine, evaluations, wall times, parameters
-    (fit, refined, ground truth and relative error of the final value). A pandas DataFrame."""
+    (fit, refined, ground truth and relative error of the final value), then per parameter ``<p>_spread``:
+    (max - min)/|median| of the final values over all runs (None with one run). A pandas DataFrame."""
     import pandas as pd
 
     truth = ground_truth or {}
@@ -730,6 +810,8 @@ def summarize(fit_docs: list, refined_docs: list = (), ground_truth: dict | None
                "refined_ratio_to_floor": ref["ratio_to_floor"] if ref else None,
                "refine_nfev": ref["nfev"] if ref else None,
                "refine_wall_time_s": ref["wall_time_s"] if ref else None}
+        if "count_error" in fit:  # a spiking model: the spike numbers of the fit's best parameters
+            row.update(count_error=fit["count_error"], gamma=fit["gamma"])
         for p in fit["parameters"]:
             final = ref["params"][p] if ref else fit["best_params"][p]
             row[f"{p}_fit"] = fit["best_params"][p]
@@ -737,6 +819,18 @@ def summarize(fit_docs: list, refined_docs: list = (), ground_truth: dict | None
             row[f"{p}_truth"] = truth.get(p)
             row[f"{p}_rel_error"] = (final - truth[p]) / truth[p] if truth.get(p) else None
         rows.append(row)
+    # <p>_spread: (max - min) / |median| of the final values over all runs (the same on every row; None with one
+    # run or a zero median) - optimizers or seeds that disagree show here
+    finals = {}
+    for fit, ref in pair_runs(fit_docs, list(refined_docs)):
+        for p in fit["parameters"]:
+            finals.setdefault(p, []).append(ref["params"][p] if ref else fit["best_params"][p])
+    spread = {}
+    for p, values in finals.items():
+        median = float(np.median(values))
+        spread[p] = (max(values) - min(values)) / abs(median) if len(values) > 1 and median != 0 else None
+    for row in rows:
+        row.update({f"{p}_spread": value for p, value in spread.items()})
     return pd.DataFrame(rows)
 
 
