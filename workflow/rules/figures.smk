@@ -103,3 +103,36 @@ rule plot_fit:
         "neurofit plot-fit --config {input.config} --study {wildcards.study} --data {input.data}"
         " --fits {input.fits} --refined {input.refined} --convergence {output.convergence}"
         " --parameters {output.parameters} --traces {output.traces} > {log} 2>&1"
+
+
+# A multi-objective fit (fit.multiobjective): its Pareto front, drawn by `neurofit plot-fit --pareto`.
+TARGETS.append(
+    lambda study: (
+        [f"{RESULTS}/{study}/figures/fit_pareto.png"]
+        if (study_section(study).get("fit") or {}).get("multiobjective") is not None
+        and study_section(study)["figures"]["fits"]
+        else []
+    )
+)
+
+
+rule plot_fit_pareto:
+    input:
+        unpack(fit_results),
+        config=f"{RESULTS}/{{study}}/study.yaml",
+    output:
+        pareto=fit_figure("pareto", "fits: Pareto front"),
+        manifest=manifest(f"{RESULTS}/{{study}}/figures/fit_pareto.png"),
+    log:
+        f"{RESULTS}/{{study}}/logs/plot_fit_pareto.log",
+    benchmark:
+        f"{RESULTS}/{{study}}/benchmarks/plot_fit_pareto.tsv"
+    conda:
+        "../envs/neurofit.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "neurofit plot-fit --config {input.config} --study {wildcards.study}"
+        " --fits {input.fits} --refined {input.refined} --pareto {output.pareto} > {log} 2>&1"

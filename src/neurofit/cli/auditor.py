@@ -87,7 +87,7 @@ RERUNNABLE = ("prepare", "simulate", "fit", "refine", "summarize", "infer", "cal
 #: the re-run's temporary folder.
 PATH_OPTIONS = ("config", "data", "output", "output_config", "output_data", "output_dir", "simulation", "fit",
                 "fits", "refined", "history", "checkpoint", "chunks", "posterior", "results", "convergence",
-                "parameters", "traces", "loss", "train", "heldout", "cell_file", "previous", "figure")
+                "parameters", "traces", "loss", "train", "heldout", "cell_file", "previous", "figure", "pareto")
 #: Options that name no file (names, numbers, switches, the config as JSON text): passed on as parsed. An
 #: option in neither list makes the command refused.
 VALUE_OPTIONS = ("config_json", "study", "optimizer", "seed", "threads", "backend", "dtype", "chunk", "of",

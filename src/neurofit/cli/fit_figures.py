@@ -4,7 +4,7 @@ from __future__ import annotations
 from .common import add_study_arguments, config_inputs, load_study, say
 
 HELP = "plot a study's fits: best error vs evaluations, fitted parameters vs ground truth, refined traces"
-KINDS = ("convergence", "parameters", "traces")  # = workflow.fit_figures.KINDS (not imported: --help stays fast)
+KINDS = ("convergence", "parameters", "traces", "pareto")  # = workflow.fit_figures.KINDS (not imported: --help stays fast)
 
 
 def register(subparsers) -> None:
@@ -23,6 +23,7 @@ def register(subparsers) -> None:
                    help="figure of every run's parameters after fit and refine (deviation from ground_truth in %% "
                         "when the study gives it)")
     p.add_argument("--traces", metavar="FILE", help="figure of the best run's model traces over the recorded ones")
+    p.add_argument("--pareto", metavar="FILE", help="multi-objective fits: figure of the best run's Pareto front")
     p.add_argument("--dpi", type=int, help="resolution (default: config figures.dpi)")
     p.set_defaults(func=run)
 
@@ -37,7 +38,8 @@ def run(args) -> int:
 
     outputs = {kind: getattr(args, kind) for kind in KINDS if getattr(args, kind)}
     if not outputs:
-        raise ConfigError("plot-fit: give at least one of --convergence, --parameters, --traces (figure files)")
+        raise ConfigError("plot-fit: give at least one of --convergence, --parameters, --traces, --pareto (figure "
+                          "files)")
     for kind, path in outputs.items():
         if Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ConfigError(f"--{kind} {path}: use a .png, .svg or .pdf file name")

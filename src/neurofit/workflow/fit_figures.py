@@ -22,7 +22,7 @@ from .fit_section import (
 from .section import Output
 from .study import ConfigError
 
-KINDS = ("convergence", "parameters", "traces")
+KINDS = ("convergence", "parameters", "traces", "pareto")
 _SQUARED = {"volt": "V²", "amp": "A²", "siemens": "S²", "1": "1"}
 
 
@@ -51,6 +51,10 @@ def write_fit_figures(section: FitSection, fit_paths, refined_paths, outputs: di
             fig = convergence_figure(section, fits, refined, [read_history(h) for h in histories])
         elif kind == "parameters":
             fig = parameters_figure(section, fits, refined)
+        elif kind == "pareto":
+            fit, _ = best_run(fits, refined)
+            extra_inputs = [str(history_path_of(fit))]
+            fig = pareto_figure(section, fit, read_history(history_path_of(fit)))
         else:
             from ..data.dataset import Dataset
 
@@ -88,6 +92,28 @@ def convergence_figure(section: FitSection, fits: list, refined: list, histories
     title = f"{section.study.name}: {section.kind} fit of {', '.join(section.parameters)} " \
             f"({section.settings['n_samples']} samples per round)"
     return plot_fit_convergence(runs, noise_floor=floor, title=title, error_label=label, error_unit=unit)
+
+
+def pareto_figure(section: FitSection, fit: dict, history):
+    """The Pareto front of a multi-objective fit (``fit``: its fit.json with "pareto"; ``history``: its
+    history.parquet, one column per objective): every evaluated candidate, the front, the hall of fame and the
+    compromise (``plots.plot_pareto_front``)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ..plots import plot_pareto_front
+
+    pareto = fit.get("pareto")
+    if pareto is None:
+        raise ConfigError(f"{fit.get('_path', 'fit.json')}: not a multi-objective fit (no Pareto front)")
+    objectives = list(pareto["objectives"])
+    result = SimpleNamespace(objectives=objectives, F=history[objectives].to_numpy(dtype=float),
+                             on_front=history["on_front"].to_numpy(dtype=bool),
+                             hall_of_fame_index=np.array([row["index"] for row in pareto["hall_of_fame"]], dtype=int),
+                             compromise_index=pareto["compromise"]["index"] if pareto["compromise"] else None)
+    return plot_pareto_front(result, title=f"{section.study.name}: Pareto front (NSGA-II, seed {fit['seed']}), "
+                                           f"{len(pareto['front'])} candidates on it")
 
 
 def parameters_figure(section: FitSection, fits: list, refined: list):

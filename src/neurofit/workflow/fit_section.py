@@ -53,12 +53,17 @@ SKOPT_ONLY = ("n_initial_points", "acq_func")
 #: nevergrad methods known without importing nevergrad (1.5 s, on every Snakefile parse); others are looked
 #: up in its registry.
 COMMON_NEVERGRAD = ("DE", "TwoPointsDE", "CMA", "PSO", "NGOpt", "OnePlusOne")
+#: The label of a multi-objective fit's runs (fit.multiobjective): seeded NSGA-II from pymoo.
+PARETO_LABEL = "NSGA2"
 #: Candidates a trial optimizer asks to check a fit's settings (two: one-at-a-time methods still fail).
 TRIAL_POPULATION = 2
 
 
 def run_names(fit_section: dict) -> list[tuple[str, int]]:
-    """(optimizer label, seed) of every fit job of a (validated) fit section, optimizers first."""
+    """(optimizer label, seed) of every fit job of a (validated) fit section, optimizers first (a multi-objective
+    fit: one NSGA-II job per seed)."""
+    if fit_section.get("multiobjective") is not None:
+        return [(PARETO_LABEL, int(seed)) for seed in fit_section["seeds"]]
     return [(optimizer_label(o), int(seed)) for o in fit_section["optimizers"] for seed in fit_section["seeds"]]
 
 
@@ -69,8 +74,9 @@ def optimizer_label(spec: dict) -> str:
 def refine_enabled(fit_section: dict) -> bool:
     """Whether the fits of this (validated) section are refined (null: trace and online fits are)."""
     enabled = fit_section["refine"]["enabled"]
-    if enabled is None:
-        return fit_section["kind"] != "spike" and fit_section["metric"]["name"] in (None, "mse")
+    if enabled is None:  # (least squares would collapse a Pareto front to one weighted error)
+        return fit_section["kind"] != "spike" and fit_section["metric"]["name"] in (None, "mse") and \
+            fit_section.get("multiobjective") is None
     return bool(enabled)
 
 
@@ -123,6 +129,9 @@ class FitSection(Section):
         self.units = {p: str(self.model.dimensions[p]) for p in self.parameters if p in self.model.dimensions}
         self.metric_settings = self._metric_settings()
         self.optimizers = self._optimizers()
+        self.multiobjective = section.get("multiobjective")
+        if self.multiobjective is not None:
+            self._check_multiobjective()
         n = section["n_samples"]
         check_memory(self.where("n_samples"), 8.0 * n * (len(self.parameters) + 1),
                      f"{n} candidates of {len(self.parameters)} parameters")
@@ -234,6 +243,35 @@ class FitSection(Section):
                 raise ConfigError(f"{self.where('metric', 'weights', feature)}: not one of metric.features "
                                   f"({', '.join(features)})")
 
+    def _check_multiobjective(self) -> None:
+        m = self.multiobjective
+        if m["per_feature"] and self.metric_settings["name"] != "feature":
+            raise ConfigError(f"{self.where('multiobjective', 'per_feature')}: needs metric feature (this fit uses "
+                              f"{self.metric_settings['name']})")
+        if not m["per_feature"] and len(m["objectives"] or {}) < 2:
+            raise ConfigError(f"{self.where('multiobjective', 'objectives')}: give at least two objectives, e.g. "
+                              f"{{hyperpolarising: [0, 1], depolarising: [2, 3]}} (positions of the fitted sweeps), "
+                              f"or per_feature: true with a feature metric")
+        if self.kind == "online":
+            raise ConfigError(f"{self.where('multiobjective')}: not for online fits (use kind: trace)")
+
+    def pareto_objectives(self, dataset) -> dict:
+        """Objective name -> (metric, trace positions) of a multi-objective fit on ``dataset``; ConfigError for a
+        sweep position the dataset does not have."""
+        from ..fitting.multiobjective import per_feature
+
+        metric = self.metric(dataset)
+        if self.multiobjective["per_feature"]:
+            return per_feature(metric)
+        objectives = {}
+        for name, traces in self.multiobjective["objectives"].items():
+            bad = [i for i in traces if i >= dataset.n_traces]
+            if bad:
+                raise ConfigError(f"{self.where('multiobjective', 'objectives', name)}: sweep position {bad[0]} - the "
+                                  f"fit has {dataset.n_traces} sweeps (positions 0-{dataset.n_traces - 1})")
+            objectives[name] = (metric, list(traces))
+        return objectives
+
     def _optimizers(self) -> list[OptimizerSpec]:
         specs, seen = [], {}
         for i, o in enumerate(self.settings["optimizers"]):
@@ -290,6 +328,12 @@ class FitSection(Section):
         return self.settings["noise_floor"]
 
     def optimizer(self, label: str) -> OptimizerSpec:
+        """The optimizer labelled ``label`` (NSGA2 for a multi-objective fit); ConfigError listing the labels."""
+        if self.multiobjective is not None:
+            if label == PARETO_LABEL:
+                return OptimizerSpec(-1, PARETO_LABEL, "pymoo", PARETO_LABEL)
+            raise ConfigError(f"{self.where('multiobjective')}: a multi-objective fit runs '{PARETO_LABEL}' only, "
+                              f"not '{label}'")
         for spec in self.optimizers:
             if spec.label == label:
                 return spec
@@ -467,9 +511,13 @@ class FitSection(Section):
             raise ConfigError(f"{where}: {' '.join(str(err).split())}") from None
 
     def check(self, dataset) -> None:
-        """Everything a fit job would trip over, before any fit job runs: data, metric, every optimizer."""
+        """Everything a fit job would trip over, before any fit job runs: data, metric, every optimizer (and a
+        multi-objective fit's objectives)."""
         self.fitter(dataset)
         self.metric(dataset)
+        if self.multiobjective is not None:
+            self.pareto_objectives(dataset)
+            return  # NSGA-II needs no optimizer of the list
         for spec in self.optimizers:
             self.build_optimizer(spec.label, 0)
 
@@ -547,8 +595,61 @@ def discard_checkpoint(checkpoint) -> None:
             path.unlink()
 
 
+def run_pareto_fit(plan: FitSection, dataset, seed: int, log=None) -> FitRun:
+    """The multi-objective fit of a study (fit.multiobjective) with NSGA-II seeded by ``seed``: fit.json holds the
+    compromise as its best parameters (best_error: the fit's single metric there), and "pareto" (front, hall of
+    fame, compromise, objectives; ``ParetoResult.to_dict`` without the history, which is history.parquet with
+    one column per objective)."""
+    from ..fitting.multiobjective import fit_pareto
+
+    spec = plan.optimizer(PARETO_LABEL)
+    fitter = plan.fitter(dataset, seed=seed)
+    objectives = plan.pareto_objectives(dataset)
+    m = plan.multiobjective
+
+    start = time.perf_counter()
+    result = fit_pareto(fitter, objectives, n_generations=m["n_generations"], seed=seed,
+                        hall_of_fame=m["hall_of_fame"], **plan.fit_bounds())
+    wall = time.perf_counter() - start
+    compromise = result.compromise
+    if compromise is None:
+        raise ConfigError(f"{plan.where('multiobjective')}: no candidate had finite objectives; check the bounds")
+    best = compromise["params"]
+    fitter.restore(plan.bounds, plan.metric(dataset), [], log_scale=plan.log_scale)
+    history = result.history
+    history.insert(0, "evaluation", np.arange(len(history), dtype=np.int64))
+    history = history.rename(columns={"generation": "round"})
+    history["error"] = history["score"]
+    history["round"] = history["round"].astype(np.int64)
+    history = history[["evaluation", "round", *fitter.parameter_names, "error", *result.objectives, "on_front"]]
+    per_round = history.groupby("round")["error"].min().sort_index().to_numpy()
+    pareto = result.to_dict()
+    pareto.pop("history", None)
+    doc = {
+        "format": FIT_FORMAT, "version": FORMAT_VERSION,
+        "study": plan.study.name, "optimizer": spec.as_dict(), "seed": int(seed), "kind": plan.kind,
+        "metric": plan.metric_settings, "parameters": list(fitter.parameter_names),
+        "outputs": list(fitter.output), "units": {**plan.units, **plan.output_units(fitter.output)},
+        "bounds": {p: list(b) for p, b in plan.bounds.items()}, "log_scale": sorted(plan.log_scale),
+        "fixed": plan.fixed, "n_samples": plan.settings["n_samples"], "n_rounds": m["n_generations"],
+        "rounds_done": int(per_round.size), "n_evaluations": int(len(history)),
+        "best_params": {p: float(v) for p, v in best.items()},
+        "best_error": _finite_or_none(fitter.error(best)),
+        "best_error_per_round": [_finite_or_none(e) for e in np.minimum.accumulate(per_round)],
+        "history": None, "pareto": pareto,
+        "wall_time_s": round(wall, 6), "resumed_from_round": 0,
+    }
+    if log:
+        log(f"NSGA-II seed {seed}: {len(pareto['front'])} candidates on the front; compromise "
+            + ", ".join(f"{k}={v:.4g}" for k, v in best.items()))
+    return FitRun(doc, history)
+
+
 def run_fit(plan: FitSection, dataset, label: str, seed: int, checkpoint=None, log=None) -> FitRun:
-    """Run the fit of optimizer ``label`` with ``seed`` (resuming ``checkpoint`` if it holds this fit)."""
+    """Run the fit of optimizer ``label`` with ``seed`` (resuming ``checkpoint`` if it holds this fit; a
+    multi-objective fit, ``run_pareto_fit``, is not checkpointed)."""
+    if plan.multiobjective is not None:
+        return run_pareto_fit(plan, dataset, seed, log)
     spec = plan.optimizer(label)
     fitter = plan.fitter(dataset, seed=seed)
     metric = plan.metric(dataset)
