@@ -94,35 +94,34 @@ def test_each_cell_problem_is_its_status_and_the_others_are_fitted(batch_run):
     assert garbled.startswith("stage passive: ") and str(folder / "garbled.abf") in garbled, garbled
     assert "cannot read" in garbled, garbled
     missing = by_cell["missing"]["reason"]
-    assert str(folder / "nowhere" / "missing.abf") in missing and "not found" in missing, missing
+    assert missing.startswith("stage passive: nowhere/missing.abf: file not found (sheet line ") and \
+        "column file; paths are relative to the sheet)" in missing, missing  # the same in any working directory
     assert "quality control" in by_cell["2020_03_02_0000"]["reason"]
     assert "pipette drift" in by_cell["drifted"]["reason"]
     assert by_cell["2020_03_02_0000"]["n_sweeps"] == "0"
 
-    # fitted cells: every parameter finite and inside its stage's bounds; stage 2 took stage 1's C, gl, El
+    # fitted cells: every parameter (free ones and those taken from stage 1) finite, in its stage's bounds, and
+    # in the table as in the result document; stage 2 took stage 1's C, gl, El exactly
+    docs = {name: json.loads(data) for name, data in result_jsons(work).items()}
     for cell in GOOD:
         r = by_cell[cell]
         assert r["reason"] == "" and int(r["n_sweeps"]) > 0, r
         for stage in STAGES:
-            assert int(r[f"{stage}.n_fitted"]) > 0, r
-            for p, (low, high) in _bounds(stage).items():
-                value = float(r[f"{stage}.{p}"])
+            doc, bounds = docs[f"{cell}/{stage}"], _bounds(stage)
+            assert doc["status"] == "ok" and int(r[f"{stage}.n_fitted"]) == doc["n_fitted"] > 0, r
+            assert set(doc["parameters"]) == set(bounds) | ({"C", "gl", "El"} if stage == "adex" else set())
+            for p, value in doc["parameters"].items():
+                low, high = bounds[p] if p in bounds else _bounds("passive")[p]
                 assert math.isfinite(value) and low <= value <= high, (cell, stage, p, value)
-            assert float(r[f"{stage}.train_error"]) >= 0 and math.isfinite(float(r[f"{stage}.heldout_rmse"])), r
+                assert float(r[f"{stage}.{p}"]) == pytest.approx(value, rel=1e-9), (cell, stage, p)
+            assert float(r[f"{stage}.train_error"]) >= 0 and float(r[f"{stage}.heldout_rmse"]) > 0, r
         assert float(r["passive.gl"]) > 0 and float(r["passive.C"]) > 0
+        # the coincidence factor of the held-out spikes: 1 for identical trains, about 0 (possibly below) for chance
+        assert math.isfinite(float(r["adex.heldout_gamma"])) and float(r["adex.heldout_gamma"]) <= 1, r
+        passive, adex = docs[f"{cell}/passive"], docs[f"{cell}/adex"]
         for p in ("C", "gl", "El"):
-            assert r[f"adex.{p}"] == r[f"passive.{p}"], (cell, p)
-        assert 0 <= float(r["adex.heldout_gamma"]) <= 1, r
-        adex = [k for k in r if k.startswith("adex.") and k not in ("adex.train_rmse", "adex.heldout_gamma")]
-        assert all(math.isfinite(float(r[k])) for k in adex), r
-    # ... exactly (the result documents, not only their 10 printed digits)
-    docs = result_jsons(work)
-    for cell in GOOD:
-        passive, adex = (json.loads(docs[f"{cell}/{s}"]) for s in STAGES)
-        assert passive["status"] == adex["status"] == "ok"
-        for p in ("C", "gl", "El"):
-            assert adex["parameters"][p] == passive["parameters"][p] and adex["fixed"][p] == passive["parameters"][p]
-            assert p not in adex["free"]
+            assert adex["parameters"][p] == passive["parameters"][p] == adex["fixed"][p], (cell, p)
+            assert p not in adex["free"] and r[f"adex.{p}"] == r[f"passive.{p}"], (cell, p)
 
     # cells that were not fitted: every stage column empty, and a result + figure for every (cell, stage)
     for cell in ("garbled", "missing", "2020_03_02_0000", "drifted"):
@@ -139,7 +138,7 @@ def test_each_cell_problem_is_its_status_and_the_others_are_fitted(batch_run):
 @pytest.mark.slow
 def test_two_working_directories_give_the_same_bytes(batch_run, tmp_path):
     """A second run of the same config and sheet in another working directory writes the same result.json files
-    and cells.csv, byte for byte (the missing file's reason aside, see the xfail test below)."""
+    and cells.csv, byte for byte (the missing file's reason names it relative to the sheet, not the folder)."""
     assert batch_run["status"] == 0, batch_run["out"]
     first = batch_run["work"]
     # the same sheet (its paths, relative to it, resolve to the same files), another working directory
@@ -149,27 +148,11 @@ def test_two_working_directories_give_the_same_bytes(batch_run, tmp_path):
     a, b = result_jsons(first), result_jsons(second)
     assert sorted(a) == sorted(b) and len(a) == 2 * len(batch_run["rows"])
     for name in a:
-        if name.startswith("missing/"):  # its reason names the working directory (known bug)
-            a[name], b[name] = _unplaced(a[name], first), _unplaced(b[name], second)
         assert a[name] == b[name], name
-    lines_a, lines_b = table_lines(first), table_lines(second)
-    assert lines_a.keys() == lines_b.keys()
-    for cell in lines_a:
-        x, y = lines_a[cell], lines_b[cell]
-        if cell == "missing":
-            x, y = _unplaced(x, first), _unplaced(y, second)
-        assert x == y, cell
+    assert table_lines(first) == table_lines(second)
 
 
-def _unplaced(data: bytes, work) -> bytes:
-    return data.replace(str(work).encode(), b"<work>")
-
-
-@pytest.mark.xfail(strict=True, reason="bug: read_study_recording's 'file not found' message appends "
-                                       "'relative paths start from the working directory, <cwd>' "
-                                       "(src/neurofit/data/recordings/from_settings.py), although a sheet's paths "
-                                       "are relative to the sheet and already absolute; the reason then depends "
-                                       "on the working directory")
+@pytest.mark.slow
 def test_a_missing_file_reason_names_no_working_directory(batch_run):
     assert batch_run["status"] == 0, batch_run["out"]
     reason = {r["cell"]: r["reason"] for r in read_table(batch_run["work"])}["missing"]

@@ -63,3 +63,11 @@ def test_bad_sheets_are_one_line_naming_sheet_line_and_column(tmp_path, text, me
 def test_missing_sheet(tmp_path):
     with pytest.raises(ConfigError, match="sample sheet not found"):
         read_sheet(tmp_path / "none.tsv")
+
+
+def test_line_numbers_count_comment_and_blank_lines(tmp_path):
+    sheet = write(tmp_path / "cells.tsv", "# a comment\ncell\tfile\nc1\ta.abf\n\nc2\tb.abf\n# another\nc1\tc.abf\n")
+    with pytest.raises(ConfigError, match=r"line 7: cell 'c1' is also on line 3"):
+        read_sheet(sheet)
+    sheet.write_text("# a comment\ncell\tfile\nc1\ta.abf\n\nc2\tb.abf\n")
+    assert [c.line for c in read_sheet(sheet)] == [3, 5]

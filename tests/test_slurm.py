@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from batch_workflow import ABF, make_batch_workdir, result_jsons, row, study_results, write_sheet
 from neurofit.workflow.provenance import read_manifest
 from tiny_workflow import INFER_OUTPUTS, ROOT, STUDY, make_workdir, numeric_differences, results, run_snakemake
 
@@ -78,3 +79,40 @@ def test_slurm_profile_gives_the_numbers_of_a_local_run(local_slurm, tiny_refere
     for name in COMPARED:
         assert read_manifest(study / name)["host"]["slurm_job_id"], name
     assert numeric_differences(results(tiny_reference), study, names=COMPARED) == {}
+
+
+def _node_cpus(env) -> int:
+    proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True, timeout=20, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return min(int(n) for n in proc.stdout.split())
+
+
+def test_slurm_profile_runs_a_batch_study_with_grouped_cells_as_locally(local_slurm, tmp_path):
+    """A 3-cell batch study (tests/batch_workflow.py: two fitted cells and one failing quality control) through
+    profiles/slurm gives the bytes of a local run; its fit_cell jobs (group "cells", group-components cells=5)
+    ran in one sbatch job. --cores caps what one job asks for at the node's CPUs: a group job asks for the sum
+    of its parallel cells' threads (here 3), more than this node has, and would pend forever (PartitionConfig);
+    with the cap Snakemake runs the cells in series inside the job."""
+    sheet = write_sheet(tmp_path / "cells.tsv", [
+        row("171116sh_0018", ABF / "171116sh_0018.abf", heldout="3,12", group="regular_spiking", species="mouse"),
+        row("190619B_0003", ABF / "190619B_0003.abf", heldout="1,6", group="unknown", species="rat"),
+        row("2020_03_02_0000", ABF / "2020_03_02_0000.abf", group="unknown")])
+    local = make_batch_workdir(tmp_path / "local", None, sheet=sheet)
+    status, out = run_snakemake(local, "--cores", "2")
+    assert status == 0, out
+    work = make_batch_workdir(tmp_path / "slurm", None, sheet=sheet)
+    started = time.monotonic()
+    status, out = run_snakemake(work, "--workflow-profile", ROOT / "profiles" / "slurm", "--cores", _node_cpus(local_slurm),
+                                timeout=900, env=local_slurm)
+    print(f"SLURM batch run: {time.monotonic() - started:.1f} s")
+    assert status == 0, out
+    assert "has been submitted with SLURM jobid" in out, out
+    table = study_results(work) / "population" / "cells.csv"
+    assert table.read_bytes() == (study_results(local) / "population" / "cells.csv").read_bytes()
+    results = result_jsons(work)
+    assert results == result_jsons(local) and len(results) == 3 * 2
+    # every result was written inside a SLURM job; all six fit_cell jobs inside the same one (the group)
+    jobs = {name: read_manifest(study_results(work) / "cells" / name / "result.json")["host"]["slurm_job_id"]
+            for name in results}
+    assert all(jobs.values()) and len(set(jobs.values())) == 1, jobs
+    assert read_manifest(table)["host"]["slurm_job_id"] not in (None, *jobs.values())

@@ -15,6 +15,7 @@ times), so the same inputs give the same bytes.
 """
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 from ..data.files import atomic_write_json
 from ..data.recordings.errors import RecordingError
 from ..data.recordings.from_settings import read_study_recording
-from ..errors import NeurofitError
+from ..errors import ConfigError, NeurofitError
 from .batch import BatchStudy
 from .fit_section import (
     FitSection,
@@ -91,6 +92,12 @@ def run_cell_stage(batch: BatchStudy, cell: Cell, stage_name: str, folder, previ
 
 def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStageRun:
     stage = batch.stage(stage_name)
+    for column, files in (("file", cell.files), ("current_file", cell.current_files)):
+        for path in files:
+            if not Path(path).exists():  # named as the sheet names it: the reason is the same in any folder
+                shown = os.path.relpath(path, batch.sheet.resolve().parent)
+                raise ConfigError(f"{shown}: file not found (sheet line {cell.line}, column {column}; paths are "
+                                  f"relative to the sheet)")
     settings = batch.recording_settings(cell, stage)
     recording = read_study_recording(settings, f"cell {cell.cell}")
     passing = [s for s in recording.sweeps if s.passed_qc]

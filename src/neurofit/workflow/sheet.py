@@ -98,20 +98,22 @@ def read_sheet(path) -> list[Cell]:
         raise ConfigError(f"{sheet}: sample sheet not found")
     delimiter = "," if sheet.suffix.lower() == ".csv" else "\t"
     with open(sheet, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader((line for line in f if not line.lstrip().startswith("#")), delimiter=delimiter)
-        header = reader.fieldnames or []
-        missing = [c for c in ("cell", "file") if c not in header]
-        if missing:
-            kind = "comma" if delimiter == "," else "tab"
-            raise ConfigError(f"{sheet}: no '{missing[0]}' column (columns: {', '.join(header) or 'none'}; "
-                              f"a {sheet.suffix or 'sheet'} file is {kind}-separated)")
-        rows = list(reader)
+        # comment lines are read as empty lines (skipped), so that reader.line_num stays the file's line number
+        reader = csv.reader((("\n" if line.lstrip().startswith("#") else line) for line in f), delimiter=delimiter)
+        lines = [(reader.line_num, values) for values in reader if values]
+    header = [name.strip() for name in lines[0][1]] if lines else []
+    missing = [c for c in ("cell", "file") if c not in header]
+    if missing:
+        kind = "comma" if delimiter == "," else "tab"
+        raise ConfigError(f"{sheet}: no '{missing[0]}' column (columns: {', '.join(header) or 'none'}; "
+                          f"a {sheet.suffix or 'sheet'} file is {kind}-separated)")
+    rows = [(number, values) for number, values in lines[1:] if any(v.strip() for v in values)]
     validator = jsonschema.Draft202012Validator(_row_schema())
     cells, seen = [], {}
-    for number, row in enumerate(rows, start=2):
-        if None in row or any(v is None for v in row.values()):
-            raise ConfigError(f"{sheet} line {number}: {len(header)} columns in the header, another number here")
-        values = {k: v.strip() for k, v in row.items()}
+    for number, row in rows:
+        if len(row) != len(header):
+            raise ConfigError(f"{sheet} line {number}: {len(header)} columns in the header, {len(row)} here")
+        values = {k: v.strip() for k, v in zip(header, row)}
         values = {k: v for k, v in values.items() if v != "" or k in ("cell", "file")}
         errors = sorted(validator.iter_errors(values), key=lambda e: list(e.path))
         if errors:
