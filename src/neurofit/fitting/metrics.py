@@ -856,7 +856,9 @@ class SpikeTraceMetric:
             raise ValueError("count_weight and subthreshold_weight must be >= 0")
 
     def data_spikes(self, data_v, dt, lengths=None) -> list:
-        """Spike times (s) of each recorded trace of ``data_v`` ((n_traces, n_steps), V) within its length."""
+        """The recorded spike trains: data_v (n_traces, n_steps) recorded potentials (V); dt: sampling step (s);
+        lengths: (n_traces,) samples of each trace (None: all). Returns a list over traces of spike-time arrays
+        (s), the upward crossings of ``spike_threshold`` within each trace's length."""
         from ..data.spikes import detect_spikes
 
         data_v = np.asarray(data_v, dtype=float)
@@ -864,8 +866,13 @@ class SpikeTraceMetric:
         return [detect_spikes(trace[:n], dt, self.spike_threshold)[0] for trace, n in zip(data_v, ends)]
 
     def parts(self, model_v, model_spikes, data_v, data_spikes, dt, lengths=None) -> np.ndarray:
-        """(n_sets, 3) parts (gamma, count, subthreshold) of every parameter set: model_v (n_sets, n_traces,
-        n_steps) V, model_spikes a list over sets of lists over traces of spike times (s); data as for one set."""
+        """The three parts of every parameter set's error.
+
+        model_v: (n_sets, n_traces, n_steps) simulated potentials (V); model_spikes: a list over the n_sets sets of
+        lists over traces of spike-time arrays (s); data_v: (n_traces, n_steps) recorded potentials (V);
+        data_spikes: a list over traces of recorded spike times (s, ``data_spikes``); dt: the sampling step (s or
+        a quantity string); lengths: (n_traces,) samples of each trace (None: all). Returns an (n_sets, 3) array
+        of the gamma, count and subthreshold parts (``spike_trace_parts``); inf for a set whose traces diverged."""
         dt = _dt(dt)
         rows = []
         for v, spikes in zip(np.asarray(model_v, dtype=float), model_spikes):
@@ -878,6 +885,8 @@ class SpikeTraceMetric:
         return np.asarray(rows, dtype=float).reshape(-1, 3)
 
     def calc(self, model_v, model_spikes, data_v, data_spikes, dt, lengths=None) -> np.ndarray:
-        """Errors (n_sets,): the sum of ``parts``; inf for a diverged set or a NaN error."""
+        """Errors of every parameter set: model_v, model_spikes, data_v, data_spikes, dt, lengths as for
+        ``parts``. Returns an (n_sets,) float array, the sum of the three parts; inf for a diverged set or a NaN
+        error."""
         errors = self.parts(model_v, model_spikes, data_v, data_spikes, dt, lengths).sum(axis=1)
         return np.where(np.isnan(errors), np.inf, errors)

@@ -114,9 +114,15 @@ class BatchStudy:
                 raise ConfigError(f"{where}.from: {sorted(both)[0]} is both fixed and centred")
             for name, width in link["centred"].items():
                 self._centre_width(width, model, name, f"{where}.from.centred.{name}")
-        # the fit section with the parameters an earlier stage will give (placeholders at mid-bounds)
-        FitSection(self._stage_study(stage, {"path": "cell.abf"}, self.names[index],
-                                     previous=self._placeholder_values(stage)), model)
+        # the fit (or infer) section with the parameters an earlier stage will give (placeholders at mid-bounds)
+        checked = self._stage_study(stage, {"path": "cell.abf"}, self.names[index],
+                                    previous=self._placeholder_values(stage))
+        if stage.get("infer") is not None:
+            from .infer_section import check_infer_section
+
+            check_infer_section(checked, model)
+        else:
+            FitSection(checked, model)
 
     def _placeholder_values(self, stage: dict) -> dict | None:
         """Values standing in for an earlier stage's result when checking a stage before any fit: each
@@ -127,8 +133,11 @@ class BatchStudy:
         source = self.stages[self.names.index(link["stage"])]
         values = {}
         for name in [*link["fixed"], *link["centred"]]:
-            bound = source["fit"]["bounds"].get(name)
-            value = source["fit"]["fixed"].get(name)
+            section = source.get("fit") or source["infer"]
+            bound = section["bounds"].get(name)
+            value = (section.get("fixed") or {}).get(name)
+            if bound is not None and not isinstance(bound, list):  # an infer prior's fixed value
+                bound, value = None, bound
             if bound is not None:
                 low, high = (si_quantity(b, None, "bounds") for b in bound[:2])
                 value = math.sqrt(low * high) if len(bound) > 2 and bound[2] == "log" and low > 0 else (low + high) / 2
@@ -230,12 +239,13 @@ class BatchStudy:
                      cell: str | None = None) -> Study:
         shared = self.study.section["data"]["recording"]
         data = {"dt": self.study.section["data"]["dt"], "recording": {**copy.deepcopy(shared), **recording}}
-        fit = copy.deepcopy(stage["fit"])
+        kind = "infer" if stage.get("infer") is not None else "fit"
+        work = copy.deepcopy(stage[kind])
         if stage.get("from") is not None and previous is not None:
-            fit = self._with_earlier_values(stage, fit, previous)
+            work = self._with_earlier_values(stage, work, previous)
         text = " ".join(part for part in (self.study.section.get("description", ""), stage.get("description", ""))
                         if part)
-        section = {"description": text, "model": copy.deepcopy(stage["model"]), "data": data, "fit": fit}
+        section = {"description": text, "model": copy.deepcopy(stage["model"]), "data": data, kind: work}
         section = validate_config({"studies": {"stage": section}}, label=None)["studies"]["stage"]
         # named by its key path, so that its messages name the stage's keys: studies.<study>.stages.<index>...
         study = Study(f"{self.study.name}.stages.{self.names.index(stage_name)}", section, self.study.origin)
@@ -243,15 +253,21 @@ class BatchStudy:
         return study
 
     def _with_earlier_values(self, stage: dict, fit: dict, previous: dict) -> dict:
+        """The stage's fit (or infer) section ``fit`` with the parameters of ``from`` taken from the earlier
+        stage's result in ``previous``: fixed at its values, or bounds centred on them."""
         link = stage["from"]
         result = previous.get(link["stage"])
         if result is None or result.get("status") != "ok":
             raise ConfigError(f"stage {stage['name']}: stage {link['stage']} has no result to take parameters from")
         values = result["parameters"]
         model = self._models[stage["name"]]
+        infer = "fixed" not in fit  # an infer section: a fixed value is a prior entry holding a quantity
         for name in link["fixed"]:
             fit["bounds"].pop(name, None)
-            fit["fixed"][name] = float(values[name])
+            if infer:
+                fit["bounds"][name] = float(values[name])
+            else:
+                fit["fixed"][name] = float(values[name])
         for name, width in link["centred"].items():
             kind, size = self._centre_width(width, model, name, f"stage {stage['name']} from.centred.{name}")
             value = float(values[name])
@@ -262,8 +278,9 @@ class BatchStudy:
                 fit["bounds"][name] = [value / size, value * size, "log"]
             else:
                 fit["bounds"][name] = [value - size, value + size]
-            fit["fixed"].pop(name, None)
-        if not fit["bounds"]:
+            if not infer:
+                fit["fixed"].pop(name, None)
+        if not any(isinstance(b, list) for b in fit["bounds"].values()):
             raise ConfigError(f"stage {stage['name']}: every parameter is fixed; leave at least one free")
         return fit
 

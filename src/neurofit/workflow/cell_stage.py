@@ -110,6 +110,8 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
         return CellStageRun({**base, "status": "failed", "reason": _one_line(err)})
     study = batch.cell_study(cell, stage_name, fitted, previous)
     model = study.model()
+    if stage.get("infer") is not None:
+        return _infer_stage(study, model, folder, {**base, "sweeps": fitted, "heldout": heldout}, log)
     plan = FitSection(study, model)
     dataset = study.dataset(model)
     plan.check(dataset)
@@ -160,6 +162,42 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
     return CellStageRun(doc, study, plan, dataset, heldout_data, free)
 
 
+def _infer_stage(study, model, folder: Path, base: dict, log) -> CellStageRun:
+    """A stage with an infer section on the cell's sweeps: one training (one chunk, in this job), the posterior
+    and its diagnostics in ``folder/infer/`` (as a study's infer outputs), and the result: posterior mean (the
+    stage's parameters, as a fit stage's), 5 / 50 / 95 % quantiles, the misspecification check and the
+    posterior predictive check of the features."""
+    import json
+
+    from .infer_section import run_inference, run_training_chunk
+
+    dataset = study.dataset(model)
+    out = folder / "infer"
+    chunk = out / "chunks" / "chunk_0.npz"
+    run_training_chunk(study, 0, 1, chunk, dataset)
+    paths = run_inference(study, [chunk], out, dataset)
+    summary = json.loads(Path(paths["summary.json"]).read_text(encoding="utf-8"))
+    check = json.loads(Path(paths["predictive_check.json"]).read_text(encoding="utf-8"))
+    posterior = summary["parameters"]
+    fixed = {p: float(v) for p, v in study.section["infer"]["bounds"].items() if not isinstance(v, list)
+             and isinstance(v, (int, float))}
+    params = {**fixed, **{p: q["mean"] for p, q in posterior.items()}}
+    misspecification = summary.get("misspecification") or {}
+    doc = {**base, "status": "ok", "reason": "", "model": study.model_label, "n_fitted": len(base["sweeps"]),
+           "parameters": {p: params[p] for p in sorted(params)}, "free": sorted(posterior), "fixed": fixed,
+           "units": {p: str(model.dimensions[p]) for p in sorted(params) if p in model.dimensions},
+           "metric": "posterior", "train_error": None,
+           "quantiles": {p: {"q05": q["q05"], "q50": q["median"], "q95": q["q95"]} for p, q in sorted(posterior.items())},
+           "misspecified": misspecification.get("verdict") == "fail" if misspecification else None,
+           "misspecification_p": misspecification.get("p_value"),
+           "predictive_outside": check.get("n_outside"), "noise": summary.get("noise"),
+           "n_simulations": summary.get("n_simulations")}
+    if log:
+        log(f"stage {base['stage']}: posterior of {', '.join(posterior)}; misspecification p = "
+            f"{doc['misspecification_p']}")
+    return CellStageRun(doc)
+
+
 def _pairs(fits: list, refined: list) -> list:
     by_run = {(r["optimizer"], r["seed"]): r for r in refined}
     return [(f, by_run.get((f["optimizer"]["label"], f["seed"]))) for f in fits]
@@ -184,7 +222,19 @@ def stage_figure(run: CellStageRun, max_traces: int = 6):
     or, for a stage that did not end ok, its status and reason as text."""
     import matplotlib.pyplot as plt
 
+    from ..plots import format_quantity
+
     doc = run.doc
+    if doc["status"] == "ok" and doc.get("metric") == "posterior":  # an infer stage: its figures are in infer/
+        fig, ax = plt.subplots(figsize=(8, 2))
+        ax.axis("off")
+        lines = [f"{p}: {format_quantity(q['q50'], doc['units'].get(p))} [{format_quantity(q['q05'], doc['units'].get(p))}"
+                 f", {format_quantity(q['q95'], doc['units'].get(p))}]" for p, q in doc["quantiles"].items()]
+        verdict = "misspecified" if doc["misspecified"] else "within the training simulations"
+        ax.text(0.01, 0.5, f"cell {doc['cell']}, stage {doc['stage']}: posterior median [5 %, 95 %]\n" + "\n".join(lines)
+                + f"\nmisspecification check: {verdict} (p = {doc['misspecification_p']:.3g})", va="center",
+                ha="left", fontsize=9)
+        return fig
     if doc["status"] != "ok":
         fig, ax = plt.subplots(figsize=(8, 2))
         ax.axis("off")

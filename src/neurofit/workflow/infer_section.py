@@ -58,7 +58,7 @@ TRAINING_KEYS = ("bounds", "features", "window", "spike_threshold", "noise", "n_
 def _simulation(study: Study) -> dict:
     """The study's simulate section with defaults filled in (all defaults when it has none)."""
     section = {**study.section, "simulate": study.section.get("simulate") or {}}
-    return validate_config({"studies": {study.name: section}}, label=None)["studies"][study.name]["simulate"]
+    return validate_config({"studies": {"study": section}}, label=None)["studies"]["study"]["simulate"]
 
 
 class InferSection(Section):

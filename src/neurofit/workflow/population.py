@@ -8,7 +8,10 @@ fit metric of the final parameters), then on the fitted (``train_``) and held-ou
 ``rmse`` (V; subthreshold for spiking models), ``count_error`` (spikes per sweep) and ``gamma`` of
 ``cell_stage.score_sweeps``, ``<stage>.heldout_error`` (the fit's objective on the held-out sweeps),
 ``<stage>.aic`` / ``<stage>.bic`` (least-squares stages); and for stages compared as alternatives
-(``compare``), ``<label>.best_model`` and ``<label>.criterion``. Rows follow the sheet. Numbers
+(``compare``), ``<label>.best_model`` and ``<label>.criterion``. An infer stage's parameters are posterior means,
+with ``<stage>.<parameter>.q05`` / ``.q95`` (5 and 95 % quantiles), ``<stage>.misspecified`` (the check failed),
+``<stage>.misspecification_p`` and ``<stage>.predictive_outside`` (features outside their 90 % predictive
+interval). Rows follow the sheet. Numbers
 are written with 10 significant digits, so the same results give the same bytes.
 """
 from __future__ import annotations
@@ -106,6 +109,13 @@ def population_table(results: list, stages: list, compare: dict | None = None):
                 row[f"{stage}.{p}"] = doc["parameters"].get(p) if ok else None
             for key in STAGE_NUMBERS:
                 row[f"{stage}.{key}"] = doc.get(key) if ok else None
+            if any("quantiles" in (d.get(stage) or {}) for d in by_cell.values()):  # an infer stage
+                for p in parameter_columns[stage]:
+                    for q in ("q05", "q95"):
+                        row[f"{stage}.{p}.{q}"] = doc["quantiles"].get(p, {}).get(q) if ok and "quantiles" in doc \
+                            else None
+                for key in ("misspecified", "misspecification_p", "predictive_outside"):
+                    row[f"{stage}.{key}"] = doc.get(key) if ok else None
         for label, names in (compare or {}).items():
             row[f"{label}.best_model"], row[f"{label}.criterion"] = best_model([docs[s] for s in names])
         rows.append(row)
