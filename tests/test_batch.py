@@ -313,3 +313,30 @@ def test_passive_input_resistance_of_real_cells_lies_within_the_direct_measureme
     tau = run.doc["parameters"]["C"] / run.doc["parameters"]["gl"]
     assert 5e-3 < tau < 60e-3  # membrane time constant of a cortical neuron
     assert run.doc["train_rmse"] < 3e-3  # within 3 mV of every fitted sample
+
+
+# --- an infer stage: a posterior per cell ---------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_an_infer_stage_gives_each_cell_a_posterior_and_a_misspecification_verdict(tmp_path):
+    section = yaml.safe_load((ROOT / "config" / "examples" / "cells" / "sbi.yaml").read_text())["studies"]["cells_sbi"]
+    section["sheet"] = str(ROOT / section["sheet"])
+    section["stages"][0]["infer"]["n_samples"] = 600
+    plan = BatchStudy(Study.from_config({"studies": {"sbi": section}}, "sbi"))
+    cells = {c.cell: c for c in read_sheet(section["sheet"])}
+    run = run_cell_stage(plan, cells["190619B_0003"], "passive", tmp_path / "190619B_0003")
+    doc = run.doc
+    assert doc["status"] == "ok", doc["reason"]
+    assert set(doc["quantiles"]) == {"gl", "El", "C"} and doc["metric"] == "posterior"
+    for p, q in doc["quantiles"].items():
+        assert q["q05"] < q["q50"] < q["q95"] and q["q05"] <= doc["parameters"][p] <= q["q95"], p
+    assert isinstance(doc["misspecified"], bool) and 0 < doc["misspecification_p"] <= 1
+    assert (tmp_path / "190619B_0003" / "infer" / "posterior.pt").is_file()
+    assert doc["noise"]["v"]["estimated"] and 0 < doc["noise"]["v"]["sd"] < 1e-3  # from the cell's own baseline
+    # the Igor cell has no hyperpolarising step: its stage fails with the reason, the table says so
+    igor = run_cell_stage(plan, cells["B6"], "passive", tmp_path / "B6").doc
+    assert igor["status"] == "failed" and "no sweep" in igor["reason"]
+    table = population_table([doc, igor], ["passive"])
+    assert {"passive.gl.q05", "passive.gl.q95", "passive.misspecified", "passive.misspecification_p"} <= \
+        set(table.columns)
+    assert table.loc[0, "passive.gl.q05"] == doc["quantiles"]["gl"]["q05"] and table.loc[1, "status"] == "failed"
