@@ -1,14 +1,13 @@
 """Port of brian2modelfitting/tests/test_optimizer.py (NevergradOptimizer, SkoptOptimizer, calc_bounds).
 
-Translation: b2mf's ``initialize(names, popsize=30, rounds=2, a=[0, 1], ...)`` (bounds as keywords) →
-neurofit's ``initialize(names, {"a": [0, 1], ...}, popsize=30, rounds=2)``; the keyword spelling, ``calc_bounds``'s
-and the ``.optim`` attribute are tested on their own (item 8). b2mf's SkoptOptimizer returns lists (``ask``:
+neurofit's optimizers take both b2mf's ``initialize(names, popsize=30, rounds=2, a=[0, 1], ...)`` (bounds as
+keywords) and neurofit's ``initialize(names, {"a": [0, 1], ...}, popsize=30, rounds=2)``; the tests below that are
+not b2mf's use neurofit's spelling (item 8). b2mf's SkoptOptimizer returns lists (``ask``:
 (n, n_params), ``recommend``: a list) while its NevergradOptimizer returns dicts; neurofit returns dicts from
 both (deliberate: one format for every optimizer, as the Fitter needs).
 """
 import numpy as np
 import pytest
-from b2mf_common import gap
 from nevergrad.optimization.base import Optimizer as NOptimizer
 from numpy.testing import assert_equal
 from skopt import Optimizer as SOptimizer
@@ -26,8 +25,6 @@ def test_init():
     SkoptOptimizer(method="GP")
 
 
-@gap(8, "an unknown method raises ValueError (neurofit's one-line errors); b2mf raises AssertionError "
-        "(exception class only)")
 def test_init_wrong_method():
     with pytest.raises(ValueError):  # what neurofit does
         NevergradOptimizer(method="foo")
@@ -42,8 +39,6 @@ def test_init_kwds():
     pass
 
 
-@gap(8, "calc_bounds takes a dict and returns {name: (low, high)}; b2mf: calc_bounds(names, **bounds) -> "
-        "[[low, high], ...] in the order of names")
 def test_calc_bounds():
     bounds = calc_bounds({"a"}, a=[0, 1])
     assert_equal(bounds, [[0, 1]])
@@ -57,8 +52,6 @@ def test_calc_bounds_neurofit_spelling():
     assert calc_bounds(["a", "b"], {"a": [0, 1], "b": [2, 3]}) == {"a": (0, 1), "b": (2, 3)}
 
 
-@gap(8, "initialize takes bounds as a dict, not as keywords (g=[1, 30]); the nevergrad optimizer is private "
-        "(_optim), b2mf's is .optim")
 def test_initialize_nevergrad():
     n_opt = NevergradOptimizer()
     n_opt.initialize({"g"}, g=[1, 30], popsize=30, rounds=2)
@@ -93,7 +86,6 @@ def test_initialize_nevergrad_neurofit_spelling():
         n_opt.initialize(["g", "E"], {"g": [1, 2]}, popsize=30, rounds=2)
 
 
-@gap(8, "initialize takes bounds as a dict, not as keywords; the skopt optimizer is private (_optim)")
 def test_initialize_skopt():
     s_opt = SkoptOptimizer()
     s_opt.initialize({"g"}, g=[1, 30], popsize=30, rounds=2)

@@ -175,7 +175,7 @@ def fit_rate_model(t, I_ext_traces, r_traces, bounds, *, seed, r_init=0.0, n_sam
     out = {"search_params": tutorial_units(best), "search_error": float(error),
            "n_simulations": len(fitter.history)}
     if refine:
-        refined, result = fitter.refine(n_starts=n_starts)
+        refined, result = fitter.refine(n_starts=n_starts, calc_gradient=True)  # the exact Jacobian, as before
         out["params"], out["error"] = tutorial_units(refined), float(np.mean(result.fun ** 2))
         if out["error"] > out["search_error"]:  # refinement never makes the answer worse
             out["params"], out["error"] = out["search_params"], out["search_error"]

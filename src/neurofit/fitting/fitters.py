@@ -21,7 +21,7 @@ from ..data.files import atomic_write_text
 from ..equations.model import Model
 from ..errors import NeurofitError
 from ..simulate import simulate
-from ..units import to_si
+from ..units import DIMENSIONLESS, to_si
 from .bounds import BoundsError, parse_bounds
 from .metrics import first_step, trace_lengths, valid_samples
 from .optimizers import ReplayError, replay_round
@@ -34,6 +34,11 @@ CHECKPOINT_VERSION = 2
 
 class FitError(NeurofitError):
     """A user mistake in a fitter's set-up or arguments (one line naming the culprit)."""
+
+
+class FitTypeError(FitError, TypeError):
+    """An argument of the wrong kind (a spike metric for traces, an optimizer that is not an ``Optimizer``):
+    a FitError that is also a TypeError, the class brian2modelfitting raises."""
 
 
 class _UnusableCheckpoint(Exception):
@@ -78,8 +83,10 @@ class Fitter:
     """Base class: shared set-up, the optimisation loop, results and checkpoints."""
 
     output_kind = "traces"
+    #: candidates per round when the constructor's n_samples is None (brian2modelfitting's defaults)
+    default_n_samples = 60
 
-    def __init__(self, model, input: dict, output, dt, n_samples: int = 10, method: str | None = None,
+    def __init__(self, model, input: dict, output, dt, n_samples: int | None = None, method: str | None = None,
                  threshold=None, reset=None, refractory=None, param_init: dict | None = None,
                  penalty: str | None = None, use_units: bool = True, namespace: dict | None = None,
                  backend: str = "auto", dtype: str = "float64", seed: int | None = None, threads: int = 1,
@@ -97,8 +104,10 @@ class Fitter:
         recorded trace, as an input), or the recorded spike trains, a list over traces of spike-time arrays in
         s (SpikeFitter; ``{"spikes": that list}`` also works).
         dt: sampling step of the recordings, s or a quantity string ("0.1 ms").
-        n_samples: candidates (parameter sets) per round, the optimizer's population; a round simulates
-        n_samples × n_traces runs in one batch.
+        n_samples: candidates (parameter sets) per round asked of the optimizer, an int >= 1 (None: 60 for
+        TraceFitter, 30 for SpikeFitter and OnlineTraceFitter, as brian2modelfitting); ``fit`` lowers it to
+        the population the optimizer's ``initialize`` returns when that is smaller (1 for a sequential
+        nevergrad method); a round simulates n_samples × n_traces runs in one batch.
         method: integration method ("euler", "rk2", "rk4", "exponential_euler", "euler_maruyama"; None:
         ``simulate``'s choice).
         threshold: spike condition, e.g. "v > -50*mV"; reset: statements run after a spike, one per line
@@ -107,7 +116,7 @@ class Fitter:
         replaces all three of its events (one left None is removed).
         param_init: state → initial value: an SI number, a quantity string ("-70 mV"), an expression string
         evaluated at t = 0 ("1/(1 + beta_m/alpha_m)") or a (1, n_traces) array (one value per trace); unset
-        states start at 0.
+        states start at 0; a name that is not a state of the model is a FitError.
         penalty: name of a model variable (state or subexpression) whose value at the end of each trace (its
         last valid sample with ``lengths``), averaged over traces, is added to each candidate's error; it
         should not vary in time and be on the error's scale; None: no penalty.
@@ -144,7 +153,10 @@ class Fitter:
         self.dt = to_si(dt, name="dt")
         if not self.dt > 0:
             raise FitError(f"dt = {dt} must be positive")
-        self.n_samples = int(n_samples)
+        self.n_samples = int(self.default_n_samples if n_samples is None else n_samples)
+        if self.n_samples < 1:
+            raise FitError(f"n_samples = {n_samples} must be a positive number of candidates per round")
+        self._requested_samples = self.n_samples  # what fit() asks the optimizer's initialize for
         self.method = method
         self.param_init = dict(param_init or {})
         self.penalty = penalty
@@ -160,6 +172,10 @@ class Fitter:
         self._set_output(output)
         self.model = self._build_model(model, namespace, threshold, reset, refractory)
         self.parameter_names = [p for p in self.model.parameters if p != "iteration"]
+        unknown = sorted(set(self.param_init) - set(self.model.states))
+        if unknown:
+            raise FitError(f"param_init: {', '.join(unknown)} not a state variable of the model "
+                           f"(states: {', '.join(self.model.states) or 'none'})")
         self.optimizer = None
         self.metric = None
         self._data_spikes = {}  # (metric id, output) -> recorded spike trains, for metrics that need spikes
@@ -230,15 +246,24 @@ class Fitter:
         Each round asks the optimizer for candidates, simulates them on all traces in one batch, computes
         their errors with the metric (plus ``penalty``; inf for a candidate whose simulation diverged) and
         tells the optimizer. A later call continues the same optimisation (the optimizer, metric and bounds of
-        the first call; ``optimizer`` and ``metric`` are then ignored) unless ``restart=True``.
+        the first call; ``optimizer`` and ``metric`` may then be None or the same objects, anything else is a
+        FitError) unless ``restart=True``.
 
-        optimizer: an ``Optimizer`` (e.g. ``NevergradOptimizer("DE")``, ``SkoptOptimizer()``), needed on the
-        first call and with ``restart``.
-        metric: the error measure, needed likewise. TraceFitter: a ``TraceMetric`` (e.g. ``MSEMetric()``) or a
-        dict output variable → metric (the errors of several outputs are summed); OnlineTraceFitter: an
-        ``MSEMetric`` (its t_start and normalization are used); SpikeFitter: a ``SpikeMetric`` (e.g.
-        ``GammaFactor(delta="2 ms", time="1 s")``).
-        n_rounds: rounds to run in this call.
+        optimizer: an ``Optimizer`` (e.g. ``NevergradOptimizer("DE")``, ``SkoptOptimizer()``) or a subclass of it
+        with brian2modelfitting's ``initialize(parameter_names, popsize, rounds, **bounds)`` (which then gets
+        the bounds as keywords and may ask lists of values in ``parameter_names`` order); None on a new fit:
+        ``NevergradOptimizer()`` (DE, unseeded). It is initialised with ``popsize=n_samples`` (the
+        constructor's) and ``rounds=n_rounds``; a smaller population than that it returns (1 for a sequential
+        method) becomes ``n_samples``, a larger one (nevergrad's DE: at least 30) is asked n_samples at a time.
+        metric: the error measure (None on a new fit: brian2modelfitting's default, ``MSEMetric()`` for
+        TraceFitter, ``MSEMetric(t_start=<the constructor's t_start>)`` for OnlineTraceFitter,
+        ``GammaFactor(delta=2 ms, time=<the traces' duration>)`` for SpikeFitter). TraceFitter: a trace metric
+        (e.g. ``MSEMetric()``) or a dict output variable → metric (the errors of several outputs are summed);
+        OnlineTraceFitter: an ``MSEMetric`` (its t_start and normalization are used); SpikeFitter: a
+        ``SpikeMetric`` (e.g. ``GammaFactor(delta="2 ms", time="1 s")``). A metric's t_weights must have one
+        weight per sample.
+        n_rounds: rounds to run in this call (0 sets a new fit up - optimizer, metric, bounds - without
+        evaluating anything, e.g. for ``refine``).
         callback: the report after each round: "text" (print the best parameters and error), "progressbar"
         (tqdm), None (silent) or a function ``f(params, errors, best_params, best_error, index, info)`` - the
         round's candidates (list of dicts) and their (n_samples,) errors, the best parameters and error so
@@ -249,7 +274,9 @@ class Fitter:
         start_iteration: value of the model's ``iteration`` variable in this call's first round (default: 0
         on a new fit, else it continues from the previous call); it grows by 1 per round.
         penalty: a model variable added to the error as the constructor's ``penalty``; replaces it for this
-        and later calls (None: keep it).
+        and later calls (None: keep it). Its units must be the error's where those are known (FitError
+        otherwise, as brian2modelfitting): (output unit)² for an MSEMetric with normalization 1, none for one
+        with another normalization (given in the output's units) and for a GammaFactor.
         checkpoint: path of a JSON file the evaluated candidates are saved to after every round. A new
         call with the same path and a freshly built optimizer of the same settings and seed resumes
         where a killed run stopped: the optimizer is brought to its state by replaying the recorded
@@ -260,28 +287,49 @@ class Fitter:
         search (low > 0); required on a new fit and unchanged when continuing.
 
         Returns (best_params, best_error): the lowest-error candidate of all rounds so far (parameter name →
-        SI float) and its error (float). Raises FitError (one line) for a missing optimizer or metric on a new
-        fit, a metric this fitter cannot use, missing, unknown or invalid bounds (or bounds changed while
-        continuing), an unknown callback, or a checkpoint of another fit or one that does not replay;
-        SimulationError when the model cannot be simulated with the fitter's settings (e.g. an unknown
-        param_init state, noise without a seed).
+        SI float) and its error (float); (None, None) when nothing was evaluated yet (n_rounds=0). Raises
+        FitTypeError (a FitError and a TypeError) for an optimizer that is not an ``Optimizer`` or a metric
+        of the wrong kind (a spike metric for traces or the reverse); FitError (one line) for t_weights of
+        another length than the traces, a penalty in other units than the error, a different optimizer or
+        metric while continuing, missing, unknown or
+        invalid bounds (or bounds changed while continuing), an unknown callback, or a checkpoint of another fit
+        or one that does not replay; SimulationError when the model cannot be simulated with the fitter's
+        settings (e.g. noise without a seed).
         """
+        from .optimizers import Optimizer
+        if optimizer is not None and not isinstance(optimizer, Optimizer):
+            raise FitTypeError(f"optimizer must be a neurofit Optimizer (e.g. NevergradOptimizer('DE')) or None, "
+                               f"not {type(optimizer).__name__}")
+        if metric is not None:
+            self._check_metric(metric)  # kind and shape, before anything changes
+        fresh = restart or self.optimizer is None
+        if not fresh:
+            if optimizer is not None and optimizer is not self.optimizer:
+                raise FitError("fit: cannot change the optimizer while continuing a fit; pass restart=True")
+            if metric is not None and not _same_metric(metric, self.metric):
+                raise FitError("fit: cannot change the metric while continuing a fit; pass restart=True")
+            if bounds and _parse_bounds(bounds, self.parameter_names)[0] != self.bounds:
+                raise FitError("fit: bounds changed while continuing a fit; pass restart=True to start over")
+        if fresh and metric is None:
+            metric = self._default_metric()
+            self._check_metric(metric)
+        self._check_penalty(self.penalty if penalty is None else penalty, metric if fresh else self.metric)
+        new_bounds = _parse_bounds(bounds, self.parameter_names) if fresh else None
         if penalty is not None:
             self.penalty = penalty
-        fresh = restart or self.optimizer is None
         if fresh:
-            if optimizer is None or metric is None:
-                raise FitError("fit needs an optimizer and a metric (e.g. NevergradOptimizer('DE'), MSEMetric())")
-            self._check_metric(metric)
-            self.bounds, self.log_scale = _parse_bounds(bounds, self.parameter_names)
+            if optimizer is None:
+                from .optimizers import NevergradOptimizer
+                optimizer = NevergradOptimizer()
+            self.bounds, self.log_scale = new_bounds
+            # a smaller population (1: a sequential method) replaces n_samples; a larger one (nevergrad's DE
+            # uses at least 30) is filled over several rounds of n_samples (brian2modelfitting asks it at once)
+            self.n_samples = min(self._requested_samples, _initialize(
+                optimizer, self.parameter_names, self.bounds, self.log_scale, self._requested_samples, n_rounds))
             self.optimizer, self.metric = optimizer, metric
-            self.optimizer.initialize(self.parameter_names, self.bounds, log_scale=self.log_scale,
-                                      popsize=self.n_samples)
             self.history, self.best_params, self.best_error = [], None, None
             self.iteration = start_iteration or 0
             self._rounds_done = 0
-        elif bounds and _parse_bounds(bounds, self.parameter_names)[0] != self.bounds:
-            raise FitError("fit: bounds changed while continuing a fit; pass restart=True to start over")
         elif start_iteration is not None:
             self.iteration = start_iteration
         target_rounds = self._rounds_done + n_rounds
@@ -289,9 +337,12 @@ class Fitter:
             self._load_checkpoint(checkpoint)  # a killed run: continue towards the same n_rounds
         report = _make_callback(callback, n_rounds)
         while self._rounds_done < target_rounds:
-            candidates = self.optimizer.ask(n_samples=self.n_samples)
+            asked = self.optimizer.ask(n_samples=self.n_samples)
+            # brian2modelfitting-style optimizers ask lists of values in parameter_names order
+            candidates = [dict(c) if isinstance(c, dict) else dict(zip(self.parameter_names, map(float, c)))
+                          for c in asked]
             errors = self._errors(candidates, self.iteration)
-            self.optimizer.tell(candidates, errors)
+            self.optimizer.tell(asked, errors)
             self._record_round(candidates, errors)
             if checkpoint:
                 self._save_checkpoint(checkpoint)
@@ -299,7 +350,33 @@ class Fitter:
                           {"round_time": time.time()})
             if stop is True:
                 break
+        if self.best_params is None:  # n_rounds=0 on a new fit: set up (e.g. for refine), nothing evaluated
+            return None, None
         return dict(self.best_params), self.best_error
+
+    def _check_penalty(self, penalty, metric) -> None:
+        """FitError unless the penalty variable has the units of the error it is added to, where those are known
+        (as brian2modelfitting): an MSEMetric without normalization errs in (output unit)², with a normalization
+        (in the output's units) and a GammaFactor without units."""
+        from .metrics import GammaFactor, MSEMetric
+        if not penalty or penalty not in self.model.dimensions:
+            return
+        metrics = metric.items() if isinstance(metric, dict) else [(var, metric) for var in self.output]
+        for var, one in metrics:
+            if isinstance(one, MSEMetric) and var in self.model.dimensions:
+                expected = self.model.dimensions[var] ** 2 if one.normalization == 1.0 else DIMENSIONLESS
+            elif isinstance(one, GammaFactor):
+                expected = DIMENSIONLESS
+            else:
+                continue
+            if self.model.dimensions[penalty] != expected:
+                raise FitError(f"penalty '{penalty}' has units of {self.model.dimensions[penalty]} but the error it "
+                               f"is added to ({type(one).__name__} of '{var}') has units of {expected}")
+
+    def _default_metric(self):
+        """The metric of ``fit(metric=None)``: brian2modelfitting's default for this fitter."""
+        from .metrics import MSEMetric
+        return MSEMetric()
 
     def _record_round(self, candidates: list, errors: np.ndarray) -> None:
         """Book a told round: best so far, history rows, round and iteration counters."""
@@ -528,16 +605,51 @@ def _read_checkpoint(path: str) -> dict:
     return state
 
 
-def _make_callback(callback, n_rounds: int):
+def _same_metric(metric, current) -> bool:
+    """Whether ``metric`` is the fit's metric ``current`` (the same object, or a dict of the same objects)."""
+    if isinstance(metric, dict) and isinstance(current, dict):
+        return metric.keys() == current.keys() and all(metric[k] is current[k] for k in metric)
+    return metric is current
+
+
+def _initialize(optimizer, names: list, bounds: dict, log_scale: set, popsize: int, rounds: int) -> int:
+    """Set up ``optimizer`` for a fit; returns the population it will use per round.
+
+    neurofit's ``initialize(names, bounds, log_scale=, popsize=, rounds=)`` is used unless the optimizer's
+    class overrides ``initialize`` with brian2modelfitting's signature ``initialize(names, popsize, rounds,
+    **bounds)`` (no ``bounds`` argument): that one gets the bounds as keywords ``name=[low, high]``."""
+    import inspect
+    parameters = inspect.signature(optimizer.initialize).parameters
+    if "bounds" not in parameters:
+        if log_scale:
+            raise FitError(f"log-scale bounds ({', '.join(sorted(log_scale))}) need an optimizer with neurofit's "
+                           f"initialize(names, bounds, log_scale=...); {type(optimizer).__name__} has "
+                           f"brian2modelfitting's initialize(names, popsize, rounds, **bounds)")
+        result = optimizer.initialize(names, popsize=popsize, rounds=rounds,
+                                      **{n: [lo, hi] for n, (lo, hi) in bounds.items()})
+    else:  # rounds only for an initialize that takes it (user optimizers written before it existed do not)
+        takes_rounds = "rounds" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        result = optimizer.initialize(names, bounds, log_scale=log_scale, popsize=popsize,
+                                      **({"rounds": rounds} if takes_rounds else {}))
+    return popsize if result is None else max(1, int(result))
+
+
+def _make_callback(callback, n_rounds: int | None, text=None):
+    """A report function from ``callback``: None (silent), a function (itself), "text" (``text``, default: one
+    line per round with the best parameters and error) or "progressbar" (tqdm over ``n_rounds``; None: no
+    total). FitError for anything else."""
     if callback is None:
         return lambda *args: None
     if callable(callback):
         return callback
     if callback == "text":
-        def text(params, errors, best_params, best_error, index, info):
+        if text is not None:
+            return text
+
+        def rounds(params, errors, best_params, best_error, index, info):
             shown = ", ".join(f"{k}={v:.4g}" for k, v in best_params.items())
             print(f"Round {index}: best parameters {shown}; error {best_error:.6g}", file=sys.stdout)
-        return text
+        return rounds
     if callback == "progressbar":
         from tqdm import tqdm
         bar = tqdm(total=n_rounds)
@@ -545,7 +657,7 @@ def _make_callback(callback, n_rounds: int):
         def progress(params, errors, best_params, best_error, index, info):
             bar.update(1)
             bar.set_postfix(best_error=f"{best_error:.4g}")
-            if bar.n >= n_rounds:
+            if n_rounds is not None and bar.n >= n_rounds:
                 bar.close()
         return progress
     raise FitError(f"callback={callback!r}: valid values are 'text', 'progressbar', None or a function")
@@ -560,10 +672,22 @@ class TraceFitter(Fitter):
     """
 
     def _check_metric(self, metric):
+        """FitError unless ``metric`` suits traces (FitTypeError for a spike metric such as GammaFactor, or an
+        object that is no metric); t_weights must have one weight per sample."""
+        from .metrics import SpikeMetric
         if isinstance(metric, dict):
             unknown = [k for k in metric if k not in self.output]
             if unknown:
                 raise FitError(f"metric: {', '.join(unknown)} not an output (outputs: {', '.join(self.output)})")
+        for var, one in (metric.items() if isinstance(metric, dict) else [(None, metric)]):
+            where = "metric" if var is None else f"metric['{var}']"
+            if isinstance(one, SpikeMetric) or not callable(getattr(one, "calc", None)):
+                raise FitTypeError(f"{where} is a {type(one).__name__}; {type(self).__name__} needs a trace metric "
+                                   f"such as MSEMetric() (spike metrics are for SpikeFitter)")
+            weights = getattr(one, "t_weights", None)
+            if weights is not None and np.shape(weights) != (self.n_steps,):
+                raise FitError(f"{where}: t_weights has shape {np.shape(weights)}; the traces have "
+                               f"{self.n_steps} samples, one weight each")
 
     def _metric_for(self, var):
         return self.metric[var] if isinstance(self.metric, dict) else self.metric
@@ -589,52 +713,100 @@ class TraceFitter(Fitter):
         total[res.invalid_sets] = np.inf
         return total
 
-    def refine(self, params=None, metric=None, calc_gradient: bool = True, t_start=None, normalization=None,
-               n_starts: int = 8, **least_squares_kwargs):
+    def refine(self, params=None, metric=None, callback=None, calc_gradient: bool = False, t_start=None,
+               normalization=None, n_starts: int = 8, optimize: bool = True, **kwds):
         """Least-squares polish within the fit's bounds; returns (params, scipy OptimizeResult).
 
         Starts from ``params``, or else from the ``n_starts`` best candidates of the fit (HH-type
         models have local minima near the global one; each start costs a handful of simulations)
         and keeps the best result. Residuals are (model − data)/normalization (times √t_weights) of every
-        output variable from ``t_start`` on (settings of the fit's MSEMetric unless given), over each
-        trace's valid samples when the fitter has ``lengths``. Without a fit (and no ``restore``) the
-        parameters are unbounded.
+        output variable from its t_start on (each output with its own metric's settings when the fit had a
+        dict of metrics), over each trace's valid samples when the fitter has ``lengths``. A fit with
+        ``n_rounds=0`` is enough to set up the bounds and metric.
 
         params: parameter name → SI number or quantity string to start from, every parameter (None: the
-        fit's best candidates); metric: the object whose t_start, normalization and t_weights define the
-        residuals, e.g. an ``MSEMetric`` (None: the fit's metric unless that is a dict per output; without
-        one: t_start 0, normalization 1, no weights); calc_gradient: True uses the exact Jacobian (forward
-        sensitivities); False forward differences from one batched simulation of p+1 parameter sets - also
-        used when the fitter starts at rest (``at_rest``): the forward sensitivities start at zero and would
-        miss how the rest depends on the parameters; t_start: start of the compared window, s or a quantity
-        string (None: the metric's); normalization: divisor of the residuals, an SI number in the output's
-        units (e.g. 0.01 for 10 mV; None: the metric's); n_starts: how many of the best distinct candidates
-        to start from when ``params`` is None; least_squares_kwargs: passed on to
-        ``scipy.optimize.least_squares`` (defaults method="trf", x_scale="jac").
+        fit's best candidates); metric: an ``MSEMetric`` or a dict output variable → ``MSEMetric`` whose
+        t_start, normalization and t_weights define each output's residuals (None: the fit's metric or metric
+        dict; without a fit: t_start 0, normalization 1, no weights); callback: called after every residual
+        evaluation: None (default, silent), "text" (print the evaluation's error), "progressbar" (tqdm) or a
+        function ``f(params, errors, best_params, best_error, index, info)`` - the evaluation's parameters
+        (dict, SI), the list of every evaluation's per-output mean squared residuals (tuples), the best
+        parameters and error (float, the sum over outputs) so far, the evaluation's index (int, from 0) and a
+        dict with "objective_errors", "objective_errors_normalized" (per-output errors of the best evaluation,
+        without and with normalization) and "output_var" (the outputs); its return value is ignored.
+        calc_gradient: False (default, as brian2modelfitting) builds the Jacobian by forward differences from
+        one batched simulation of p+1 parameter sets; True uses the exact Jacobian from forward sensitivities
+        (fewer simulations per step on stiff models), except when the fitter starts at rest (``at_rest``): the
+        forward sensitivities start at zero and would miss how the rest depends on the parameters, so forward
+        differences are used then; t_start: start of the compared window for every output, s or a quantity
+        string (None: each metric's); normalization: divisor of the residuals of every output, an SI number in
+        the output's units (e.g. 0.01 for 10 mV; None: each metric's); n_starts: how many of the best distinct
+        candidates to start from when ``params`` is None; optimize: accepted for brian2modelfitting's API and
+        ignored (neurofit's sensitivity equations are always pruned); kwds: a parameter's name → [low, high]
+        (SI numbers or quantity strings) replaces the fit's bounds of that parameter, e.g. ``g=[1e-9, 3e-8]``;
+        every other keyword goes to ``scipy.optimize.least_squares`` (defaults method="trf", x_scale="jac").
+        Without a fit and without bounds keywords the parameters are unbounded.
 
         Returns (params, result): the refined parameters of the best start (name → SI float) and its scipy
         ``OptimizeResult`` (``result.fun``: the residuals). The fitter's best_params / best_error are replaced
         when the refined mean squared residual is lower; ``refine_evaluations`` counts the residual and Jacobian
-        evaluations of all starts. Raises FitError when there is neither a fit nor ``params``, or a parameter is missing;
-        UnitError for a value that cannot be read.
+        evaluations of all starts. Raises FitTypeError (a FitError and a TypeError, as brian2modelfitting)
+        when there is neither a fit nor ``params``, when bounds keywords leave a parameter without bounds and
+        there was no fit, and for a metric that is not an MSEMetric (e.g. a FeatureMetric); FitError for a
+        missing parameter, invalid bounds or an unknown callback; UnitError for a value that cannot be read.
         """
+        from .metrics import MSEMetric
         from .refine import least_squares_refine
-        metric = metric or (self.metric if not isinstance(self.metric, dict) else None)
-        t_start = to_si(t_start if t_start is not None else getattr(metric, "t_start", 0.0), name="t_start")
-        if params is not None or not self.history:
+        given = {k: kwds.pop(k) for k in list(kwds) if k in self.parameter_names}
+        if metric is not None:
+            for one in (metric.values() if isinstance(metric, dict) else [metric]):
+                if not isinstance(one, MSEMetric):
+                    raise FitTypeError(f"refine minimises squared residuals: metric must be an MSEMetric (or a dict "
+                                       f"of them), not {type(one).__name__}")
+            self._check_metric(metric)
+        else:
+            metric = self.metric
+        per_output = {var: (metric.get(var) if isinstance(metric, dict) else metric) for var in self.output}
+        t_starts = {var: first_step(to_si(t_start if t_start is not None else getattr(m, "t_start", 0.0),
+                                          name="t_start"), self.dt) for var, m in per_output.items()}
+        norms = {var: normalization or getattr(m, "normalization", 1.0) for var, m in per_output.items()}
+        weights = {var: getattr(m, "t_weights", None) for var, m in per_output.items()}
+        if params is None and not self.history:
+            raise FitTypeError("refine needs start parameters: run fit() first or pass params=")
+        if params is not None:
             starts = [self._resolve_params(params)]
         else:
             starts = [self._resolve_params(row) for row in _distinct_best(self.history, self.parameter_names,
                                                                             max(1, n_starts))]
-        bounds = self.bounds or {p: (-np.inf, np.inf) for p in self.parameter_names}
+        bounds = dict(self.bounds)
+        if given:
+            bounds.update(_parse_bounds(given, list(given))[0])
+            missing = [p for p in self.parameter_names if p not in bounds]
+            if missing:
+                raise FitTypeError(f"refine: no bounds for {', '.join(missing)}; give them as keywords "
+                                   f"(e.g. {missing[0]}=[low, high]) or run fit() first")
+        if not bounds:
+            bounds = {p: (-np.inf, np.inf) for p in self.parameter_names}
+        report = _refine_callback(callback)
+        evaluations = []  # (params, per-output mean squared residual) of every residual evaluation
+
+        def on_evaluation(point, residuals):
+            errors = tuple(float(np.mean(r ** 2)) for r in residuals.values())
+            evaluations.append((point, errors))
+            totals = [sum(e) for _, e in evaluations]
+            best = int(np.argmin(totals))
+            info = {"objective_errors": tuple(e * norms[v] ** 2 for e, v in zip(evaluations[best][1], residuals)),
+                    "objective_errors_normalized": evaluations[best][1], "output_var": list(residuals)}
+            report({p: point[p] for p in self.parameter_names}, [e for _, e in evaluations],
+                   {p: evaluations[best][0][p] for p in self.parameter_names}, float(totals[best]),
+                   len(evaluations) - 1, info)
+
         best = None
         self.refine_evaluations = 0  # simulations over all starts
         for start in starts:
-            refined, result = least_squares_refine(self, start, bounds, first_step(t_start, self.dt),
-                                                   normalization or getattr(metric, "normalization", 1.0),
-                                                   getattr(metric, "t_weights", None),
+            refined, result = least_squares_refine(self, start, bounds, t_starts, norms, weights,
                                                    calc_gradient and not self.at_rest, lengths=self.lengths,
-                                                   **least_squares_kwargs)
+                                                   on_evaluation=on_evaluation, **kwds)
             self.refine_evaluations += int(result.nfev) + int(result.njev or 0)
             if best is None or result.cost < best[1].cost:
                 best = (refined, result)
@@ -643,6 +815,15 @@ class TraceFitter(Fitter):
         if self.best_error is None or error < self.best_error:
             self.best_params, self.best_error = dict(refined), error
         return refined, result
+
+
+def _refine_callback(callback):
+    """refine's per-evaluation report: None (silent), "text" (one line per evaluation), "progressbar" (tqdm, no
+    total) or a function (``_make_callback``)."""
+    def evaluations(params, errors, best_params, best_error, index, info):
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in params.items())
+        print(f"Evaluation {index}: {shown}; error {sum(errors[-1]):.6g} (best {best_error:.6g})", file=sys.stdout)
+    return _make_callback(callback, None, text=evaluations)
 
 
 def _distinct_best(history: list, names: list, n: int, min_log_distance: float = 0.01) -> list:
@@ -669,10 +850,29 @@ class OnlineTraceFitter(TraceFitter):
     FitError for traces of different lengths (``lengths``) and for a ``simulation_dt`` other than ``dt``.
     """
 
+    default_n_samples = 30
+
+    def __init__(self, *args, t_start=None, **kwargs):
+        """Set up an online fit: the arguments of ``Fitter.__init__`` plus brian2modelfitting's ``t_start``.
+
+        t_start: start of the compared window of ``fit(metric=None)``'s default ``MSEMetric(t_start=...)``, s or
+        a quantity string (None: 0 s); a metric given to ``fit`` brings its own t_start. Raises as
+        ``Fitter.__init__``, and UnitError for a t_start that cannot be read.
+        """
+        super().__init__(*args, **kwargs)
+        self.t_start = 0.0 if t_start is None else to_si(t_start, name="t_start")
+
+    def _default_metric(self):
+        """``MSEMetric(t_start=self.t_start)`` (brian2modelfitting's OnlineTraceFitter default)."""
+        from .metrics import MSEMetric
+        return MSEMetric(t_start=self.t_start)
+
     def _check_metric(self, metric):
+        """FitTypeError unless ``metric`` is an MSEMetric (the error the online kernel accumulates)."""
         from .metrics import MSEMetric
         if not isinstance(metric, MSEMetric):
-            raise FitError("OnlineTraceFitter computes the mean squared error online: use metric=MSEMetric(...)")
+            raise FitTypeError("OnlineTraceFitter computes the mean squared error online: use metric=MSEMetric(...) "
+                               "or metric=None")
 
     def _check_setup(self):
         """The online kernel compares every simulation step with the target: no padding, no finer step."""
@@ -708,6 +908,19 @@ class SpikeFitter(Fitter):
     """
 
     output_kind = "spikes"
+    default_n_samples = 30
+
+    def _check_metric(self, metric):
+        """FitTypeError unless ``metric`` is a spike metric (e.g. GammaFactor)."""
+        from .metrics import SpikeMetric
+        if not isinstance(metric, SpikeMetric):
+            raise FitTypeError(f"metric is a {type(metric).__name__}; SpikeFitter needs a spike metric such as "
+                               f"GammaFactor(delta='2 ms', time=...)")
+
+    def _default_metric(self):
+        """brian2modelfitting's default: GammaFactor(delta=2 ms, time=the traces' duration)."""
+        from .metrics import GammaFactor
+        return GammaFactor(delta=2e-3, time=self.n_steps * self.dt)
 
     def _set_output(self, output):
         if isinstance(output, dict):

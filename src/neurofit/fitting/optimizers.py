@@ -33,12 +33,23 @@ from threadpoolctl import threadpool_limits
 from ..errors import NeurofitError
 from .bounds import parse_bounds
 
-__all__ = ["Optimizer", "NevergradOptimizer", "SkoptOptimizer", "ReplayError", "calc_bounds", "replay_round"]
+__all__ = ["Optimizer", "NevergradOptimizer", "SkoptOptimizer", "ReplayError", "MethodError", "BoundsSpellingError",
+           "calc_bounds", "replay_round"]
 
 #: Loss told to nevergrad for NaN/inf errors; below nevergrad's own clipping level (5e20).
 NEVERGRAD_PENALTY = 1e20
 
 _SKOPT_METHODS = ("GP", "RF", "ET", "GBRT")
+
+
+class MethodError(ValueError, AssertionError):
+    """An optimizer method that does not exist: a ValueError (neurofit's one-line errors) that is also the
+    AssertionError brian2modelfitting raises."""
+
+
+class BoundsSpellingError(ValueError, AssertionError):
+    """Bounds given as keywords (brian2modelfitting's spelling) that are not ``[low, high]``: a ValueError that is
+    also the AssertionError brian2modelfitting raises."""
 
 
 class ReplayError(NeurofitError):
@@ -59,16 +70,60 @@ def replay_round(optimizer, n_samples: int, parameters: list[Mapping], errors) -
     return asked
 
 
-def calc_bounds(parameter_names: list[str], bounds: Mapping, log_scale: Iterable[str] = ()
-                ) -> dict[str, tuple[float, float]]:
-    """Validated bounds ``{name: (lo, hi)}`` as SI floats (quantity strings allowed); one-line
-    ``ValueError`` naming the parameter otherwise (see neurofit.fitting.bounds)."""
+def calc_bounds(parameter_names, bounds: Mapping | None = None, log_scale: Iterable[str] = (), **bounds_kw):
+    """Validated bounds of the parameters (quantity strings allowed), in one of two spellings.
+
+    parameter_names: the fitted parameters (list or set of str); bounds: name → (low, high) (SI numbers or
+    quantity strings, ``[low, high, "log"]`` allowed); log_scale: names searched in log10 space (their low
+    must be positive); bounds_kw: brian2modelfitting's spelling, the bounds as keywords ``name=[low, high]``
+    (instead of ``bounds``).
+
+    Returns ``{name: (low, high)}`` of SI floats for neurofit's spelling, or brian2modelfitting's
+    ``[[low, high], ...]`` in the order of ``parameter_names`` for the keyword spelling. Raises ValueError (one
+    line naming the parameter) for unknown or unreadable bounds, low >= high, or a ``log_scale`` name that is
+    not fitted; a missing parameter is a ValueError in neurofit's spelling and a TypeError in the keyword
+    spelling (as brian2modelfitting); a keyword value that is not [low, high] is a BoundsSpellingError (a
+    ValueError and an AssertionError).
+    """
     names, log_scale = list(parameter_names), set(log_scale)
+    if bounds is None and bounds_kw:
+        for name in names:
+            if name not in bounds_kw:
+                raise TypeError(f"bounds must be set for parameter '{name}' (e.g. {name}=[low, high])")
+        _check_spelling(bounds_kw)
+        checked = calc_bounds(names, bounds_kw, log_scale)
+        return [list(checked[n]) for n in names]
     for extra in sorted(log_scale - set(names)):
         raise ValueError(f"log_scale names '{extra}', which is not a fitted parameter (fitted: {', '.join(names)})")
     spec = {n: ([*b, "log"] if n in log_scale else list(b)) if isinstance(b, (list, tuple)) else b
-            for n, b in bounds.items()}
+            for n, b in (bounds or {}).items()}
     return parse_bounds(spec, names, where=lambda n: f"bounds of '{n}'").free
+
+
+def _check_spelling(bounds_kw: Mapping) -> None:
+    """BoundsSpellingError unless every keyword bound is a pair [low, high] of numbers or quantity strings."""
+    for name, pair in bounds_kw.items():
+        ok = isinstance(pair, (list, tuple, np.ndarray)) and len(pair) == 2 and all(
+            isinstance(v, (int, float, str, np.number)) for v in pair)
+        if not ok:
+            raise BoundsSpellingError(f"bounds of '{name}' must be [low, high], got {pair!r}")
+
+
+def _initialize_arguments(bounds, log_scale, popsize, rounds, bounds_kw):
+    """(bounds, log_scale, popsize, rounds) of an ``initialize`` call in either spelling: neurofit's
+    ``initialize(names, bounds, log_scale=, popsize=, rounds=)`` or brian2modelfitting's ``initialize(names,
+    popsize, rounds, **bounds)`` (positional popsize and rounds land in bounds and log_scale)."""
+    if bounds_kw or not isinstance(bounds, (Mapping, type(None))):
+        if bounds is not None and not isinstance(bounds, Mapping):  # initialize(names, popsize, rounds, ...)
+            popsize, rounds, log_scale = bounds, (None if log_scale == () else log_scale), ()
+        if rounds is None:
+            raise TypeError("initialize() with bounds as keywords (brian2modelfitting's spelling) needs rounds= "
+                            "(rounds the fit will run)")
+        _check_spelling(bounds_kw)
+        bounds = dict(bounds_kw)
+    elif bounds is None:
+        raise TypeError("initialize() needs the bounds: a dict {name: (low, high)} or keywords name=[low, high]")
+    return bounds, log_scale, popsize, rounds
 
 
 class Optimizer(abc.ABC):
@@ -79,19 +134,23 @@ class Optimizer(abc.ABC):
     ``internal_upper`` (bounds in the internal space), ``to_internal`` and ``from_internal``.
     """
 
-    def initialize(self, parameter_names: list[str], bounds: Mapping, log_scale: Iterable[str] = (),
-                   popsize: int = 1, rounds: int | None = None) -> int:
+    def initialize(self, parameter_names: list[str], bounds: Mapping | None = None, log_scale: Iterable[str] = (),
+                   popsize: int = 1, rounds: int | None = None, **bounds_kw) -> int:
         """Set up the search; returns the population size the method will actually use.
 
         parameter_names: the fitted parameters, in the order of the internal space; bounds: name →
         (low, high), SI floats or quantity strings ("1 nS"), one pair per name; log_scale: names
         searched in log10 space (their bounds must be positive); popsize: candidates wanted per round
         (≥ 1); ``rounds`` (optional) lets budget-aware backends plan ``rounds * popsize`` evaluations.
+        bounds_kw: brian2modelfitting's spelling ``initialize(names, popsize, rounds, g=[low, high], ...)``,
+        the bounds as keywords instead of ``bounds`` (``rounds`` is then required, TypeError without it).
         Returns the population size as an int (it may differ from ``popsize``, e.g. 1 for a
-        sequential method). Raises ValueError (one line naming the parameter) for missing, unknown or
+        sequential method). Raises BoundsSpellingError (a ValueError and an AssertionError) for a keyword
+        bound that is not [low, high]; ValueError (one line naming the parameter) for missing, unknown or
         unreadable bounds, low ≥ high, a non-positive log-scale low, a ``log_scale`` name that is not
         fitted, or ``popsize`` < 1.
         """
+        bounds, log_scale, popsize, rounds = _initialize_arguments(bounds, log_scale, popsize, rounds, bounds_kw)
         checked = calc_bounds(parameter_names, bounds, log_scale)
         if int(popsize) < 1:
             raise ValueError(f"popsize must be a positive integer, got {popsize}")
@@ -212,34 +271,85 @@ class NevergradOptimizer(Optimizer):
     ``NGOpt``, ``OnePlusOne``, ...; all: ``sorted(nevergrad.optimizers.registry)``).
 
     The parametrization is an ``ng.p.Array`` bounded in the internal (linear/log10) space.
-    ``seed`` makes runs reproducible; ``budget`` (default ``rounds * popsize`` when
-    ``initialize`` gets ``rounds``) is required by budget-planning methods such as NGOpt.
-    ``kwds`` go to the nevergrad optimizer's constructor. NaN/inf errors are told as
-    ``NEVERGRAD_PENALTY``. Sequential-only methods (e.g. SQP, NelderMead) run with
-    ``popsize`` 1. CMA variants on a single parameter run as TwoPointsDE (nevergrad's 1-D CMA
+    ``seed`` makes runs reproducible; ``budget`` is required by budget-planning methods such
+    as NGOpt: when it is None they get ``rounds * popsize`` if ``initialize`` got ``rounds``
+    (as brian2modelfitting), while the other methods run without a budget, so that their
+    candidates do not depend on the number of rounds (nevergrad's CMA plans with a budget).
+    ``initialize`` returns the population nevergrad uses (``llambda``: at least 30 for DE,
+    40 for PSO). ``kwds`` go to the nevergrad optimizer's constructor. NaN/inf errors are told
+    as ``NEVERGRAD_PENALTY``. Sequential-only methods (e.g. SQP, NelderMead, and DS9 and
+    MetaModelDSproba, which nevergrad flags as parallel) run with ``popsize`` 1. CMA variants
+    on a single parameter run as TwoPointsDE (nevergrad's 1-D CMA
     needs the optional fcmaes package).
 
     method: the registry name (default "DE"); seed: int seed of the candidates (None: not
     reproducible, and not resumable); budget: total number of evaluations (None: see above).
-    Raises ValueError for a method that is not in nevergrad's registry.
+    Raises MethodError (a ValueError, and the AssertionError brian2modelfitting raises) for a method that is
+    not in nevergrad's registry.
     """
 
     def __init__(self, method: str = "DE", seed: int | None = None, budget: int | None = None, **kwds):
         from nevergrad.optimization import registry
 
         if method not in registry:
-            raise ValueError(f"unknown nevergrad method '{method}' (valid names include DE, TwoPointsDE, "
+            raise MethodError(f"unknown nevergrad method '{method}' (valid names include DE, TwoPointsDE, "
                              f"CMA, PSO, NGOpt, OnePlusOne; all: sorted(nevergrad.optimizers.registry))")
         self.method = method
         self.seed = seed
         self.budget = budget
         self.kwds = kwds
 
-    def initialize(self, parameter_names, bounds, log_scale=(), popsize=1, rounds=None) -> int:
+    def initialize(self, parameter_names, bounds=None, log_scale=(), popsize=1, rounds=None, **bounds_kw) -> int:
+        """As ``Optimizer.initialize`` (either spelling); then builds the nevergrad optimizer (``optim``).
+
+        parameter_names, bounds, log_scale, popsize, rounds, bounds_kw: as for ``Optimizer.initialize``.
+        Returns the population nevergrad uses (its ``llambda`` when it has one, 1 for a sequential method).
+        Raises as ``Optimizer.initialize``.
+        """
+        bounds, log_scale, popsize, rounds = _initialize_arguments(bounds, log_scale, popsize, rounds, bounds_kw)
+        popsize = super().initialize(parameter_names, bounds, log_scale, popsize, rounds)
+        from nevergrad.optimization import registry
+        wanted = 1 if registry[self.method].no_parallelization else popsize
+        for workers in dict.fromkeys((wanted, 1)):  # 1: nevergrad flags a few methods as parallel that are not
+            budget = self.budget
+            if budget is None and rounds and self._needs_budget(workers):
+                budget = int(rounds) * workers  # a budget-planning method (NGOpt, ...), as brian2modelfitting
+            try:
+                popsize = self._build(workers, budget)
+                break
+            except ValueError as err:
+                if workers == 1 or "does not support parallelization" not in str(err):
+                    raise
+        self._pending: dict[tuple, list] = {}  # asked, not yet told candidates by SI values
+        if hasattr(self._optim, "llambda"):
+            return int(self._optim.llambda)
+        return popsize
+
+    def _needs_budget(self, popsize: int) -> bool:
+        """Whether the method fails without a budget: a throwaway twin (its own random state) runs two rounds of
+        ``popsize`` candidates on a quadratic loss; the optimizer itself is not touched."""
+        import warnings
+        twin = NevergradOptimizer(self.method, seed=0, budget=None, **self.kwds)
+        twin.parameter_names, twin.internal_lower, twin.internal_upper = (
+            self.parameter_names, self.internal_lower, self.internal_upper)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                n = twin._build(popsize, None)
+                for _ in range(2):  # two rounds: some methods fail only once told
+                    asked = [twin._optim.ask() for _ in range(n)]
+                    for candidate in asked:
+                        twin._optim.tell(candidate, float(np.sum(np.square(candidate.value))))
+        except Exception as err:  # noqa: BLE001 - nevergrad fails in many ways without a budget
+            return "does not support parallelization" not in str(err)  # that one is not about the budget
+        return False
+
+    def _build(self, popsize: int, budget) -> int:
+        """(Re)create the nevergrad optimizer for ``popsize`` workers and ``budget``; returns the popsize (1 for a
+        sequential method)."""
         import nevergrad as ng
         from nevergrad.optimization import registry
 
-        popsize = super().initialize(parameter_names, bounds, log_scale, popsize, rounds)
         method = registry[self.method]
         if len(self.parameter_names) == 1 and "CMA" in self.method:
             method = registry["TwoPointsDE"]  # nevergrad's 1-D CMA needs the optional fcmaes package
@@ -249,11 +359,15 @@ class NevergradOptimizer(Optimizer):
                                      lower=self.internal_lower, upper=self.internal_upper)
         if self.seed is not None:
             parametrization.random_state = np.random.RandomState(self.seed)
-        budget = self.budget if self.budget is not None else (rounds * popsize if rounds else None)
-        self._optim = method(parametrization=parametrization, budget=budget, num_workers=popsize,
-                             **self.kwds)
-        self._pending: dict[tuple, list] = {}  # asked, not yet told candidates by SI values
-        return int(getattr(self._optim, "llambda", popsize))
+        self._optim = method(parametrization=parametrization, budget=budget, num_workers=popsize, **self.kwds)
+        self._popsize = popsize
+        return popsize
+
+    @property
+    def optim(self):
+        """The nevergrad optimizer (``nevergrad.optimization.base.Optimizer``) of the last ``initialize``, as
+        brian2modelfitting's ``NevergradOptimizer.optim``."""
+        return self._optim
 
     def ask(self, n_samples: int) -> list[dict[str, float]]:
         if self._optim.no_parallelization and int(n_samples) > 1:
@@ -310,7 +424,8 @@ class SkoptOptimizer(Optimizer):
     method: the surrogate (default "GP"; case-insensitive); n_initial_points: candidates drawn at
     random before the surrogate proposes any; acq_func: skopt's acquisition function ("gp_hedge",
     "EI", "PI", "LCB", ...); random_state: int seed (None: not reproducible, and not resumable).
-    Raises ValueError for a method that is neither one of the names nor a regressor instance.
+    Raises MethodError (a ValueError, and the AssertionError brian2modelfitting raises) for a method that is
+    neither one of the names nor a regressor instance.
     """
 
     def __init__(self, method="GP", n_initial_points: int = 10, acq_func: str = "gp_hedge",
@@ -319,11 +434,11 @@ class SkoptOptimizer(Optimizer):
 
         if isinstance(method, str):
             if method.upper() not in _SKOPT_METHODS:
-                raise ValueError(f"unknown skopt method '{method}' (valid: {', '.join(_SKOPT_METHODS)} "
+                raise MethodError(f"unknown skopt method '{method}' (valid: {', '.join(_SKOPT_METHODS)} "
                                  f"or a scikit-learn regressor instance)")
             method = method.upper()
         elif not isinstance(method, RegressorMixin):
-            raise ValueError(f"skopt method must be one of {', '.join(_SKOPT_METHODS)} or a scikit-learn "
+            raise MethodError(f"skopt method must be one of {', '.join(_SKOPT_METHODS)} or a scikit-learn "
                              f"regressor instance, got {method!r}")
         self.method = method
         self.n_initial_points = n_initial_points
@@ -331,10 +446,16 @@ class SkoptOptimizer(Optimizer):
         self.random_state = random_state
         self.kwds = kwds
 
-    def initialize(self, parameter_names, bounds, log_scale=(), popsize=1, rounds=None) -> int:
+    def initialize(self, parameter_names, bounds=None, log_scale=(), popsize=1, rounds=None, **bounds_kw) -> int:
+        """As ``Optimizer.initialize`` (either spelling); then builds the ``skopt.Optimizer`` (``optim``).
+
+        parameter_names, bounds, log_scale, popsize, rounds, bounds_kw: as for ``Optimizer.initialize``.
+        Returns ``popsize``. Raises as ``Optimizer.initialize``.
+        """
         import skopt
         from skopt.space import Real
 
+        bounds, log_scale, popsize, rounds = _initialize_arguments(bounds, log_scale, popsize, rounds, bounds_kw)
         popsize = super().initialize(parameter_names, bounds, log_scale, popsize, rounds)
         dimensions = [Real(lo, hi, transform="normalize", name=name) for name, lo, hi
                       in zip(self.parameter_names, self.internal_lower, self.internal_upper)]
@@ -343,6 +464,11 @@ class SkoptOptimizer(Optimizer):
                                       random_state=self.random_state, **self.kwds)
         self._penalized: list[int] = []  # indices into skopt's yi told as penalties
         return popsize
+
+    @property
+    def optim(self):
+        """The ``skopt.Optimizer`` of the last ``initialize``, as brian2modelfitting's ``SkoptOptimizer.optim``."""
+        return self._optim
 
     def ask(self, n_samples: int) -> list[dict[str, float]]:
         n = int(n_samples)  # a single point needs no constant-liar copy of the optimizer
