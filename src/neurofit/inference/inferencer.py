@@ -658,10 +658,26 @@ class Inferencer:
         arguments of ``train`` (sbi's ``train``); posterior_kwargs: keyword arguments of
         ``build_posterior``; seed: seed of the draws, of the simulations' noise and of the network
         initialisation and batch order (default: the inferencer's ``seed``). The round's data are kept
-        in ``theta`` and ``x``. Returns the trained posterior (an sbi ``NeuralPosterior``, default x the
-        data's features), also kept in ``posterior`` (and the inference object in ``inference``).
+        in ``theta`` and ``x``. A truncated prior as proposal (``truncated_prior``, or any sbi
+        ``RestrictedPrior`` of the prior; NPE only) makes the round truncated sequential NPE: its draws
+        count as prior draws (sbi gets no proposal), and the network is trained by maximum likelihood on
+        every round's data (sbi's ``force_first_round_loss``). Returns the trained
+        posterior (an sbi ``NeuralPosterior``, default x the data's features), also kept in ``posterior``
+        (and the inference object in ``inference``).
         """
         seed = self.seed if seed is None else seed
+        from sbi.inference.trainers.npe.npe_base import PosteriorEstimatorTrainer
+        from sbi.utils import RestrictedPrior
+        is_npe = isinstance(inference, PosteriorEstimatorTrainer)
+        truncated = isinstance(proposal, RestrictedPrior)
+        if truncated:
+            if not is_npe:
+                raise InferenceError("infer_step: a truncated prior as proposal is truncated sequential NPE; use "
+                                     "inference_method='NPE'")
+            if max(inference._data_round_index, default=0) > 0:
+                raise InferenceError("infer_step: truncated rounds cannot follow rounds trained with a posterior "
+                                     "as proposal (atomic loss); start again from the prior (infer(restart=True))")
+            train_kwargs = {"force_first_round_loss": True, **(train_kwargs or {})}
         if theta is None:
             if x is not None or n_samples is None:
                 raise InferenceError("infer_step: give n_samples (to simulate) or theta (and optionally x)")
@@ -670,9 +686,7 @@ class Inferencer:
             x = self.extract_summary_statistics(theta, seed=seed)
         self.theta, self.x = np.asarray(theta), np.asarray(x)
         self._checked = {}
-        from sbi.inference.trainers.npe.npe_base import PosteriorEstimatorTrainer
-        is_npe = isinstance(inference, PosteriorEstimatorTrainer)
-        npe_proposal = proposal if is_npe and proposal is not self.prior else None
+        npe_proposal = proposal if is_npe and proposal is not self.prior and not truncated else None
         with _seeded(seed):  # network initialisation and batch order
             inference = self.train(inference, theta, x, npe_proposal, **(train_kwargs or {}))
         inference, posterior = self.build_posterior(inference, **(posterior_kwargs or {}))
@@ -685,10 +699,12 @@ class Inferencer:
     def infer(self, n_samples: int | None = None, theta=None, x=None, n_rounds: int = 1,
               inference_method: str = "NPE", density_estimator_model: str = "maf", inference_kwargs: dict | None = None,
               train_kwargs: dict | None = None, posterior_kwargs: dict | None = None, restart: bool = False,
-              sbi_device: str = "cpu", **bounds):
+              sbi_device: str = "cpu", truncate: bool | float = False, **bounds):
         """Train and return the posterior. The first call (or ``restart=True``) starts from the prior given by
         ``bounds``; later calls continue with the current posterior as proposal (multi-round inference).
-        ``n_rounds`` > 1 runs that many rounds, each drawing ``n_samples`` from the previous posterior.
+        ``n_rounds`` > 1 runs that many rounds, each drawing ``n_samples`` from the previous posterior - or,
+        with ``truncate``, from the prior truncated to the previous posterior's highest-density region
+        (truncated sequential NPE, TSNPE: Deistler et al. 2022; see ``truncated_prior``).
         Parameters named like an argument of ``infer`` (theta, x, ...) get their bounds from ``init_prior``.
         After the round trained on prior draws (the first), ``check_misspecification`` compares the data's
         features with that round's simulations (result in ``misspecification``; a ``MisspecificationWarning``
@@ -704,14 +720,24 @@ class Inferencer:
         continuing after ``load_posterior``); train_kwargs: dict of keyword arguments of
         ``train`` (sbi's ``train``: training_batch_size, learning_rate, max_num_epochs, ...);
         posterior_kwargs: dict of keyword arguments of ``build_posterior``; restart: start again from
-        the prior (new bounds allowed) instead of continuing; bounds: as for ``init_prior``
-        (name=[low, high], [low, high, "log"] or a fixed value; SI numbers or quantity strings), needed
-        on the first call unless ``init_prior`` was called; when continuing, bounds given must equal the
-        current ones. Returns the posterior (an sbi ``NeuralPosterior`` whose default x is the data's
-        features), also kept in ``posterior``.
+        the prior (new bounds allowed) instead of continuing; truncate: False for plain multi-round
+        inference (the posterior as proposal, sbi's atomic loss); True (or a quantile, a float in (0, 1);
+        True means 1e-4) for TSNPE (NPE only): every round after the first - and every round of a call
+        that continues - draws its ``n_samples`` from the prior restricted to the region where the
+        current posterior's density, given the data, exceeds its ``quantile`` level (all but ``quantile``
+        of its mass), and NPE is trained by maximum likelihood on all rounds' data (the truncated prior
+        is no posterior proposal: no atomic loss, no leakage); the round's sets are drawn from the
+        truncated prior (``theta`` of a continuing call must be drawn from ``truncated_prior()``); bounds:
+        as for ``init_prior`` (name=[low, high], [low, high, "log"] or a fixed value; SI numbers or
+        quantity strings), needed on the first call unless ``init_prior`` was called; when continuing,
+        bounds given must equal the current ones. Returns the posterior (an sbi ``NeuralPosterior`` whose
+        default x is the data's features), also kept in ``posterior``.
         """
         if not isinstance(n_rounds, int) or n_rounds < 1:
             raise InferenceError(f"n_rounds = {n_rounds!r}: must be a positive integer (1: amortized inference)")
+        quantile = None if truncate is None or truncate is False else 1e-4 if truncate is True else truncate
+        if quantile is not None and not (isinstance(quantile, (int, float)) and 0 < quantile < 1):
+            raise InferenceError(f"truncate = {truncate!r}: must be True, False or a quantile in (0, 1) (e.g. 1e-4)")
         if n_samples is None and theta is None:
             raise InferenceError("infer: give n_samples (number of simulations per round) or theta and x")
         if restart or self.posterior is None:
@@ -733,9 +759,13 @@ class Inferencer:
                 self.inference = self.init_inference(inference_method, density_estimator_model, self.prior,
                                                      sbi_device, **(inference_kwargs or {}))
             proposal = self.posterior
+        if quantile is not None and self.inference_method != "NPE":
+            raise InferenceError(f"truncate: truncated sequential inference is for NPE, not {self.inference_method}")
         for r in range(n_rounds):
             seed = self.seed if self._round == 0 else int(np.random.SeedSequence([self.seed, self._round])
                                                           .generate_state(1)[0])
+            if quantile is not None and proposal is not self.prior:
+                proposal = self.truncated_prior(proposal, quantile=quantile, seed=seed)
             from_prior = proposal is self.prior
             proposal = self.infer_step(proposal, self.inference, n_samples, theta if r == 0 else None,
                                        x if r == 0 else None, train_kwargs, posterior_kwargs, seed)
@@ -743,6 +773,94 @@ class Inferencer:
             if from_prior or self.misspecification is None:  # later rounds keep the check against the prior's
                 self.misspecification = self.check_misspecification(stacklevel=3)
         return self.posterior
+
+    def truncated_prior(self, posterior=None, x=None, quantile: float = 1e-4, support_samples: int = 100_000,
+                        seed: int | None = None, margin: float = 0.2):
+        """The prior truncated to the highest-density region of ``posterior`` given ``x``: the proposal of a
+        round of truncated sequential NPE (TSNPE, Deistler et al. 2022; used by ``infer(truncate=True)``).
+
+        posterior: an sbi posterior with ``sample`` and ``log_prob`` (default: the inferencer's
+        ``posterior``); x: features (n_features,) the posterior is conditioned on (default: the data's,
+        ``x_o``); quantile: the share of the posterior's mass left out - the region is where its log
+        density exceeds the ``quantile`` quantile of the log densities of ``support_samples`` posterior
+        draws (sbi's ``get_density_thresholder``; 1e-4 as in the paper); support_samples: number of those
+        draws (10^5: the threshold is the 10th lowest of them at quantile 1e-4; sbi's default 10^6 costs
+        ~25 s per round for a small flow on one thread); seed: seed of the draws (default: the
+        inferencer's ``seed``); margin: the region's bounding box - the range of the draws inside it -
+        widened by this fraction of its width on each side (on the log scale for log-uniform
+        parameters) and cut to the prior's bounds: proposals come from the prior restricted to that box,
+        not from the whole prior, since a region of 10^-4 of the prior's volume would take 10^4 prior
+        draws per accepted one. Returns sbi's ``RestrictedPrior``: its ``sample`` draws from the prior in
+        the box and keeps the draws inside the region (rejection; quietly, its ``acceptance_rate`` kept
+        after each call), i.e. the prior truncated to the region; ``generate_training_data(n,
+        prior=truncated)`` gives a round's parameter sets, and ``infer_step`` takes it as ``proposal``.
+        """
+        import functools
+        import inspect
+        import types
+
+        from sbi.utils import RestrictedPrior, get_density_thresholder
+        self._require_prior()
+        posterior = self._posterior(posterior)
+        quantile = float(quantile)
+        if not 0 < quantile < 1:
+            raise InferenceError(f"quantile = {quantile!r}: must be in (0, 1) (e.g. 1e-4)")
+        if int(support_samples) * quantile < 1:
+            raise InferenceError(f"support_samples = {support_samples}: too few for quantile {quantile:g} (need at "
+                                 f"least {int(np.ceil(1 / quantile))})")
+        if not margin >= 0:
+            raise InferenceError(f"margin = {margin!r}: must be a fraction >= 0 (e.g. 0.2)")
+        x = torch.as_tensor(self.x_o if x is None else np.asarray(x, dtype=np.float64).reshape(-1),
+                            dtype=torch.float32)
+        norm = {"norm_posterior": False} if "norm_posterior" in inspect.signature(posterior.log_prob).parameters else {}
+        drawn = []
+
+        def sample(shape):
+            drawn.append(posterior.sample(shape, x=x, show_progress_bars=False))
+            return drawn[-1]
+        at_x = types.SimpleNamespace(  # the posterior at x, without progress bars; log densities unnormalised
+            sample=sample, log_prob=lambda theta: posterior.log_prob(theta, x=x, **norm))
+        with _seeded(self.seed if seed is None else seed), torch.no_grad():
+            inside = get_density_thresholder(at_x, quantile=quantile, num_samples_to_estimate_support=int(support_samples))
+            support = drawn[0][inside(drawn[0])].detach().cpu().numpy().astype(np.float64)
+        log_mask = np.array([p in self.log_scale for p in self.param_names])
+        low = np.array([self.bounds[p][0] for p in self.param_names])
+        high = np.array([self.bounds[p][1] for p in self.param_names])
+
+        def scaled(a):
+            return np.where(log_mask, np.log(np.maximum(a, np.finfo(float).tiny)), a)
+        lo, hi = scaled(support).min(axis=0), scaled(support).max(axis=0)
+        lo, hi = np.maximum(lo - margin * (hi - lo), scaled(low)), np.minimum(hi + margin * (hi - lo), scaled(high))
+        lo, hi = np.where(log_mask, np.exp(lo), lo), np.where(log_mask, np.exp(hi), hi)
+        lo, hi = np.where(lo < hi, lo, low), np.where(lo < hi, hi, high)  # a degenerate width: the whole range
+        box = _box_prior(lo.tolist(), hi.tolist(), log_mask.tolist())
+        truncated = RestrictedPrior(box, inside, sample_with="rejection")
+        truncated.sample = functools.partial(truncated.sample, print_rejected_frac=False, save_acceptance_rate=True)
+        return truncated
+
+    def features_of(self, output) -> np.ndarray:
+        """Features of another recording under this inferencer's input traces, by its own feature pipeline (the
+        same as ``x_o`` for the data), e.g. one cell of a group recorded with the same protocol.
+
+        output: {variable: (n_traces, n_steps)} SI like the constructor's ``output`` (its trace outputs used
+        by the features; ``"spikes"`` → spike times (s) per trace when spike features are used). No noise
+        is added. Returns the features, a float64 array (n_features,) in ``feature_names`` order.
+        InferenceError when a needed output is missing, a shape differs from the input's or a feature is
+        NaN/inf.
+        """
+        traces, spikes = self._read_output(output)
+        missing = [v for v in self.features.trace_vars if v not in traces]
+        if self.features.needs_spikes and spikes is None:
+            missing.append(SPIKES)
+        if missing:
+            raise InferenceError(f"features_of: output lacks {', '.join(missing)} (the features use "
+                                 f"{', '.join(self.features.trace_vars + ([SPIKES] if self.features.needs_spikes else []))})")
+        with np.errstate(all="ignore"):
+            x = self.features({v: traces[v][None] for v in self.features.trace_vars}, [spikes])[0]
+        bad = [n for n, value in zip(self.features.names, x) if not np.isfinite(value)]
+        if bad:
+            raise InferenceError(f"features_of: features are NaN/inf: {', '.join(bad[:5])}")
+        return x
 
     def check_misspecification(self, x=None, alpha: float | None = None, warn: bool = True, stacklevel: int = 2):
         """Whether features ``x`` (n_features,; default: the data's) lie within the distribution of the last

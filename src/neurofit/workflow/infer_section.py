@@ -334,8 +334,8 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
                     posterior_kwargs=infer["posterior"])
     inferencer.infer(theta=theta, x=x, **settings)
     rounds = [_round_summary(inferencer, theta.shape[0])]
-    for _ in range(infer["n_rounds"] - 1):  # later rounds simulate from the last posterior, in this job
-        inferencer.infer(n_samples=infer["n_samples"], **settings)
+    for _ in range(infer["n_rounds"] - 1):  # later rounds simulate from the last posterior (or the truncated
+        inferencer.infer(n_samples=infer["n_samples"], truncate=infer["truncate"], **settings)  # prior), in this job
         rounds.append(_round_summary(inferencer, infer["n_samples"]))
     paths = {name: out_dir / name for name in INFERENCE_FILES}
     inferencer.save_posterior(paths["posterior.pt"])
