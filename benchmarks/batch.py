@@ -6,7 +6,7 @@ drawn per cell (``np.random.default_rng(cell index)``), simulated at dt 0.05 ms 
 model's own threshold and reset, an action potential pasted at each reset (the AdEx threshold, VT + 5 DeltaT, is
 below the 0 mV the spike detectors look for), plus 0.3 mV of Gaussian noise; one NWB file per cell, read back and
 checked with ``neurofit.read_recording``. The study is the two stages of config/examples/cells/config.yaml
-(passive, then AdEx spike times with C, gl, El fixed), unchanged but for the sheet. Reports the wall time of the
+(passive, then AdEx on the spiking sweeps with C, gl, El fixed), unchanged but for the sheet. Reports the wall time of the
 whole run, the per-job times from Snakemake's benchmark files, CPU-seconds against cores x wall time, the cells'
 statuses and the error of the fitted parameters against the drawn ones.
 Run: ``.venv/bin/python benchmarks/batch.py --cells 100 --cores 2``.
@@ -117,8 +117,9 @@ def write_nwb(path: Path, current: np.ndarray, voltage: np.ndarray, name: str) -
         io.write(nwb)
 
 
-def check_nwb(path: Path, current: np.ndarray, voltage: np.ndarray) -> None:
-    """read_recording gives back every sweep, in order, with the same samples (float32 precision)."""
+def check_nwb(path: Path, current: np.ndarray, voltage: np.ndarray) -> dict:
+    """read_recording gives back every sweep, in order, with the same samples (float32 precision); returns
+    the sweeps failing the default quality control: index -> the names of the failed checks."""
     from neurofit import read_recording
 
     recording = read_recording(path)
@@ -130,6 +131,7 @@ def check_nwb(path: Path, current: np.ndarray, voltage: np.ndarray) -> None:
               and np.allclose(sweep.current, current[k], rtol=2e-7, atol=1e-18))
         if not ok:
             raise SystemExit(f"{path}: sweep {k} does not read back as written")
+    return {sweep.index: sorted(sweep.qc_reasons) for sweep in recording.sweeps if not sweep.passed_qc}
 
 
 def make_cells(folder: Path, n_cells: int) -> list[dict]:
@@ -143,14 +145,15 @@ def make_cells(folder: Path, n_cells: int) -> list[dict]:
         voltage, counts = simulate_cell(params, current, rng)
         path = folder / "cells" / f"{name}.nwb"
         write_nwb(path, current, voltage, name)
-        check_nwb(path, current, voltage)
-        spiking = [k for k, c in enumerate(counts) if c > 0]
+        qc_failed = check_nwb(path, current, voltage)
+        spiking = [k for k, c in enumerate(counts) if c > 0 and k not in qc_failed]  # held out: one passing QC
         heldout = [SUBTHRESHOLD_HELDOUT]
         if len(spiking) >= 2:  # keep at least one suprathreshold sweep to fit
             heldout.append(spiking[len(spiking) // 2])
         group = "AB"[index % 2]
         rows.append([name, f"cells/{name}.nwb", "", "", ",".join(map(str, heldout)), group, "", ""])
-        truth.append({"cell": name, "group": group, "heldout": heldout, "spike_counts": counts, **params})
+        truth.append({"cell": name, "group": group, "heldout": heldout, "spike_counts": counts,
+                      "qc_failed": qc_failed, **params})
     with open(folder / "cells.tsv", "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["cell", "file", "current_file", "sweeps", "heldout", "group", "ljp", "exclude"])
@@ -375,7 +378,7 @@ def main():
               f"| snakemake --dry-run (parse, checks, DAG) (s) | {dry_wall:.1f} |",
               f"| snakemake run, wall (s) | {wall:.1f} |",
               f"| first job start to last job end, from the log (s) | {first_to_last:.0f} |",
-              f"| jobs run | {n_jobs} |",
+              f"| jobs run (with the target rule all) | {n_jobs} |",
               f"| sum of job wall times (s) | {job_s:.0f} |",
               f"| sum of job cpu_time (benchmark files) (s) | {job_cpu:.0f} |",
               f"| CPU of snakemake + every job (rusage) (s) | {cpu:.0f} |",
@@ -407,6 +410,15 @@ def main():
         lines.append(f"| {label} | {fmt(np.median(values))} | {fmt(np.percentile(values, 90))} | {values.size} |")
     counts = np.array([sum(c > 0 for c in t["spike_counts"]) for t in truth])
     lines += ["", f"spiking sweeps per cell (of 17): median {np.median(counts):.0f}, range {counts.min()}-{counts.max()}"]
+    checks = {}
+    for t in truth:
+        for names in t["qc_failed"].values():
+            for name in names:
+                checks[name] = checks.get(name, 0) + 1
+    failing = sum(len(t["qc_failed"]) for t in truth)
+    lines.append(f"sweeps failing quality control: {failing} of {17 * len(truth)} in "
+                 f"{sum(bool(t['qc_failed']) for t in truth)} cells ("
+                 + (", ".join(f"{k} {v}" for k, v in sorted(checks.items())) or "none") + ")")
     report = "\n".join(lines)
     raw = {"cells": args.cells, "cores": args.cores, "generate_s": generate, "dry_run_s": dry_wall, "wall_s": wall,
            "cpu_s": cpu, "machine_cpu_s": run["machine_cpu"],
