@@ -52,3 +52,19 @@ def expected_step(command, dt: float):
     longest = max(b - a for a, b, _ in epochs)
     a, b, level = [e for e in epochs if e[1] - e[0] >= 0.99 * longest][-1]
     return a * dt, b * dt, level - command[0]
+
+
+def raises_one_line(func, *fragments, error=None) -> str:
+    """Call func, expect ``error`` (default: the recordings' RecordingError) whose message is one line holding
+    every fragment; returns the message."""
+    import pytest
+
+    from neurofit.data.recordings.errors import RecordingError
+
+    with pytest.raises(error or RecordingError) as info:
+        func()
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert str(fragment) in message, (fragment, message)
+    return message

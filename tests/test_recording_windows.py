@@ -8,7 +8,8 @@ import numpy as np
 import pyabf
 import pytest
 
-from neurofit.data.recordings import Recording, RecordingError, Sweep, read_recording
+from helpers import raises_one_line
+from neurofit.data.recordings import Recording, Sweep, read_recording
 from neurofit.errors import ConfigError
 from neurofit.workflow.study import Study
 
@@ -32,16 +33,6 @@ def sweep(index, step=(0.5, 1.5), spikes=(), amplitude=100e-12, n=N, seed=0) -> 
         k = int(round(time / DT))
         voltage[k:k + 10] = 0.02
     return Sweep(index, DT, voltage, current)
-
-
-def raises_one_line(func, *fragments, error=RecordingError) -> str:
-    with pytest.raises(error) as info:
-        func()
-    message = str(info.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert str(fragment) in message, (fragment, message)
-    return message
 
 
 def first_upward_crossing(v, after=0) -> int:

@@ -12,12 +12,11 @@ import numpy as np
 import pyabf
 import pytest
 
-from helpers import expected_step
+from helpers import expected_step, raises_one_line
 from neurofit.data.dataset import Dataset
 from neurofit.data.recordings import (
     QCSettings,
     Recording,
-    RecordingError,
     Step,
     Sweep,
     find_step,
@@ -40,17 +39,6 @@ def recordings():
     read = {name: read_recording(ABF / name) for name in CLEAN_ABF + [IMPLAUSIBLE_ABF]}
     read["igor"] = read_recording(V_WAVES, current=I_WAVES)
     return read
-
-
-def raises_one_line(func, *fragments) -> str:
-    """Call func, expect a RecordingError whose message is one line holding every fragment."""
-    with pytest.raises(RecordingError) as info:
-        func()
-    message = str(info.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert str(fragment) in message, (fragment, message)
-    return message
 
 
 def synthetic_sweep(index=0, dt=1e-4, n=20000, step=(0.5, 1.5), amplitude=100e-12, rest=-0.065, noise=5e-5,

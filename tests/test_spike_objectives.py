@@ -10,7 +10,7 @@ import yaml
 
 from neurofit import models
 from neurofit.fitting.fitters import TraceFitter
-from neurofit.fitting.metrics import FeatureMetric, MSEMetric, SpikeTraceMetric, spike_trace_parts
+from neurofit.fitting.metrics import MSEMetric, SpikeTraceMetric, spike_trace_parts
 from neurofit.fitting.optimizers import NevergradOptimizer
 from neurofit.fitting.spike_scores import summarize, sweep_scores
 from neurofit.reduction.optneuron import Results, SpikeTrainLoss
@@ -174,7 +174,6 @@ def test_error_of_the_best_parameters_is_the_fits_best_error(adex_data):
     assert fitter.error(best) == error
     with pytest.raises(Exception, match="needs the fit's metric"):
         TraceFitter(model=model, input={"I": current[:1]}, output={"v": v[:1]}, dt=DT).error(truth)
-    assert isinstance(FeatureMetric(stim_times=[(0.05, 0.45)], feat_list=["spike_count"]), FeatureMetric)
 
 
 # --- the shared cell, two stages -----------------------------------------------------------------------------
