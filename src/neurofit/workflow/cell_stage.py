@@ -142,7 +142,7 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
     scores = score_sweeps(plan, dataset, free, fit["seed"], fitted, "fitted")
     if heldout_data is not None:
         scores += score_sweeps(plan, heldout_data, free, fit["seed"], heldout, "heldout")
-    criteria = information_criteria(plan, dataset, free, fit["seed"])
+    criteria = information_criteria(plan, scores, len(free))
     doc = {**base, "status": "ok", "reason": "",
            "model": study.model_label, "sweeps": fitted, "heldout": heldout, "n_fitted": len(fitted),
            "parameters": {p: params[p] for p in sorted(params)}, "free": sorted(free),

@@ -90,6 +90,7 @@ def population_table(results: list, stages: list, compare: dict | None = None):
     for docs in by_cell.values():
         for doc in docs.values():
             metadata_columns += [k for k in doc.get("metadata", {}) if k not in metadata_columns]
+    infer_stages = {s for s in stages if any("quantiles" in (docs.get(s) or {}) for docs in by_cell.values())}
     for cell, docs in by_cell.items():
         missing = [s for s in stages if s not in docs]
         if missing:
@@ -109,7 +110,7 @@ def population_table(results: list, stages: list, compare: dict | None = None):
                 row[f"{stage}.{p}"] = doc["parameters"].get(p) if ok else None
             for key in STAGE_NUMBERS:
                 row[f"{stage}.{key}"] = doc.get(key) if ok else None
-            if any("quantiles" in (d.get(stage) or {}) for d in by_cell.values()):  # an infer stage
+            if stage in infer_stages:
                 for p in parameter_columns[stage]:
                     for q in ("q05", "q95"):
                         row[f"{stage}.{p}.{q}"] = doc["quantiles"].get(p, {}).get(q) if ok and "quantiles" in doc \

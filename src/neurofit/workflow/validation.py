@@ -11,7 +11,7 @@ Shared by the cell stages of batch studies (``cell_stage``) and by a study's ``v
 - ``summarize_scores``: over the sweeps of one role, ``<prefix>_rmse`` (root of the mean of the sweeps' mean
   squares), ``<prefix>_count_error`` (mean |model - recorded| spikes per sweep), ``<prefix>_gamma``;
 - ``objective``: the fit's own metric on a dataset (e.g. the held-out sweeps);
-- ``information_criteria``: AIC and BIC of a least-squares fit;
+- ``information_criteria``: AIC and BIC of a least-squares fit, from the fitted sweeps' scores;
 - ``scores_figure``: the model over the recorded sweeps, each panel titled with its scores.
 """
 from __future__ import annotations
@@ -54,20 +54,17 @@ def objective(plan: FitSection, dataset, params: dict, seed: int) -> float | Non
     return value if math.isfinite(value) else None
 
 
-def information_criteria(plan: FitSection, dataset, params: dict, seed: int) -> dict:
-    """AIC and BIC of a least-squares stage (trace fit, metric mse): with Gaussian noise of unknown variance,
-    -2 log L = n log(RSS / n) + const over the n recorded samples of the fitted sweeps, k = free parameters + 1
-    (the variance): AIC = n log(RSS/n) + 2k, BIC = n log(RSS/n) + k log n. None for other objectives (no
-    likelihood). Returns {"n_samples", "rss" (V^2), "aic", "bic"}."""
+def information_criteria(plan: FitSection, scores: list[dict], n_free: int) -> dict:
+    """AIC and BIC of a least-squares stage (trace fit, metric mse) from the ``score_sweeps`` rows of its fitted
+    sweeps (their "sse" and "n_samples"): with Gaussian noise of unknown variance, -2 log L = n log(RSS / n) +
+    const over the n recorded samples, k = n_free free parameters + 1 (the variance): AIC = n log(RSS/n) + 2k,
+    BIC = n log(RSS/n) + k log n. None for other objectives (no likelihood). Returns {"n_samples", "rss" (V^2),
+    "aic", "bic"}."""
     none = {"n_samples": None, "rss": None, "aic": None, "bic": None}
     if plan.kind != "trace" or plan.metric_settings["name"] != "mse":
         return none
-    fitter = simulator(plan, dataset, seed)
-    output = next(iter(fitter.output))
-    model = np.asarray(fitter.generate(output_var=output, params=params))
-    lengths = dataset.lengths if dataset.lengths is not None else [dataset.n_steps] * dataset.n_traces
-    diff = np.concatenate([(model[k, :n] - dataset.outputs[output][k, :n]) for k, n in enumerate(lengths)])
-    n, rss, k = diff.size, float(np.sum(diff ** 2)), len(params) + 1
+    rows = [row for row in scores if row["role"] == "fitted"]
+    n, rss, k = sum(row["n_samples"] for row in rows), math.fsum(row["sse"] for row in rows), n_free + 1
     if not (math.isfinite(rss) and rss > 0):
         return none
     return {"n_samples": int(n), "rss": rss, "aic": n * math.log(rss / n) + 2 * k,
@@ -78,8 +75,9 @@ def score_sweeps(plan: FitSection, dataset, params: dict, seed: int, sweeps: lis
     """Per sweep of ``dataset`` (one row per ``Sweep.index`` of ``sweeps``): the model at ``params`` (the free
     parameters, SI) against the recording - ``rmse`` (V; for a spiking model over the samples away from every
     recorded and model spike, SPIKE_WINDOW) and, for a model with a spike condition, the spike scores of
-    ``neurofit.fitting.spike_scores.sweep_scores`` (window HELDOUT_DELTA). ``role`` ("fitted" / "heldout")
-    is copied into each row."""
+    ``neurofit.fitting.spike_scores.sweep_scores`` (window HELDOUT_DELTA); "sse" (V^2, sum of squared differences
+    over all the sweep's recorded samples) and "n_samples" (what ``information_criteria`` adds up). ``role``
+    ("fitted" / "heldout") is copied into each row."""
     from ..data.spikes import detect_spikes
     from ..fitting.spike_scores import sweep_scores
 
@@ -101,7 +99,9 @@ def score_sweeps(plan: FitSection, dataset, params: dict, seed: int, sweeps: lis
                 keep &= ~((t >= spike - SPIKE_WINDOW[0]) & (t < spike + SPIKE_WINDOW[1]))
         diff = np.asarray(model_v[k][:n]) - np.asarray(recorded[k][:n])
         value = float(np.sqrt(np.mean(diff[keep] ** 2))) if keep.any() else None
-        rows.append({"sweep": int(sweep), "role": role, "rmse": value if value is None or math.isfinite(value) else None})
+        sse = float(np.sum(diff ** 2))
+        rows.append({"sweep": int(sweep), "role": role, "rmse": value if value is None or math.isfinite(value) else None,
+                     "sse": sse if math.isfinite(sse) else None, "n_samples": int(n)})
     if spiking:
         spikes = sweep_scores(model_trains, data_trains, [n * dataset.dt for n in lengths], dataset.dt, HELDOUT_DELTA)
         rows = [{**row, **score} for row, score in zip(rows, spikes)]
@@ -245,7 +245,7 @@ def validate_study(study, fit_docs: list, refined_docs: list, dataset=None) -> t
            "parameters": {p: params[p] for p in sorted(params)}, "units": {p: plan.units.get(p) for p in sorted(params)},
            "metric": plan.metric_settings["name"], "heldout_error": objective(plan, heldout, free, seed),
            **summarize_scores(scores, "fitted", "train"), **summarize_scores(scores, "heldout", "heldout"),
-           **information_criteria(plan, dataset, free, seed), "sweep_scores": scores}
+           **information_criteria(plan, scores, len(free)), "sweep_scores": scores}
     figure = scores_figure(plan, dataset, heldout, free, doc, f"{study.name} ({study.model_label})",
                            max_traces=study.section["figures"]["max_traces"])
     return doc, figure
