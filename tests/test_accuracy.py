@@ -97,13 +97,6 @@ def test_rate_model_converges_at_order(method, order):
     np.testing.assert_allclose(np.log2(ratios), order, atol=0.15)
 
 
-def test_rate_model_refuses_exponential_euler():
-    """F(w r + I) is not linear in r: Brian2's exponential_euler does not apply (one-line error)."""
-    with pytest.raises(ValueError) as info:
-        rate_run("exponential_euler", 0.1, 1.0, RATE_CURRENTS, RATE_R0)
-    assert "\n" not in str(info.value) and "dr/dt" in str(info.value)
-
-
 def test_rate_model_euler_equals_tutorial_update_rule():
     rng = np.random.default_rng(3)
     I_ext = np.concatenate([np.zeros(50), np.full(100, 4.0), rng.uniform(0, 6, 150)])
@@ -146,16 +139,6 @@ def test_adex_integrator_order(method, dt0, order):
                            atol=[1e-16, 1e-24])], axis=1)
     assert np.all(errors < 0.05)
     np.testing.assert_allclose(observed_orders(errors), order, atol=0.3)
-
-
-def test_exponential_euler_refused_for_adex():
-    """AdEx's exp(v) term is not linear in v: exponential_euler must say so in one line."""
-    model = models.get("adex", threshold=None, reset=None)
-    with pytest.raises(ValueError) as info:
-        nf.simulate(model, models.SPECS["adex"].defaults, {"I": np.zeros((1, 5))}, dt=1e-5,
-                    init=models.SPECS["adex"].init, method="exponential_euler", backend="numpy")
-    message = str(info.value)
-    assert "\n" not in message and "exponential_euler" in message and "dv/dt" in message
 
 
 # --- (c) the TraceFitter tutorial's ground truth ------------------------------------------------

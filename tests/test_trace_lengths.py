@@ -183,7 +183,7 @@ def test_full_lengths_give_todays_numbers_exactly(two_sweeps):
     simulated = fitters[0]._simulate(fitters[0]._param_arrays(candidates, 0)).traces["v"]
     assert np.array_equal(errors[0], errors[1])
     assert np.array_equal(errors[0], ((simulated - full) ** 2).mean(axis=2).mean(axis=1))
-    refined = [f.refine(params=TRUTH, max_nfev=3)[1] for f in fitters]
+    refined = [f.refine(params=TRUTH, max_nfev=3, **BOUNDS)[1] for f in fitters]
     assert np.array_equal(refined[0].fun, refined[1].fun) and np.array_equal(refined[0].x, refined[1].x)
 
 
@@ -225,7 +225,7 @@ def test_passive_fit_on_sweeps_of_different_lengths(two_sweeps):
     traces = fitter.generate(params=refined)
     assert np.isnan(traces[1, 2000:]).all() and np.isfinite(traces[1, :2000]).all()
     # finite differences: the same residuals, padded rows left out of the Jacobian too
-    fd = passive_fitter(two_sweeps).refine(params=refined, calc_gradient=False)[1]
+    fd = passive_fitter(two_sweeps).refine(params=refined, calc_gradient=False, **BOUNDS)[1]
     assert fd.fun.size == sum(LENGTHS) and np.mean(fd.fun ** 2) == pytest.approx(np.mean(result.fun ** 2), rel=1e-6)
 
 

@@ -36,7 +36,8 @@ class SimulationResult:
     (e.g. "exponential_euler"); ``dtype``: "float64" or "float32"; ``sq_error[var]``:
     Σ_k (x_k − target_k)² per (set, trace), (n_sets, n_traces), when targets were given;
     ``sensitivities[var]``: (n_sets, n_traces, n_steps, n_parameters) derivatives of the recorded
-    state ``var`` with respect to the requested parameters (empty unless requested).
+    variable ``var`` (state or subexpression) with respect to the requested parameters (empty unless
+    requested).
     """
 
     traces: dict
@@ -79,7 +80,7 @@ def _compiled(model, method, record, targets, backend, dtype, sensitivities=()):
     spec = _kernel_spec(model, method, record, targets)
     if sensitivities:
         from .codegen.sensitivity import with_sensitivities
-        spec = with_sensitivities(spec, sensitivities, tuple(r for r in record if r in model.states))
+        spec = with_sensitivities(spec, sensitivities, record)
     if backend == "numpy":
         from .codegen.numpy_backend import NumpyKernel
         return NumpyKernel(spec, dtype)
@@ -290,7 +291,8 @@ def _relaxed(model, method, backend, dtype, params, inputs, init_values, dt, see
     n_steps = int(min(np.ceil(REST_RELAX_TIME / dt), 10 ** 6))
     kernel = _compiled(model, method, (), (), backend, dtype, ())
     held = {name: np.repeat(a[:, :1], n_steps, axis=1) for name, a in inputs.items()}
-    _, _, bad, final, _ = kernel.run(params, held, init_values, dt, n_steps, seed if seed is not None else 0,
+    shape = np.shape(next(iter(init_values.values())))
+    _, _, bad, final, _ = kernel.run(shape, params, held, init_values, dt, n_steps, seed if seed is not None else 0,
                                      set_offset, {}, 0, **({"threads": threads} if backend == "c" else {}))
     relaxed = {s: np.where(bad, np.nan, final[s]) for s in model.states}
     return relaxed
@@ -304,10 +306,10 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
     input trace (``inputs``: name → (n_traces, n_steps)); values in SI units.
 
     ``sensitivities`` (parameter names) adds ``result.sensitivities[var]`` of shape
-    (n_sets, n_traces, n_steps, n_parameters): the exact derivative of each recorded state.
+    (n_sets, n_traces, n_steps, n_parameters): the exact derivative of each recorded variable.
     ``at_rest=True`` starts every (set, trace) at the model's steady state under the trace's first input
     sample (``steady_state``: Newton's method from ``init`` as the guess; NaN - an invalid run - where it finds
-    none). ``targets`` (state → (n_traces, n_steps)) accumulates the squared error online from sample
+    none). ``targets`` (state or subexpression → (n_traces, n_steps)) accumulates the squared error online from sample
     ``target_start`` on, so long batches need not keep their traces (use ``record=()``).
     Noise (``xi``) draws depend on (seed, set_offset + set, trace, step): chunks of a batch given
     their ``set_offset`` reproduce the unchunked batch.
@@ -317,11 +319,13 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
     input name → (n_traces, n_steps) or (n_steps,) SI array, finite; dt: time step, s or a quantity
     string ("0.01 ms"); init: state → initial value (SI number, quantity string, (n_sets,) or
     (n_sets, n_traces) array, or an expression such as "1/(1 + beta_m/alpha_m)"; unset states start
-    at 0); record: the variables to record (states or subexpressions; a name or a sequence);
+    at 0); record: the variables to record (states, subexpressions, or parameters - recorded as their
+    constant value; a name or a sequence);
     spikes: return spike times (needs a threshold); method: integration method ("euler", "rk2",
     "rk4", "exponential_euler", "euler_maruyama"; None: euler_maruyama for a model with noise, else
-    exponential_euler when the equations allow it, else euler); backend: "auto" (C when a compiler works, else numpy), "c" or
-    "numpy"; dtype: "float64" or "float32"; seed: noise seed (required when the model has noise);
+    exponential_euler when every equation is linear in its own variable, else euler); backend: "auto" (C
+    when a compiler works, else numpy), "c" or "numpy"; dtype: "float64" or "float32"; seed: noise seed
+    (required when the model has noise);
     n_steps: samples to simulate (only needed when the model has no inputs); targets, target_start:
     see above (target_start is a sample index); set_offset: index of the first parameter set within
     the whole batch (for the noise draws); threads: C-backend threads (ignored by numpy);
@@ -341,14 +345,17 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
     if dtype not in DTYPES:
         raise SimulationError(f"dtype='{dtype}' is not valid (valid: {', '.join(DTYPES)})")
     record = (record,) if isinstance(record, str) else tuple(record or ())
-    bad_record = [r for r in record if r not in model.recordable()]
+    bad_record = [r for r in record if r not in model.recordable() and r not in model.parameters]
     if bad_record:
         raise SimulationError(f"record: {', '.join(bad_record)} not a variable of the model "
-                              f"(recordable: {', '.join(model.recordable())})")
+                              f"(recordable: {', '.join(model.recordable() + model.parameters)})")
+    constant = [r for r in record if r in model.parameters]  # a parameter's trace is its value at every step
+    record = tuple(r for r in record if r not in model.parameters)
     targets = dict(targets or {})
-    bad_target = [v for v in targets if v not in model.states]
+    bad_target = [v for v in targets if v not in model.recordable()]
     if bad_target:
-        raise SimulationError(f"targets: {', '.join(bad_target)} not a state variable (states: {', '.join(model.states)})")
+        raise SimulationError(f"targets: {', '.join(bad_target)} not a state variable or subexpression "
+                              f"(recordable: {', '.join(model.recordable())})")
     if spikes and model.threshold is None:
         raise SimulationError("spikes=True needs a model with a threshold (Model(..., threshold='v > -50*mV'))")
     if model.noise and seed is None:
@@ -366,7 +373,7 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
             raise SimulationError(f"targets['{v}'] has shape {targets[v].shape}; expected ({n_traces}, {n_steps})")
     init_values = _initial_state(model, init, params, inputs, n_sets, n_traces, dt)
     backend = _resolve_backend(backend)
-    if at_rest:
+    if at_rest and model.states:  # without differential equations every state is at rest
         init_values = _relaxed(model, method, backend, dtype, params, inputs, init_values, dt, seed, set_offset,
                                threads)
         init_values = steady_state(model, init_values, params, inputs, n_sets, n_traces, dt)
@@ -378,7 +385,7 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
     for name in kernel.spec.states[len(model.states):]:
         init_values[name] = np.zeros((n_sets, n_traces))
     records, events, bad, final, sq_err = kernel.run(
-        params, inputs, init_values, dt, n_steps, seed if seed is not None else 0, set_offset, targets,
+        (n_sets, n_traces), params, inputs, init_values, dt, n_steps, seed if seed is not None else 0, set_offset, targets,
         target_start, **({"threads": threads} if backend == "c" else {}))
     spike_trains = None
     if spikes:
@@ -387,9 +394,10 @@ def simulate(model, params: dict, inputs: dict, dt, init: dict | None = None, re
     if sensitivities:
         from .codegen.sensitivity import sensitivity_name
         for var in record:
-            if var in model.states:
-                derivatives[var] = np.stack([records.pop(sensitivity_name(var, p)) for p in sensitivities], axis=-1)
+            derivatives[var] = np.stack([records.pop(sensitivity_name(var, p)) for p in sensitivities], axis=-1)
         final = {k: v for k, v in final.items() if k in model.states}
+    for name in constant:
+        records[name] = np.broadcast_to(params[name][:, None, None], (n_sets, n_traces, n_steps)).astype(dtype)
     return SimulationResult(traces=records, spikes=spike_trains, invalid=bad, final_state=final, dt=dt,
                             n_steps=n_steps, backend=backend, method=method, dtype=dtype, sq_error=sq_err,
                             sensitivities=derivatives)

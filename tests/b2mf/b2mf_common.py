@@ -35,8 +35,8 @@ def gap(item: int, what: str):
     return pytest.mark.xfail(strict=True, reason=f"{item}: {what}")
 
 
-#: neurofit needs at least one differential equation (item 3); b2mf's algebraic test models get this
-#: inert one added, which does not change any of their outputs.
+#: An inert differential equation that changes none of a model's outputs. Not needed any more (item 3 done:
+#: algebraic models run as they are); still imported by test_inferencer.py's port.
 INERT = "\ndinert/dt = -inert/ms : 1\n"
 
 # b2mf's TraceFitter/Inferencer test data: 10 samples of 5 traces, v stepping to i*10 mV at sample 5
@@ -46,27 +46,26 @@ for _i in range(5):
     input_traces[5:, _i] = _i*10*mV
 output_traces = 10*nS*input_traces
 
-#: b2mf's model ``I = g*(v-E)``, plus INERT; E comes by namespace= (b2mf takes it from the caller, item 3)
+#: b2mf's model ``I = g*(v-E)``: E is taken from the calling module (import E with it, as b2mf defines it there)
 model = """
     I = g*(v-E) : amp
     g : siemens (constant)
-    """ + INERT
-NAMESPACE = {"E": E}
+    """
 
-#: b2mf's constant_model (v = c + x) with INERT
+#: b2mf's constant_model (v = c + x)
 constant_model = """
     v = c + x: volt
     v2 = 2*c + x : volt
-    c : volt (constant)""" + INERT
+    c : volt (constant)"""
 
-#: b2mf's all_constant_model (the penalty test) with INERT
+#: b2mf's all_constant_model (the penalty test)
 all_constant_model = """
     v = 10*mV + x: volt
     c : volt (constant)
     penalty_fixed = 10*mV**2: volt**2
-    penalty_wrong_unit = 10*mV : volt""" + INERT
+    penalty_wrong_unit = 10*mV : volt"""
 
-#: b2mf's multiobjective_model (two ODEs: nothing added)
+#: b2mf's multiobjective_model (two ODEs)
 multiobjective_model = """
 dvar1/dt = (target1 - var1 + x)/(5*ms) : 1
 dvar2/dt = (target2 - var2)/(5*ms) : volt

@@ -1,7 +1,7 @@
 """Port of brian2modelfitting/tests/test_modelfitting_spikefitter.py (SpikeFitter).
 
-Translation: ``input_var='I', input=a`` → ``input={'I': a}``; the constants EL, VT, DeltaT by ``namespace=``
-(b2mf takes them from the calling module, item 3); ``sf.simulator.neurons.iteration`` → ``sf.iteration - 1``.
+As in b2mf, the constants EL, VT, DeltaT are this module's globals (the caller's namespace);
+``sf.simulator.neurons.iteration`` → ``sf.iteration - 1``.
 
 b2mf's data are kept as written, oddities included: the target spike times ``[9.26, ..., 26.38]`` carry no unit,
 so both b2mf and neurofit read them as seconds, far after the end of the 54.89 ms input; and b2mf fits with
@@ -11,7 +11,6 @@ normalisation ``0.5*(1 - 2*delta*rate)`` is negative (-4.5 here): neurofit refus
 """
 import numpy as np
 import pytest
-from b2mf_common import gap
 from numpy.testing import assert_equal
 
 import neurofit as nf
@@ -29,7 +28,6 @@ output = [np.array([9.26, 13.54, 17.82, 22.1, 26.38])]
 EL = -70*mV
 VT = -50*mV
 DeltaT = 2*mV
-NAMESPACE = {"EL": EL, "VT": VT, "DeltaT": DeltaT}
 model = """
                   dv/dt = (gL*(EL-v)+gL*DeltaT*exp((v-VT)/DeltaT) + I)/C : volt
                   gL: siemens (constant)
@@ -45,7 +43,7 @@ B2MF_METRIC = GammaFactor(60*ms, 60*ms)
 def setup():
     dt = 0.01*ms
     sf = SpikeFitter(model=model, input={"I": inp_trace*amp}, dt=dt, output=output, n_samples=2,
-                     threshold="v > -50*mV", reset="v = -70*mV", namespace=NAMESPACE)
+                     threshold="v > -50*mV", reset="v = -70*mV")
     return dt, sf
 
 
@@ -57,20 +55,24 @@ def test_spikefitter_b2mf_metric_refused(setup):
         sf.fit(n_rounds=1, optimizer=n_opt, metric=B2MF_METRIC, gL=[20*nS, 40*nS], C=[0.5*nF, 1.5*nF], callback=None)
 
 
-@gap(2, "SpikeFitter takes neither a bare input array (b2mf: input_var='I' by default) nor b2mf's positional "
-        "order (model, input, output, dt, reset, threshold); neurofit's is (model, input, output, dt, n_samples, ...)")
 def test_spikefitter_legacy_call():
-    SpikeFitter(model, inp_trace*amp, output, dt_def, "v = -70*mV", "v > -50*mV", namespace=NAMESPACE)
+    """b2mf's positional order (model, input, output, dt, reset, threshold) with a bare input array: the input
+    is ``input_var``, 'I' by default (a deprecation warning, as b2mf logs one)."""
+    with pytest.warns(DeprecationWarning, match="input_var"):
+        sf = SpikeFitter(model, inp_trace*amp, output, dt_def, "v = -70*mV", "v > -50*mV")
+    assert list(sf.input) == ["I"] and sf.reset == "v = -70*mV" and sf.threshold == "v > -50*mV"
+    assert sf.output_var == ["spikes"] and sf.n_samples == 30
 
 
 def test_get_spikes():
     """b2mf: get_spikes(SpikeMonitor, n_samples, n_traces) → list over samples of lists over traces of arrays.
     neurofit's equivalent is simulate(..., spikes=True).spikes; b2mf's NeuronGroup run (gL=30 nS, C=1 nF,
-    v = -70 mV) becomes a neurofit.simulate of the same model. b2mf asks for method='exponential_euler', which
-    (in Brian2 as in neurofit) needs dv/dt conditionally linear in v - not so for AdEx's exp(v): the default
-    method is used here."""
-    adex = nf.Model(model, namespace=NAMESPACE, threshold="v > -50*mV", reset="v = -70*mV")
-    res = nf.simulate(adex, {"gL": 30*nS, "C": 1*nF}, {"I": inp_trace}, dt_def, init={"v": -70*mV}, spikes=True)
+    v = -70 mV, method='exponential_euler', which Brian2 accepts for the exponential term: it treats
+    dv/dt as conditionally linear, A = -gL/C) becomes a neurofit.simulate of the same model."""
+    adex = nf.Model(model, namespace={"EL": EL, "VT": VT, "DeltaT": DeltaT}, threshold="v > -50*mV",
+                    reset="v = -70*mV")
+    res = nf.simulate(adex, {"gL": 30*nS, "C": 1*nF}, {"I": inp_trace}, dt_def, init={"v": -70*mV}, spikes=True,
+                      method="exponential_euler")
     gs = res.spikes
     assert isinstance(gs, list)
     assert isinstance(gs[0][0], np.ndarray)
@@ -80,12 +82,11 @@ def test_get_spikes():
     assert np.all(np.diff(spikes) > 0)
     # the same spikes as the SpikeFitter generates for these parameters
     sf = SpikeFitter(model=model, input={"I": inp_trace}, dt=dt_def, output=output, n_samples=2,
-                     threshold="v > -50*mV", reset="v = -70*mV", namespace=NAMESPACE, param_init={"v": -70*mV})
+                     threshold="v > -50*mV", reset="v = -70*mV", param_init={"v": -70*mV}, method="exponential_euler")
     assert_equal(sf.generate_spikes(params={"gL": 30*nS, "C": 1*nF}), [np.array(spikes)])
 
 
 # Not ported: simulator, TimedArray input_traces, Equations model (Brian2 internals).
-@gap(2, "SpikeFitter lacks b2mf's attributes duration, output_var, threshold, reset, refractory")
 def test_spikefitter_init(setup):
     dt, sf = setup
     for attr in ["dt", "parameter_names", "n_traces", "duration", "n_neurons", "n_samples", "method", "threshold",
@@ -101,11 +102,10 @@ def test_spikefitter_init_errors(setup):
     dt, _ = setup
     with pytest.raises(Exception):  # noqa: B017 - b2mf asserts a bare Exception
         SpikeFitter(model=model, input={"Exception": inp_trace*amp}, dt=dt, output=output, n_samples=2,
-                    threshold="v > -50*mV", reset="v = -70*mV", namespace=NAMESPACE)
+                    threshold="v > -50*mV", reset="v = -70*mV")
     with pytest.raises(ValueError):
         SpikeFitter(model=model, input={"I": inp_trace*amp}, dt=dt, output=output, n_samples=2,
-                    threshold="v > -50*mV", reset="v = -70*mV", namespace=NAMESPACE,
-                    param_init={"V": -70*mV})  # name is "v" not "V"
+                    threshold="v > -50*mV", reset="v = -70*mV", param_init={"V": -70*mV})  # name is "v" not "V"
 
 
 def test_spikefitter_fit(setup):
@@ -162,10 +162,10 @@ def test_spikefitter_fit_default_metric(setup):
 def test_spikefitter_param_init(setup):
     dt, _ = setup
     SpikeFitter(model=model, input={"I": inp_trace*amp}, dt=dt, output=output, n_samples=2, threshold="v > -50*mV",
-                reset="v = -70*mV", param_init={"v": -60*mV}, namespace=NAMESPACE)
+                reset="v = -70*mV", param_init={"v": -60*mV})
     with pytest.raises(ValueError):
         SpikeFitter(model=model, input={"I": inp_trace*amp}, dt=dt, output=output, n_samples=2,
-                    threshold="v > -50*mV", reset="v = -70*mV", param_init={"Error": -60*mV}, namespace=NAMESPACE)
+                    threshold="v > -50*mV", reset="v = -70*mV", param_init={"Error": -60*mV})
 
 
 def test_spikefitter_generate_spikes(setup):

@@ -179,6 +179,7 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     # a model name x is u_x (symbol_name); names derived from it are a tag + u_x (lane_u_x, new_u_x ...)
     u = {x: symbol_name(x) for x in [*S, *P, *U, "t", "dt"]}
     lane_arrays = {x: f"lane_{u[x]}" for x in [*S, *P]}  # per-lane copies of states, params
+    g = {v: symbol_name(v) for v in spec.targets}  # a target (state or subexpression) names err_/tg_ buffers
     not_refractory = pr(NOT_REFRACTORY)
     L = []
     w = L.append
@@ -198,7 +199,7 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     for array in lane_arrays.values():
         w(f"    T {array}[LANES];")
     for v in spec.targets:
-        w(f"    double err_{u[v]}[LANES];")
+        w(f"    double err_{g[v]}[LANES];")
     w("    for (int j = 0; j < LANES; j++) {")
     w("      const int64_t n = n0 + (j < nb ? j : 0);")
     w("      const int64_t set = n % n_sets, trace = n / n_sets;")
@@ -209,14 +210,14 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     for i, p in enumerate(P):
         w(f"      {lane_arrays[p]}[j] = params[{i} * n_sets + set];")
     for v in spec.targets:
-        w(f"      err_{u[v]}[j] = 0.0;")
+        w(f"      err_{g[v]}[j] = 0.0;")
     w("    }")
     w("    for (int64_t k = 0; k < n_steps; k++) {")
     w(f"      const T {u['t']} = (T)((double)k * dt_d);")
     for i, x in enumerate(U):
         w(f"      const T* in_{u[x]} = inputs + ({i} * n_steps + k) * n_traces;")
     for i, v in enumerate(spec.targets):
-        w(f"      const T* tg_{u[v]} = targets + ({i} * n_steps + k) * n_traces;")
+        w(f"      const T* tg_{g[v]} = targets + ({i} * n_steps + k) * n_traces;")
     if spec.record:
         w(f"      T* rec = record + (blk * {len(spec.record)} * n_steps + k) * LANES;")
     w("      int n_spikes = 0;")
@@ -246,12 +247,15 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     for r_i, r in enumerate(spec.record):
         w(f"        rec[{r_i} * n_steps * LANES + j] = {pr(spec.record_values[r])};")
     for v in spec.targets:
-        w(f"        if (k >= target_start) {{ const double d = (double){u[v]} - (double)tg_{u[v]}[tr[j]]; "
-          f"err_{u[v]}[j] += d * d; }}")
+        value = spec.record_values[v]  # the target's value at step start: a state's symbol or an expression
+        value = pr(value) if value.is_Symbol else f"({pr(value)})"
+        w(f"        if (k >= target_start) {{ const double d = (double){value} - (double)tg_{g[v]}[tr[j]]; "
+          f"err_{g[v]}[j] += d * d; }}")
     new = {s: f"new_{u[s]}" for s in S}
     for s in S:
         w(f"        T {new[s]} = {pr(spec.updates[s])};")
-    w("        badb[j] |= " + " | ".join(f"nf_nonfinite({new[s]})" for s in S) + ";")
+    if S:
+        w("        badb[j] |= " + " | ".join(f"nf_nonfinite({new[s]})" for s in S) + ";")
     if spec.threshold is not None:
         names = {sympy.Symbol(s, real=True): new[s] for s in S}
         epr = Printer("c", dtype, names)
@@ -280,7 +284,7 @@ def generate_source(spec: KernelSpec, dtype: str, lanes: int = LANES) -> str:
     for i, s in enumerate(S):
         w(f"      state[{i} * n_neurons + n] = {lane_arrays[s]}[j];")
     for i, v in enumerate(spec.targets):
-        w(f"      sq_err[{i} * n_neurons + n] = err_{u[v]}[j];")
+        w(f"      sq_err[{i} * n_neurons + n] = err_{g[v]}[j];")
     w("    }")
     w("  }")
     w("  return 0;")
@@ -310,13 +314,12 @@ class CKernel:
             self._functions[lanes] = fn
         return self._functions[lanes]
 
-    def run(self, params: dict, inputs: dict, init: dict, dt: float, n_steps: int, seed: int, set_offset: int,
-            targets: dict, target_start: int, threads: int = 1, spike_cap: int | None = None):
+    def run(self, shape: tuple, params: dict, inputs: dict, init: dict, dt: float, n_steps: int, seed: int,
+            set_offset: int, targets: dict, target_start: int, threads: int = 1, spike_cap: int | None = None):
         """As NumpyKernel.run (same arguments, same results), on ``threads`` OpenMP threads; ``spike_cap``:
         spikes buffered per neuron (default min(n_steps, 256); the run repeats with room if one overflows)."""
         spec, dtype = self.spec, self.dtype
-        first = init[spec.states[0]]
-        n_sets, n_traces = first.shape
+        n_sets, n_traces = shape
         n_neurons = n_sets * n_traces
         lanes = SMALL_LANES if n_neurons <= 4 * SMALL_LANES else LANES
         n_blocks = -(-n_neurons // lanes)
@@ -329,7 +332,9 @@ class CKernel:
         if spec.inputs:
             inp = np.ascontiguousarray(np.stack([np.asarray(inputs[u], dtype=dtype).T for u in spec.inputs]))
         # neuron order inside C: trace-major (trace * n_sets + set)
-        st = np.ascontiguousarray(np.stack([np.asarray(init[s], dtype=dtype).T.reshape(-1) for s in spec.states]))
+        st = np.zeros(1, dtype=dtype)  # a model without differential equations has no state
+        if spec.states:
+            st = np.ascontiguousarray(np.stack([np.asarray(init[s], dtype=dtype).T.reshape(-1) for s in spec.states]))
         rec = np.empty(max(1, n_blocks * len(spec.record) * n_steps * lanes), dtype=dtype)
         tg = np.zeros(1, dtype=dtype)
         if spec.targets:
@@ -345,7 +350,7 @@ class CKernel:
                 int(threads))
         if spec.threshold is not None and counts.max(initial=0) > cap:
             # a spike buffer overflowed: run again with room for a spike at every step
-            return self.run(params, inputs, init, dt, n_steps, seed, set_offset, targets, target_start, threads,
+            return self.run(shape, params, inputs, init, dt, n_steps, seed, set_offset, targets, target_start, threads,
                             spike_cap=n_steps)
 
         def to_sets(flat):  # (n_neurons,) trace-major → (n_sets, n_traces)

@@ -4,8 +4,13 @@ A step is a list of assignments (temporary symbol, expression) followed by the n
 every state. Backends (numpy, C) print the same step code, so they compute the same numbers.
 
 Conventions (as Brian2): inputs hold their sample k during the step from t = k·dt to (k+1)·dt;
-``exponential_euler`` treats each equation as dx/dt = A·x + B with A, B independent of x
-(x ← x + dt·f·exprel(A·dt), exact for linear equations and continuous at A = 0); a noise
+``exponential_euler`` treats each equation as dx/dt = A·x + B and steps
+x ← x + dt·f·exprel(A·dt) (= Brian2's (x + B/A)·exp(A·dt) − B/A, continuous at A = 0; exact for linear
+equations). A is dx/dt's derivative in x when that is free of x; otherwise, as Brian2's
+``get_conditionally_linear_system``, the expanded right-hand side (subexpressions substituted) is
+collected in x: A is the coefficient of x and B every other term, even one non-linear in x (AdEx's
+exp(v)), evaluated at the step's start; a term in a power of x (x**2) or no term linear in x at all is
+refused, as Brian2 does. A noise
 symbol ``xi`` becomes √dt·Z with Z ~ N(0, 1) drawn per neuron, step and noise name
 (Euler–Maruyama). Equations flagged ``(unless refractory)`` are frozen while refractory.
 """
@@ -74,14 +79,12 @@ def resolve_method(model, method: str | None) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _default_method(model) -> str:
-    """The method for ``method=None``, decided once per model (the linearity check differentiates)."""
+    """The method for ``method=None``, decided once per model: exponential_euler when every equation is linear
+    in its own variable (the coefficient A free of it), else euler; noise: euler_maruyama."""
     if model.noise:
         return "euler_maruyama"
-    try:
-        _linear_parts(model)
-        return "exponential_euler"
-    except EquationError:
-        return "euler"
+    linear = all(total_derivative(model, a, model.symbol(s)) == 0 for s, a in _derivatives(model).items())
+    return "exponential_euler" if linear else "euler"
 
 
 def total_derivative(model, expr, variable: sympy.Symbol):
@@ -111,19 +114,35 @@ def _split_noise(model, rhs):
     return drift, diffusion
 
 
+def _derivatives(model) -> dict:
+    """state → d(drift)/d(state), following subexpressions by the chain rule."""
+    return {state: total_derivative(model, _split_noise(model, rhs)[0], model.symbol(state))
+            for state, rhs in model.rhs.items()}
+
+
 def _linear_parts(model) -> dict:
-    """state → A (the coefficient of x in dx/dt); raises if an equation is not linear in x."""
+    """state → A of dx/dt = A·x + B for exponential_euler (module docstring); EquationError (one line naming
+    the equation) for an equation Brian2's exponential_euler refuses."""
     coefficients = {}
-    for state, rhs in model.rhs.items():
-        drift, _ = _split_noise(model, rhs)
+    for state, a in _derivatives(model).items():
         x = model.symbol(state)
-        a = total_derivative(model, drift, x)
         if total_derivative(model, a, x) != 0:
-            decl = next(d for d in model.declarations if d.name == state)
-            raise EquationError(f"{decl.where(model.origin)}: exponential_euler needs d{state}/dt linear in "
-                                f"{state}; use method='rk4', 'rk2' or 'euler'")
+            a = _conditionally_linear_coefficient(model, state)
         coefficients[state] = a
     return coefficients
+
+
+def _conditionally_linear_coefficient(model, state: str):
+    """Brian2's A for an equation not linear in its variable: the coefficient of x in the expanded drift."""
+    x = model.symbol(state)
+    drift = model.expand(_split_noise(model, model.rhs[state])[0]).expand()
+    parts = sympy.collect(drift, x, evaluate=False)
+    if len(parts) > 2 or x not in parts:
+        decl = next(d for d in model.declarations if d.name == state)
+        raise EquationError(f"{decl.where(model.origin)}: exponential_euler needs d{state}/dt = A*{state} + B, a term "
+                            f"linear in {state} and no other power of {state} (Brian2's conditionally linear form); "
+                            f"use method='euler', 'rk2' or 'rk4'")
+    return parts[x]
 
 
 class _Builder:

@@ -18,10 +18,10 @@ class KernelSpec:
     inputs: list
     noise: list
     record: list  # recordable names, recorded at the start of each step
-    targets: list  # states whose squared error to a target trace is accumulated online
+    targets: list  # recordable names whose squared error to a target trace is accumulated online
     body: list  # [(symbol, expression)] in order
     updates: dict  # state -> expression (new value)
-    record_values: dict  # name -> expression of its value at step start
+    record_values: dict  # name (recorded or target) -> expression of its value at step start
     threshold: object = None  # condition on the updated state
     reset: list = field(default_factory=list)  # [(target, op, expression)]
     refractory: tuple | None = None  # ("duration", seconds expr) | ("condition", boolean expr)
@@ -29,10 +29,17 @@ class KernelSpec:
 
 
 def build_kernel(model, method: str, record=(), targets=()) -> KernelSpec:
-    """Generate the symbolic step for ``model`` with ``method`` and eliminate common subexpressions."""
+    """Generate the symbolic step for ``model`` with ``method`` and eliminate common subexpressions.
+
+    model: the ``Model``; method: a name from ``integrators.METHODS``; record: names (states or subexpressions)
+    recorded at the start of each step; targets: names (states or subexpressions) compared online with a
+    target trace. Returns the ``KernelSpec``.
+    """
     code = step_code(model, method)
     record = list(record)
-    outputs = [code.updates[s] for s in model.states] + [code.current[r] for r in record]
+    # a state's value at step start is its symbol; a subexpression target not recorded joins the CSE outputs
+    observed = record + [v for v in targets if v not in record and v not in model.states]
+    outputs = [code.updates[s] for s in model.states] + [code.current[r] for r in observed]
     replacements, reduced = sympy.cse(
         [e for _, e in code.assignments] + outputs,
         symbols=sympy.numbered_symbols("_cse", real=True), optimizations=None)
@@ -42,7 +49,8 @@ def build_kernel(model, method: str, record=(), targets=()) -> KernelSpec:
     for (sym, _), expr in zip(code.assignments, reduced[:n_assign]):
         body.append((sym, expr))
     updates = dict(zip(model.states, reduced[n_assign:n_assign + len(model.states)]))
-    record_values = dict(zip(record, reduced[n_assign + len(model.states):]))
+    record_values = dict(zip(observed, reduced[n_assign + len(model.states):]))
+    record_values.update({v: model.symbol(v) for v in targets if v in model.states and v not in record})
     body = _drop_unused(_dependency_order(body), list(updates.values()) + list(record_values.values()))
     expand = model.expand
     refractory = None

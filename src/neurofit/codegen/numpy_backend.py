@@ -56,9 +56,11 @@ class NumpyKernel:
         printer = Printer("numpy", dtype)
         args = (spec.states + spec.parameters + spec.inputs + [noise_symbol(n).name for n in spec.noise]
                 + ["t", "dt", NOT_REFRACTORY.name])
+        # the step returns the new states, then the values at step start of the recorded names and targets
+        self.observed = spec.record + [v for v in spec.targets if v not in spec.record]
         sources = [_function_source("step", args, spec.body,
                                     [spec.updates[s] for s in spec.states]
-                                    + [spec.record_values[r] for r in spec.record], printer)]
+                                    + [spec.record_values[r] for r in self.observed], printer)]
         event_args = spec.states + spec.parameters + spec.inputs + ["t", "dt"]
         if spec.threshold is not None:
             sources.append(_function_source("threshold", event_args, [], [spec.threshold], printer))
@@ -74,19 +76,20 @@ class NumpyKernel:
         self.resets = [namespace[f"reset_{i}"] for i in range(len(spec.reset))]
         self.refractory = namespace.get("refractory")
 
-    def run(self, params: dict, inputs: dict, init: dict, dt: float, n_steps: int, seed: int | None,
+    def run(self, shape: tuple, params: dict, inputs: dict, init: dict, dt: float, n_steps: int, seed: int | None,
             set_offset: int, targets: dict, target_start: int):
         """Simulate ``n_steps`` steps of ``dt`` (s) for every parameter set against every input trace.
 
-        ``params``: name → (n_sets,) in SI; ``inputs``: name → (n_traces, n_steps); ``init``: state →
-        (n_sets, n_traces); ``seed``, ``set_offset``: noise keys (set_offset + set, trace); ``targets``:
-        state → (n_traces, n_steps), squared error summed from step ``target_start`` on.
+        ``shape``: (n_sets, n_traces); ``params``: name → (n_sets,) in SI; ``inputs``: name → (n_traces,
+        n_steps); ``init``: state → (n_sets, n_traces); ``seed``, ``set_offset``: noise keys (set_offset + set,
+        trace); ``targets``: recordable name → (n_traces, n_steps), squared error summed from step
+        ``target_start`` on.
         Returns (records: name → (n_sets, n_traces, n_steps) values at the start of each step,
         spike events [(step, set indices, trace indices)] in step order, invalid (n_sets, n_traces) bool,
         final state: state → (n_sets, n_traces), squared errors: state → (n_sets, n_traces)).
         """
         spec, dtype = self.spec, self.dtype
-        n_sets, n_traces = init[spec.states[0]].shape
+        n_sets, n_traces = shape
         state = [np.array(init[s], dtype=dtype) for s in spec.states]
         pars = [np.asarray(params[p], dtype=dtype).reshape(n_sets, 1) for p in spec.parameters]
         inp = {k: np.ascontiguousarray(np.asarray(v, dtype=dtype).T) for k, v in inputs.items()}
@@ -112,13 +115,14 @@ class NumpyKernel:
                 z = [rng.standard_normal(keys, k * len(spec.noise) + j).astype(dtype)
                      for j in range(len(spec.noise))]
                 out = self.step(*state, *pars, *u, *z, t, dt_typed, not_ref)
-                new_state, current = out[:len(spec.states)], out[len(spec.states):]
-                for r, value in zip(spec.record, current):
-                    records[r][:, :, k] = value
+                new_state = out[:len(spec.states)]
+                current = dict(zip(self.observed, out[len(spec.states):]))
+                for r in spec.record:
+                    records[r][:, :, k] = current[r]
                 for v in spec.targets:
                     if k >= target_start:
-                        diff = state[spec.states.index(v)] - tgt[v][k]
-                        sq_err[v] += diff.astype(np.float64) ** 2
+                        diff = current[v] - tgt[v][k]
+                        sq_err[v] += np.broadcast_to(diff, (n_sets, n_traces)).astype(np.float64) ** 2
                 state = [np.broadcast_to(s, (n_sets, n_traces)).astype(dtype, copy=True) for s in new_state]
                 for s in state:
                     bad |= ~np.isfinite(s)

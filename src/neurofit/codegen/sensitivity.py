@@ -20,7 +20,12 @@ def sensitivity_name(state: str, parameter: str) -> str:
 
 
 def with_sensitivities(spec: KernelSpec, parameters: tuple, outputs: tuple) -> KernelSpec:
-    """Extend ``spec`` with states dx/dp for every state x and p in ``parameters``; record d(out)/dp."""
+    """Extend ``spec`` with states dx/dp for every state x and p in ``parameters``; record d(out)/dp.
+
+    spec: the model's kernel; parameters: names of the parameters to differentiate by; outputs: recorded names
+    (states or subexpressions) whose derivatives are recorded, as ``sensitivity_name(out, p)``. Returns the
+    extended KernelSpec; ValueError (one line) for an unknown or repeated parameter or a name clash.
+    """
     unknown = [p for p in parameters if p not in spec.parameters]
     if unknown:
         raise ValueError(f"sensitivities: {', '.join(unknown)} not a parameter (parameters: {', '.join(spec.parameters)})")
@@ -30,7 +35,8 @@ def with_sensitivities(spec: KernelSpec, parameters: tuple, outputs: tuple) -> K
     thetas = [sympy.Symbol(p, real=True) for p in parameters]
     taken = {*spec.states, *spec.parameters, *spec.inputs, *(noise_symbol(n).name for n in spec.noise),
              NOT_REFRACTORY.name, "t", "dt", *(sym.name for sym, _ in spec.body)}
-    for name in (sensitivity_name(x.name, p) for x in states for p in parameters):
+    differentiated = dict.fromkeys([*spec.states, *outputs])  # a recorded state is among the states
+    for name in (sensitivity_name(x, p) for x in differentiated for p in parameters):
         # names with '__' can make two of them alike (state a__b, parameter c vs state a, parameter b__c)
         if name in taken:
             raise ValueError(f"sensitivities: '{name}' would name two different things; rename the states or "
@@ -76,10 +82,11 @@ def with_sensitivities(spec: KernelSpec, parameters: tuple, outputs: tuple) -> K
     record = list(spec.record)
     record_values = dict(spec.record_values)
     for out in outputs:
-        for p in parameters:
+        for p, theta in zip(parameters, thetas):
             name = sensitivity_name(out, p)
             record.append(name)
-            record_values[name] = sympy.Symbol(name, real=True)
+            # a state's derivative is its sensitivity state; a subexpression's is its value differentiated
+            record_values[name] = d(spec.record_values[out], p, theta)
     return KernelSpec(method=spec.method, states=new_states, parameters=spec.parameters, inputs=spec.inputs,
                       noise=spec.noise, record=record, targets=spec.targets, body=body, updates=updates,
                       record_values=record_values, threshold=spec.threshold, reset=reset,

@@ -13,8 +13,9 @@ from ..units import DIMENSIONLESS, TIME, Dimension, UnitError, parse_quantity, p
 from .expressions import ExpressionError, Scope, is_logical, make_rate_functions_safe, parse_expression
 from .parser import EquationError, parse_equations, parse_statements
 
-_NOISE = re.compile(r"^xi(_\w+)?$")
-_RESERVED = {"t", "dt", "xi", "i", "not_refractory", "lastspike"}
+#: names of noise terms (xi, xi_1, xi_syn ...) and names the model language reserves
+NOISE_NAME = re.compile(r"^xi(_\w+)?$")
+RESERVED_NAMES = {"t", "dt", "xi", "i", "not_refractory", "lastspike"}
 
 
 def _looks_like_input(name: str) -> bool:
@@ -42,9 +43,11 @@ class Model:
     threshold: spike condition such as "v > -50*mV" (None: no spikes); reset: statements run after a
     spike, one per line ("v = El"); refractory: dead time after a spike, as seconds (number), a duration
     string ("2 ms") or a condition ("v > -20*mV"); origin: the name used for the equations in error
-    messages (e.g. a file name). Raises EquationError (line, name and reason) for a syntax error, a
-    reserved or unknown name, a unit that cannot be read, a dimension mismatch, a circular
-    subexpression, no differential equation, or reset/refractory without a threshold.
+    messages (e.g. a file name). A model without differential equations (``I = g*(v - E) : amp``) is
+    algebraic: its subexpressions are computed from the inputs at every step. Raises EquationError (line,
+    name and reason) for a syntax error, a reserved or unknown name, a unit that cannot be read, a dimension
+    mismatch, a circular subexpression, neither a differential equation nor a subexpression, or
+    reset/refractory without a threshold.
 
     Attributes: ``states`` (differential variables, in order), ``parameters`` (declared
     ``name : unit``), ``subexpressions`` (name → expression, dependency-ordered), ``inputs``
@@ -63,7 +66,7 @@ class Model:
         self.dimensions: dict[str, Dimension] = {}
         symbols = {}
         for decl in self.declarations:
-            if decl.name in _RESERVED or _NOISE.match(decl.name) or keyword.iskeyword(decl.name):
+            if decl.name in RESERVED_NAMES or NOISE_NAME.match(decl.name) or keyword.iskeyword(decl.name):
                 raise EquationError(f"{decl.where(origin)}: '{decl.name}' is a reserved name")
             if decl.name.startswith("_"):
                 raise EquationError(f"{decl.where(origin)}: '{decl.name}': names starting with '_' are reserved "
@@ -108,8 +111,9 @@ class Model:
         self.subexpressions = self._order_subexpressions(subexpressions)
         self.noise = sorted(n for n, s in self._noise_symbols.items()
                             if any(e.has(s) for e in self.rhs.values()))
-        if not self.states:
-            raise EquationError(f"{origin}: no differential equation (expected at least one 'dx/dt = ... : unit')")
+        if not self.states and not self.subexpressions:
+            raise EquationError(f"{origin}: nothing to simulate: no differential equation ('dx/dt = ... : unit') and "
+                                f"no subexpression ('name = ... : unit')")
         self.threshold_text, self.reset_text, self.refractory_spec = threshold, reset, refractory
         self.threshold = self._parse_condition(threshold, "threshold") if threshold else None
         self.reset = self._parse_reset(reset) if reset else []
@@ -195,6 +199,12 @@ class Model:
             return None
         if isinstance(refractory, (int, float)):
             return ("duration", sympy.Float(float(refractory)))
+        try:  # a quantity string such as "2 ms"
+            value, dim = parse_quantity(str(refractory))
+            if dim == TIME:
+                return ("duration", sympy.Float(value))
+        except UnitError:
+            pass  # an expression: "2*ms", "(1 + rand())*ms", "v > -20*mV"
         where = f"refractory '{shorten(refractory)}'"
         expr, dim = self._parse(str(refractory), where)
         if is_logical(expr):

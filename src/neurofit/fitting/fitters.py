@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data.files import atomic_write_text
 from ..equations.model import Model
+from ..equations.namespace import caller_namespace, external_names
 from ..errors import NeurofitError
 from ..simulate import simulate
 from ..units import DIMENSIONLESS, to_si
@@ -90,7 +91,8 @@ class Fitter:
                  threshold=None, reset=None, refractory=None, param_init: dict | None = None,
                  penalty: str | None = None, use_units: bool = True, namespace: dict | None = None,
                  backend: str = "auto", dtype: str = "float64", seed: int | None = None, threads: int = 1,
-                 lengths=None, simulation_dt=None, at_rest: bool = False):
+                 lengths=None, simulation_dt=None, at_rest: bool = False, input_var: str | None = None,
+                 output_var=None, level: int = 0):
         """Set up a fit (brian2modelfitting's arguments; numbers in SI units, quantity strings where noted).
 
         model: the equations text (Brian2 syntax) or a ``neurofit.Model``; in equations text, a variable
@@ -122,7 +124,9 @@ class Fitter:
         should not vary in time and be on the error's scale; None: no penalty.
         use_units: accepted for brian2modelfitting's API and stored; neurofit's results are always SI floats.
         namespace: constants used by equations text, name → SI number or quantity string ("10 ms"); ignored
-        when ``model`` is a ``Model`` (which has its own).
+        when ``model`` is a ``Model`` (which has its own). None (default): as Brian2, the names the equations
+        text (and threshold, reset, refractory, param_init expressions) uses without defining them are looked up
+        among the caller's local, then global, variables (``level``); each must be a number (SI).
         backend: "auto" (C when a compiler works, else numpy), "c" or "numpy".
         dtype: simulation precision, "float64" or "float32".
         seed: noise seed (int), needed when the model has noise (``xi``).
@@ -136,15 +140,32 @@ class Fitter:
         at_rest: start every (candidate, trace) at the model's steady state under the trace's first input
         sample (``simulate(..., at_rest=True)``, ``param_init`` as the guess of Newton's method); False starts
         from ``param_init``.
+        input_var, output_var: brian2modelfitting's deprecated spelling (a DeprecationWarning): the name of the
+        input (str) when ``input`` is a bare (n_traces, n_steps) array, and the name (str) or names (list) of
+        the outputs when ``output`` is a bare array or a list of arrays in that order; with a dict they must
+        name its keys.
+        level: where the constants of ``namespace=None`` are looked up: 0 the scope calling the constructor, 1
+        the scope calling that one, and so on (brian2modelfitting's ``level``).
 
-        Raises FitError (one line) for inputs or outputs that are not dicts of arrays of one shape, NaN/inf in
-        the outputs (within each trace's length), dt not positive, bad ``lengths`` or ``simulation_dt``, a
+        Attributes as brian2modelfitting's: ``duration`` (s, n_steps × dt), ``output_var`` (list of the output
+        names; ["spikes"] for SpikeFitter), ``threshold``, ``reset``, ``refractory`` (the model's, as given),
+        ``n_traces``, ``n_samples``, ``n_neurons``, ``parameter_names``, ``input``, ``output``, ``method``,
+        ``param_init``, ``penalty``, ``model``; after ``fit``: ``optimizer``, ``metric``, ``best_params``,
+        ``best_error``, ``best_objective_errors``, ``best_objective_errors_normalized``.
+
+        Raises FitTypeError (a FitError and a TypeError) when input or output is not a dict (and no
+        input_var/output_var names it); FitError (one line) for arrays of different shapes, input_var/output_var
+        that do not name the dict's keys, an output that is not a state or subexpression of the model, NaN/inf
+        in the outputs (within each trace's length), dt not positive, bad ``lengths`` or ``simulation_dt``, a
         model that is neither text nor a ``Model``, and settings a subclass refuses (SpikeFitter without a
         threshold; OnlineTraceFitter with ``lengths`` or a finer ``simulation_dt``); UnitError when dt or
-        simulation_dt cannot be read; EquationError when the equations text does not parse.
+        simulation_dt cannot be read; EquationError when the equations text does not parse, uses a name that is
+        defined nowhere, or finds a constant in the caller's scope that is not a number.
         """
+        input, output = self._legacy_spelling(input, output, input_var, output_var, level)
         if not isinstance(input, dict) or not input:
-            raise FitError("input must be a dict {input_variable: array (n_traces, n_steps)}, e.g. {'I': traces}")
+            raise FitTypeError("input must be a dict {input_variable: array (n_traces, n_steps)}, e.g. {'I': traces} "
+                               "(or a bare array with input_var='I')")
         self.input = {k: _as_traces(k, v, "input") for k, v in input.items()}
         shapes = {a.shape for a in self.input.values()}
         if len(shapes) != 1:
@@ -170,8 +191,16 @@ class Fitter:
         self.simulation_dt = self.dt / self.substeps if self.substeps > 1 else self.dt
         self.at_rest = bool(at_rest)
         self._set_output(output)
+        if namespace is None and isinstance(model, str):  # Brian2's get_local_namespace: the caller's constants
+            namespace = caller_namespace(self._external_names(model, threshold, reset, refractory), level)
         self.model = self._build_model(model, namespace, threshold, reset, refractory)
+        self._check_outputs()
         self.parameter_names = [p for p in self.model.parameters if p != "iteration"]
+        self.duration = self.n_steps * self.dt
+        self.output_var = list(self.output)
+        self.threshold = self.model.threshold_text
+        self.reset = self.model.reset_text
+        self.refractory = self.model.refractory_spec
         unknown = sorted(set(self.param_init) - set(self.model.states))
         if unknown:
             raise FitError(f"param_init: {', '.join(unknown)} not a state variable of the model "
@@ -185,12 +214,53 @@ class Fitter:
         self.iteration = 0
         self.best_params = None
         self.best_error = None
+        self._best_objectives = None  # output -> normalized error of the best candidate
         self._check_setup()
 
     # --- set-up ---------------------------------------------------------------------------
+    def _legacy_spelling(self, input, output, input_var, output_var, level):
+        """(input, output) as dicts from brian2modelfitting's deprecated input_var/output_var spelling (a
+        DeprecationWarning each); unchanged without them."""
+        if input_var is not None:
+            warnings.warn("input_var= is deprecated (as in brian2modelfitting): pass input={'%s': traces}" % input_var,
+                          DeprecationWarning, stacklevel=level + 3)
+            if isinstance(input, dict):
+                if input_var not in input:
+                    raise FitError(f"input_var='{input_var}' is not a key of the input dict ({', '.join(input)})")
+            else:
+                input = {input_var: input}
+        if output_var is not None:
+            warnings.warn("output_var= is deprecated (as in brian2modelfitting): pass output={'name': traces}",
+                          DeprecationWarning, stacklevel=level + 3)
+            names = [output_var] if isinstance(output_var, str) else list(output_var)
+            if isinstance(output, dict):
+                if set(names) != set(output):
+                    raise FitError(f"output_var={names} does not name the output dict's keys ({', '.join(output)})")
+            else:
+                arrays = output if isinstance(output, list) else [output]
+                if len(arrays) != len(names):
+                    raise FitError(f"output_var names {len(names)} outputs but {len(arrays)} arrays are given")
+                output = dict(zip(names, arrays))
+        return input, output
+
+    def _external_names(self, text: str, threshold, reset, refractory) -> list:
+        """Names the model text uses that neither it nor the fitter defines (inputs, targets, iteration)."""
+        defined = {*self.input, *(f"{v}_target" for v in self.output), "iteration"}
+        expressions = [v for v in self.param_init.values() if isinstance(v, str)]
+        return [n for n in external_names(text, threshold, reset, refractory, expressions) if n not in defined]
+
+    def _check_outputs(self):
+        """FitError unless every output is a state or subexpression of the model (brian2modelfitting checks at
+        construction)."""
+        unknown = [v for v in self.output if v not in self.model.recordable()] if self.output_kind == "traces" else []
+        if unknown:
+            raise FitError(f"output: {', '.join(unknown)} not a variable of the model (states and subexpressions: "
+                           f"{', '.join(self.model.recordable()) or 'none'})")
+
     def _set_output(self, output):
         if not isinstance(output, dict) or not output:
-            raise FitError("output must be a dict {variable: array (n_traces, n_steps)}, e.g. {'v': traces}")
+            raise FitTypeError("output must be a dict {variable: array (n_traces, n_steps)}, e.g. {'v': traces} "
+                               "(or a bare array with output_var='v')")
         self.output = {k: _as_traces(k, v, "output") for k, v in output.items()}
         for name, a in self.output.items():
             if a.shape != (self.n_traces, self.n_steps):
@@ -240,7 +310,7 @@ class Fitter:
     # --- the loop ---------------------------------------------------------------------------
     def fit(self, optimizer=None, metric=None, n_rounds: int = 1, callback="text", restart: bool = False,
             start_iteration: int | None = None, penalty: str | None = None, checkpoint: str | None = None,
-            **bounds):
+            level: int = 0, **bounds):
         """Optimise for ``n_rounds`` rounds of ``n_samples`` candidates; returns (best_params, best_error).
 
         Each round asks the optimizer for candidates, simulates them on all traces in one batch, computes
@@ -267,8 +337,11 @@ class Fitter:
         callback: the report after each round: "text" (print the best parameters and error), "progressbar"
         (tqdm), None (silent) or a function ``f(params, errors, best_params, best_error, index, info)`` - the
         round's candidates (list of dicts) and their (n_samples,) errors, the best parameters and error so
-        far, the round's index (from 0, counted over all calls of this fit) and a dict with "round_time"
-        (seconds since the epoch); the fit stops early when it returns True.
+        far, the round's index (from 0, counted over all calls of this fit) and a dict with, as
+        brian2modelfitting, "objective_errors" and "objective_errors_normalized" (tuples, one error per output:
+        the best candidate's metric errors without and with the metric's normalization, penalty not included)
+        and "output_var" (the output names), plus "round_time" (seconds since the epoch); the fit stops early
+        when it returns True.
         restart: start a new optimisation (new optimizer, metric and bounds) instead of continuing; an
         existing ``checkpoint`` is then ignored and overwritten.
         start_iteration: value of the model's ``iteration`` variable in this call's first round (default: 0
@@ -282,6 +355,8 @@ class Fitter:
         where a killed run stopped: the optimizer is brought to its state by replaying the recorded
         rounds (``replay_round``), and the fit ends with the numbers of an uninterrupted one. A
         damaged checkpoint is discarded with a warning and the fit starts over.
+        level: accepted for brian2modelfitting's API and not used: the constants of the caller's scope are read
+        once, by the constructor.
         bounds: the search range of every model parameter as keyword arguments ``name=[low, high]`` (SI
         numbers or quantity strings, e.g. ``gl=["1 nS", "100 nS"]``), ``[low, high, "log"]`` for a log-scale
         search (low > 0); required on a new fit and unchanged when continuing.
@@ -327,7 +402,7 @@ class Fitter:
             self.n_samples = min(self._requested_samples, _initialize(
                 optimizer, self.parameter_names, self.bounds, self.log_scale, self._requested_samples, n_rounds))
             self.optimizer, self.metric = optimizer, metric
-            self.history, self.best_params, self.best_error = [], None, None
+            self.history, self.best_params, self.best_error, self._best_objectives = [], None, None, None
             self.iteration = start_iteration or 0
             self._rounds_done = 0
         elif start_iteration is not None:
@@ -341,13 +416,15 @@ class Fitter:
             # brian2modelfitting-style optimizers ask lists of values in parameter_names order
             candidates = [dict(c) if isinstance(c, dict) else dict(zip(self.parameter_names, map(float, c)))
                           for c in asked]
-            errors = self._errors(candidates, self.iteration)
+            errors, objectives = self._evaluate(candidates, self.iteration)
             self.optimizer.tell(asked, errors)
-            self._record_round(candidates, errors)
+            self._record_round(candidates, errors, objectives)
             if checkpoint:
                 self._save_checkpoint(checkpoint)
-            stop = report(candidates, errors, self.best_params, self.best_error, self._rounds_done - 1,
-                          {"round_time": time.time()})
+            info = {"objective_errors": tuple((self.best_objective_errors or {}).values()),
+                    "objective_errors_normalized": tuple((self.best_objective_errors_normalized or {}).values()),
+                    "output_var": list(self.output_var), "round_time": time.time()}
+            stop = report(candidates, errors, self.best_params, self.best_error, self._rounds_done - 1, info)
             if stop is True:
                 break
         if self.best_params is None:  # n_rounds=0 on a new fit: set up (e.g. for refine), nothing evaluated
@@ -378,14 +455,19 @@ class Fitter:
         from .metrics import MSEMetric
         return MSEMetric()
 
-    def _record_round(self, candidates: list, errors: np.ndarray) -> None:
-        """Book a told round: best so far, history rows, round and iteration counters."""
+    def _record_round(self, candidates: list, errors: np.ndarray, objectives: dict | None = None) -> None:
+        """Book a told round: best so far, history rows (with each output's normalized error when
+        ``objectives``, output → (n,) errors, is given), round and iteration counters."""
+        rows = [{**c, "error": float(e), "round": self._rounds_done} for c, e in zip(candidates, errors)]
+        if objectives is not None:
+            for i, row in enumerate(rows):
+                row["objective_errors_normalized"] = {var: float(objectives[var][i]) for var in self.output}
         best = int(np.argmin(errors))
         if self.best_error is None or errors[best] < self.best_error:
             self.best_error = float(errors[best])
             self.best_params = dict(candidates[best])
-        for c, e in zip(candidates, errors):
-            self.history.append({**c, "error": float(e), "round": self._rounds_done})
+            self._best_objectives = rows[best].get("objective_errors_normalized")
+        self.history.extend(rows)
         self._rounds_done += 1
         self.iteration += 1
 
@@ -393,7 +475,36 @@ class Fitter:
         pass
 
     def _errors(self, candidates: list, iteration: int) -> np.ndarray:
+        """The fit's error of each candidate: the first part of ``_evaluate``."""
+        return self._evaluate(candidates, iteration)[0]
+
+    def _evaluate(self, candidates: list, iteration: int) -> tuple:
+        """(errors, objectives) of ``candidates`` (list of parameter dicts) at the model's ``iteration``: the
+        fit's error of each, (n,) with the penalty and inf where the simulation diverged, and output → (n,)
+        errors of each output's metric (normalized, no penalty)."""
         raise NotImplementedError
+
+    def _raw_objective(self, var: str, error: float) -> float:
+        """An output's metric error without its normalization: × normalization² for an MSEMetric (as
+        brian2modelfitting's ``revert_normalization``), unchanged for other metrics."""
+        from .metrics import MSEMetric
+        metric = self.metric.get(var) if isinstance(self.metric, dict) else self.metric
+        return error * metric.normalization ** 2 if isinstance(metric, MSEMetric) else error
+
+    @property
+    def best_objective_errors_normalized(self) -> dict | None:
+        """Output name → the best candidate's error from that output's metric (normalized, without penalty), as
+        brian2modelfitting; None before a fit or when the best was given by ``restore`` without them."""
+        return None if self._best_objectives is None else dict(self._best_objectives)
+
+    @property
+    def best_objective_errors(self) -> dict | None:
+        """Output name → the best candidate's error from that output's metric without its normalization (an
+        MSEMetric's error × normalization², in the output's units squared), as brian2modelfitting; None as for
+        ``best_objective_errors_normalized``."""
+        if self._best_objectives is None:
+            return None
+        return {var: self._raw_objective(var, e) for var, e in self._best_objectives.items()}
 
     def _penalty(self, result) -> np.ndarray:
         if not self.penalty:
@@ -426,19 +537,22 @@ class Fitter:
 
         bounds: parameter name → (low, high) of every model parameter, SI numbers or quantity strings;
         metric: the fit's metric (kept for ``refine``); history: the evaluated candidates, one dict per
-        candidate holding every parameter (SI), "error" and optionally "round" (index from 0), as
-        ``results("list")`` gives them; log_scale: names of the parameters searched on a log scale.
-        The finite-error row with the lowest error becomes best_params / best_error (None when there is
-        none). Returns nothing. Raises FitError for bounds that are missing, unknown or invalid.
+        candidate holding every parameter (SI), "error" and optionally "round" (index from 0) and
+        "objective_errors_normalized" (output → error), as ``results("list")`` gives them; log_scale: names of
+        the parameters searched on a log scale. The finite-error row with the lowest error becomes best_params /
+        best_error (None when there is none). Returns nothing. Raises FitError for bounds that are missing,
+        unknown or invalid.
         """
         self.bounds, self.log_scale = _parse_bounds({k: list(v) for k, v in bounds.items()}, self.parameter_names)
         self.log_scale |= set(log_scale)
         self.metric = metric
-        self.history = [dict(row) for row in history]
+        # the errors without normalization are computed from the normalized ones (results)
+        self.history = [{k: v for k, v in row.items() if k != "objective_errors"} for row in history]
         finite = [row for row in self.history if np.isfinite(row["error"])]
         best = min(finite, key=lambda row: row["error"]) if finite else None
         self.best_params = {p: best[p] for p in self.parameter_names} if best else None
         self.best_error = best["error"] if best else None
+        self._best_objectives = best.get("objective_errors_normalized") if best else None
         self._rounds_done = 1 + max((row.get("round", 0) for row in self.history), default=-1)
 
     # --- checkpoints ----------------------------------------------------------------------------
@@ -449,7 +563,9 @@ class Fitter:
                  "bounds": {p: [float(lo), float(hi)] for p, (lo, hi) in self.bounds.items()},
                  "log_scale": sorted(self.log_scale), "n_samples": self.n_samples, "rounds": self._rounds_done,
                  "iteration": self.iteration, "candidates": [[float(row[p]) for p in names] for row in self.history],
-                 "errors": [row["error"] for row in self.history], "round": [row["round"] for row in self.history]}
+                 "errors": [row["error"] for row in self.history], "round": [row["round"] for row in self.history],
+                 "objectives": [[row["objective_errors_normalized"][var] for var in self.output]
+                                if "objective_errors_normalized" in row else None for row in self.history]}
         atomic_write_text(path, json.dumps(state))
 
     def _load_checkpoint(self, path: str):
@@ -472,12 +588,16 @@ class Fitter:
             index = rows_of.get(r, [])
             recorded = [dict(zip(self.parameter_names, state["candidates"][i])) for i in index]
             errors = np.array([state["errors"][i] for i in index], dtype=np.float64)
+            saved = [state["objectives"][i] for i in index] if "objectives" in state else [None]
+            objectives = None
+            if index and all(o is not None and len(o) == len(self.output) for o in saved):
+                objectives = dict(zip(self.output, np.array(saved, dtype=np.float64).T))
             try:
                 candidates = replay_round(self.optimizer, self.n_samples, recorded, errors)
             except ReplayError as err:
                 raise FitError(f"checkpoint {path}: round {r} does not replay: {err}; delete it or pass "
                                f"restart=True") from None
-            self._record_round(candidates, errors)
+            self._record_round(candidates, errors, objectives)
         self.iteration = state["iteration"]
 
     # --- results --------------------------------------------------------------------------------
@@ -486,18 +606,42 @@ class Fitter:
 
         format: "list" - a list of dicts (parameter name → SI float, plus "error"); "dict" - a dict of
         (n_evaluated,) arrays, one per parameter plus "error"; "dataframe" - a pandas DataFrame with a column
-        per parameter, "error" and "round" (round index from 0). use_units: accepted for brian2modelfitting's
-        API and ignored: values are always SI floats without units. Returns the results in that format (empty
-        before the first round). Raises FitError for another format.
+        per parameter, "error" and "round" (round index from 0; an extension of brian2modelfitting's columns).
+        With several outputs, as brian2modelfitting, each output's metric error (penalty not included) is added:
+        "objective_errors" and "objective_errors_normalized" (output → error; in "dict" output → array) in
+        "list" and "dict", columns "normalized_error_<output>" and "error_<output>" in "dataframe" (NaN for
+        candidates restored without them). use_units: accepted for brian2modelfitting's API and ignored: values
+        are always SI floats without units. Returns the results in that format (empty before the first round).
+        Raises FitError for another format.
         """
+        multi = len(self.output) > 1
+        nan = dict.fromkeys(self.output, float("nan"))
+        normalized = [row.get("objective_errors_normalized", nan) for row in self.history]
+        raw = [{var: self._raw_objective(var, e) for var, e in one.items()} for one in normalized] if multi else []
         if format == "list":
-            return [{k: v for k, v in row.items() if k != "round"} for row in self.history]
+            rows = [{k: v for k, v in row.items() if k not in ("round", "objective_errors_normalized")}
+                    for row in self.history]
+            if multi:
+                for row, one, unnormalized in zip(rows, normalized, raw):
+                    row.update({"objective_errors_normalized": dict(one), "objective_errors": unnormalized})
+            return rows
         if format == "dict":
             keys = self.parameter_names + ["error"]
-            return {k: np.array([row[k] for row in self.history]) for k in keys}
+            out = {k: np.array([row[k] for row in self.history]) for k in keys}
+            if multi:
+                out["objective_errors_normalized"] = {v: np.array([one[v] for one in normalized]) for v in self.output}
+                out["objective_errors"] = {v: np.array([one[v] for one in raw]) for v in self.output}
+            return out
         if format == "dataframe":
             import pandas as pd
-            return pd.DataFrame(self.history)
+            columns = [*self.parameter_names, "error", "round"]
+            frame = pd.DataFrame([[row.get(k, np.nan) for k in columns] for row in self.history], columns=columns)
+            if multi:
+                for v in self.output:
+                    frame[f"normalized_error_{v}"] = [one[v] for one in normalized]
+                for v in self.output:
+                    frame[f"error_{v}"] = [one[v] for one in raw]
+            return frame
         raise FitError(f"results(format='{format}'): valid formats are 'list', 'dict', 'dataframe'")
 
     def error(self, params) -> float:
@@ -524,26 +668,29 @@ class Fitter:
             out["iteration"] = float(self.iteration if iteration is None else iteration)
         return out
 
-    def generate(self, output_var=None, params=None, param_init=None, iteration=1e9):
+    def generate(self, output_var=None, params=None, param_init=None, iteration=1e9, level: int = 0):
         """Simulate ``params`` (default: best) on all inputs; (n_traces, n_steps) per variable.
 
-        output_var: a model variable to record (state or subexpression; None: the first output variable, which
-        is "spikes" for SpikeFitter), ``"spikes"`` for the spike times (the model needs a threshold), or a
-        list of such names (then a dict is returned); params: parameter name → SI number or quantity string,
-        every parameter of the model (None: the fit's best parameters); param_init: initial values as for the
-        constructor, replacing its ``param_init`` for the states given; iteration: the value of a model's
-        ``iteration`` variable: high by default, so that a coupling to the target that fades with the
-        iteration is switched off (as brian2modelfitting).
+        output_var: a model variable to record (state, subexpression, or parameter - a constant trace), ``"spikes"``
+        for the spike times (the model needs a threshold), or a list of such names (then a dict is returned);
+        None: the outputs (``output_var``): one output's value, or a dict for several (SpikeFitter: "spikes");
+        params: parameter name → SI number or quantity string, every parameter of the model (None: the fit's
+        best parameters); param_init: initial values as for the constructor, replacing its ``param_init`` for
+        the states given; iteration: the value of a model's ``iteration`` variable: high by default, so that a
+        coupling to the target that fades with the iteration is switched off (as brian2modelfitting); level:
+        accepted for brian2modelfitting's API and not used (the constructor reads the caller's constants).
 
         Returns, for a variable, an (n_traces, n_steps) array in SI units (sample k at t = k·dt); for
-        "spikes", a list over traces of 1-D arrays of spike times (s); for a list of names, a dict name →
-        such value. With ``lengths``, traces are NaN after each trace's end and later spikes are dropped.
-        Raises FitError when there are no parameters (no fit and no ``params``) or one is missing, UnitError
-        for a value that cannot be read, SimulationError for an unknown variable or state, or "spikes"
-        without a threshold.
+        "spikes", a list over traces of 1-D arrays of spike times (s); for a list of names (or several
+        outputs), a dict name → such value. With ``lengths``, traces are NaN after each trace's end and later
+        spikes are dropped. Raises FitError when there are no parameters (no fit and no ``params``) or one is
+        missing, UnitError for a value that cannot be read, SimulationError for an unknown variable or state, or
+        "spikes" without a threshold.
         """
-        single = isinstance(output_var, str) or output_var is None
-        names = [output_var or next(iter(self.output))] if single else list(output_var)
+        if output_var is None:
+            output_var = self.output_var[0] if len(self.output_var) == 1 else list(self.output_var)
+        single = isinstance(output_var, str)
+        names = [output_var] if single else list(output_var)
         res = self._simulate(self._resolve_params(params, iteration), record=tuple(n for n in names if n != "spikes"),
                              spikes="spikes" in names, init={**self.param_init, **(param_init or {})})
         out = {n: (self._within_lengths(res.spikes)[0] if n == "spikes" else res.traces[n][0]) for n in names}
@@ -560,15 +707,15 @@ class Fitter:
         ends = (self.lengths - 0.5) * self.dt
         return [[train[train < end] for train, end in zip(one_set, ends)] for one_set in spikes]
 
-    def generate_traces(self, params=None, param_init=None):
-        """Traces of the first output variable for ``params`` (default: best) on all inputs.
+    def generate_traces(self, params=None, param_init=None, iteration=1e9, level: int = 0):
+        """Traces of the output variables for ``params`` (default: best) on all inputs.
 
         params: parameter name → SI number or quantity string (None: the fit's best parameters); param_init:
-        initial values replacing the constructor's for the states given, as for ``generate``. Returns an
-        (n_traces, n_steps) array in SI units (e.g. V), NaN after each trace's end with ``lengths``. Raises
-        as ``generate``.
+        initial values replacing the constructor's for the states given, iteration, level: as for ``generate``.
+        Returns an (n_traces, n_steps) array in SI units (e.g. V) for one output, a dict output → such array for
+        several (as brian2modelfitting); NaN after each trace's end with ``lengths``. Raises as ``generate``.
         """
-        return self.generate(None, params=params, param_init=param_init)
+        return self.generate(None, params=params, param_init=param_init, iteration=iteration)
 
 
 def _read_checkpoint(path: str) -> dict:
@@ -602,6 +749,10 @@ def _read_checkpoint(path: str) -> dict:
              for c in candidates), "a candidate is not one number per parameter")
     need(all(isinstance(e, number) for e in errors), "an error is not a number")
     need(all(isinstance(r, int) and 0 <= r < state["rounds"] for r in rounds), "a round index out of range")
+    objectives = state.get("objectives", [None] * len(errors))  # per-output errors: absent in older checkpoints
+    need(isinstance(objectives, list) and len(objectives) == len(errors)
+         and all(o is None or (isinstance(o, list) and all(isinstance(v, number) for v in o)) for o in objectives),
+         "per-output errors that are not one list of numbers per candidate")
     return state
 
 
@@ -692,10 +843,11 @@ class TraceFitter(Fitter):
     def _metric_for(self, var):
         return self.metric[var] if isinstance(self.metric, dict) else self.metric
 
-    def _errors(self, candidates, iteration):
+    def _evaluate(self, candidates, iteration):
+        """(errors, objectives) as ``Fitter._evaluate``: each output's metric on the simulated traces, summed."""
         wants_spikes = any(getattr(self._metric_for(var), "needs_spikes", False) for var in self.output)
         res = self._simulate(self._param_arrays(candidates, iteration), spikes=wants_spikes)
-        total = np.zeros(len(candidates))
+        objectives = {}
         for var, data in self.output.items():
             metric = self._metric_for(var)
             if getattr(metric, "needs_spikes", False):  # SpikeTraceMetric: the model's spikes and the data's
@@ -708,13 +860,13 @@ class TraceFitter(Fitter):
                 errors = metric.calc(res.traces[var], data, self.dt)
             else:
                 errors = metric.calc(res.traces[var], data, self.dt, lengths=self.lengths)
-            total += np.asarray(errors, dtype=np.float64)
-        total = total + self._penalty(res)
+            objectives[var] = np.asarray(errors, dtype=np.float64)
+        total = sum(objectives.values()) + self._penalty(res)
         total[res.invalid_sets] = np.inf
-        return total
+        return total, objectives
 
     def refine(self, params=None, metric=None, callback=None, calc_gradient: bool = False, t_start=None,
-               normalization=None, n_starts: int = 8, optimize: bool = True, **kwds):
+               normalization=None, n_starts: int = 8, optimize: bool = True, level: int = 0, **kwds):
         """Least-squares polish within the fit's bounds; returns (params, scipy OptimizeResult).
 
         Starts from ``params``, or else from the ``n_starts`` best candidates of the fit (HH-type
@@ -742,18 +894,21 @@ class TraceFitter(Fitter):
         string (None: each metric's); normalization: divisor of the residuals of every output, an SI number in
         the output's units (e.g. 0.01 for 10 mV; None: each metric's); n_starts: how many of the best distinct
         candidates to start from when ``params`` is None; optimize: accepted for brian2modelfitting's API and
-        ignored (neurofit's sensitivity equations are always pruned); kwds: a parameter's name → [low, high]
+        ignored (neurofit's sensitivity equations are always pruned); level: accepted for brian2modelfitting's
+        API and not used (the constructor reads the caller's constants); kwds: a parameter's name → [low, high]
         (SI numbers or quantity strings) replaces the fit's bounds of that parameter, e.g. ``g=[1e-9, 3e-8]``;
         every other keyword goes to ``scipy.optimize.least_squares`` (defaults method="trf", x_scale="jac").
-        Without a fit and without bounds keywords the parameters are unbounded.
+        Without a fit (or ``restore``), every parameter needs bounds keywords.
 
         Returns (params, result): the refined parameters of the best start (name → SI float) and its scipy
-        ``OptimizeResult`` (``result.fun``: the residuals). The fitter's best_params / best_error are replaced
-        when the refined mean squared residual is lower; ``refine_evaluations`` counts the residual and Jacobian
-        evaluations of all starts. Raises FitTypeError (a FitError and a TypeError, as brian2modelfitting)
-        when there is neither a fit nor ``params``, when bounds keywords leave a parameter without bounds and
-        there was no fit, and for a metric that is not an MSEMetric (e.g. a FeatureMetric); FitError for a
-        missing parameter, invalid bounds or an unknown callback; UnitError for a value that cannot be read.
+        ``OptimizeResult`` (``result.fun``: the residuals; ``result.objective_errors_normalized``: output → mean
+        squared residual). The fitter's best_params / best_error (and best_objective_errors) are replaced when
+        the refined error - the sum over outputs of their mean squared residuals - is lower;
+        ``refine_evaluations`` counts the residual and Jacobian evaluations of all starts. Raises FitTypeError (a
+        FitError and a TypeError, as brian2modelfitting) when there is neither a fit nor ``params``, when a
+        parameter has no bounds (no fit and no bounds keyword for it), and for a metric that is not an
+        MSEMetric (e.g. a FeatureMetric); FitError for a missing parameter, invalid bounds or an unknown
+        callback; UnitError for a value that cannot be read.
         """
         from .metrics import MSEMetric
         from .refine import least_squares_refine
@@ -781,12 +936,10 @@ class TraceFitter(Fitter):
         bounds = dict(self.bounds)
         if given:
             bounds.update(_parse_bounds(given, list(given))[0])
-            missing = [p for p in self.parameter_names if p not in bounds]
-            if missing:
-                raise FitTypeError(f"refine: no bounds for {', '.join(missing)}; give them as keywords "
-                                   f"(e.g. {missing[0]}=[low, high]) or run fit() first")
-        if not bounds:
-            bounds = {p: (-np.inf, np.inf) for p in self.parameter_names}
+        missing = [p for p in self.parameter_names if p not in bounds]
+        if missing:
+            raise FitTypeError(f"refine: no bounds for {', '.join(missing)}; give them as keywords "
+                               f"(e.g. {missing[0]}=[low, high]) or run fit() first")
         report = _refine_callback(callback)
         evaluations = []  # (params, per-output mean squared residual) of every residual evaluation
 
@@ -811,9 +964,10 @@ class TraceFitter(Fitter):
             if best is None or result.cost < best[1].cost:
                 best = (refined, result)
         refined, result = best
-        error = float(np.mean(result.fun ** 2))
+        error = float(sum(result.objective_errors_normalized.values()))
         if self.best_error is None or error < self.best_error:
             self.best_params, self.best_error = dict(refined), error
+            self._best_objectives = dict(result.objective_errors_normalized)
         return refined, result
 
 
@@ -852,14 +1006,15 @@ class OnlineTraceFitter(TraceFitter):
 
     default_n_samples = 30
 
-    def __init__(self, *args, t_start=None, **kwargs):
+    def __init__(self, *args, t_start=None, level: int = 0, **kwargs):
         """Set up an online fit: the arguments of ``Fitter.__init__`` plus brian2modelfitting's ``t_start``.
 
         t_start: start of the compared window of ``fit(metric=None)``'s default ``MSEMetric(t_start=...)``, s or
-        a quantity string (None: 0 s); a metric given to ``fit`` brings its own t_start. Raises as
-        ``Fitter.__init__``, and UnitError for a t_start that cannot be read.
+        a quantity string (None: 0 s); a metric given to ``fit`` brings its own t_start. level: as for
+        ``Fitter.__init__`` (0: the scope calling this constructor). The outputs may be states or
+        subexpressions. Raises as ``Fitter.__init__``, and UnitError for a t_start that cannot be read.
         """
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, level=level + 1, **kwargs)
         self.t_start = 0.0 if t_start is None else to_si(t_start, name="t_start")
 
     def _default_metric(self):
@@ -884,17 +1039,18 @@ class OnlineTraceFitter(TraceFitter):
             raise FitError("OnlineTraceFitter compares the model with the data at every simulation step: "
                            "simulation_dt must equal dt; use TraceFitter (fit.kind: trace)")
 
-    def _errors(self, candidates, iteration):
+    def _evaluate(self, candidates, iteration):
+        """(errors, objectives) as ``Fitter._evaluate``, from the squared errors the kernel accumulates."""
         t_start = first_step(self.metric.t_start, self.dt)  # an MSEMetric (_check_metric): SI already
         norm = self.metric.normalization
         res = self._simulate(self._param_arrays(candidates, iteration),
                              record=(self.penalty,) if self.penalty else (),
                              targets=self.output, target_start=t_start)
         n = self.n_traces * (self.n_steps - t_start)
-        total = sum(e.sum(axis=1) for e in res.sq_error.values()) / n / norm ** 2
-        total = total + self._penalty(res)
+        objectives = {var: res.sq_error[var].sum(axis=1) / n / norm ** 2 for var in self.output}
+        total = sum(objectives.values()) + self._penalty(res)
         total[res.invalid_sets] = np.inf
-        return total
+        return total, objectives
 
 
 class SpikeFitter(Fitter):
@@ -903,12 +1059,30 @@ class SpikeFitter(Fitter):
     output: the recorded spike trains, one 1-D array of spike times (s) per input trace (or
     ``{"spikes": that list}``); spikes after a trace's end (``lengths``) are ignored. The model needs a
     ``threshold`` (given here or in the ``Model``), else FitError. ``fit`` takes a ``SpikeMetric`` (e.g.
-    ``GammaFactor``); ``generate_spikes`` gives the spike trains of a parameter set. The constructor's
-    arguments are those of ``Fitter.__init__`` below.
+    ``GammaFactor``); ``generate_spikes`` gives the spike trains of a parameter set. The constructor takes
+    brian2modelfitting's argument order (``__init__`` below).
     """
 
     output_kind = "spikes"
     default_n_samples = 30
+
+    def __init__(self, model, input, output, dt, reset=None, threshold=None, input_var: str = "I", refractory=None,
+                 n_samples: int | None = None, method: str | None = None, param_init: dict | None = None,
+                 penalty: str | None = None, use_units: bool = True, level: int = 0, **kwargs):
+        """Set up a spike fit, in brian2modelfitting's argument order (model, input, output, dt, reset, threshold,
+        input_var, refractory, n_samples, method, param_init, penalty, use_units).
+
+        input: input variable → (n_traces, n_steps) array (SI), or a bare array, the input called ``input_var``
+        (default "I", as brian2modelfitting; a DeprecationWarning, as for ``Fitter.__init__``); input_var is not
+        used with a dict. output: the recorded spike trains (class docstring). reset, threshold, refractory,
+        n_samples, method, param_init, penalty, use_units, and the keywords ``kwargs`` (namespace, backend,
+        dtype, seed, threads, lengths, simulation_dt, at_rest): as for ``Fitter.__init__``; level: as there (0:
+        the scope calling this constructor). Raises as ``Fitter.__init__``, and FitError without a threshold.
+        """
+        super().__init__(model, input, output, dt, n_samples=n_samples, method=method, threshold=threshold,
+                         reset=reset, refractory=refractory, param_init=param_init, penalty=penalty,
+                         use_units=use_units, input_var=None if isinstance(input, dict) else input_var,
+                         level=level + 1, **kwargs)
 
     def _check_metric(self, metric):
         """FitTypeError unless ``metric`` is a spike metric (e.g. GammaFactor)."""
@@ -940,23 +1114,24 @@ class SpikeFitter(Fitter):
             raise FitError("SpikeFitter needs a threshold (e.g. threshold='v > -50*mV')")
         return built
 
-    def _errors(self, candidates, iteration):
+    def _evaluate(self, candidates, iteration):
+        """(errors, objectives) as ``Fitter._evaluate``: the spike metric of the simulated spike trains."""
         res = self._simulate(self._param_arrays(candidates, iteration), spikes=True)
         spikes = self._within_lengths(res.spikes)  # spikes after a trace's end (padding) are ignored
-        errors = np.asarray(self.metric.calc(spikes, self.output_spikes, self.dt), dtype=np.float64)
-        errors = errors + self._penalty(res)
+        metric = np.asarray(self.metric.calc(spikes, self.output_spikes, self.dt), dtype=np.float64)
+        errors = metric + self._penalty(res)
         errors[res.invalid_sets] = np.inf
-        return errors
+        return errors, {"spikes": metric}
 
-    def generate_spikes(self, params=None, param_init=None):
+    def generate_spikes(self, params=None, param_init=None, iteration=1e9, level: int = 0):
         """Spike trains (list over traces) of ``params`` (default: best).
 
         params: parameter name → SI number or quantity string (None: the fit's best parameters); param_init:
-        initial values replacing the constructor's for the states given, as for ``generate``. Returns a list
-        over traces of 1-D arrays of spike times (s), without the spikes after each trace's end when the
-        fitter has ``lengths``. Raises as ``generate``.
+        initial values replacing the constructor's for the states given, iteration, level: as for ``generate``.
+        Returns a list over traces of 1-D arrays of spike times (s), without the spikes after each trace's end
+        when the fitter has ``lengths``. Raises as ``generate``.
         """
-        return self.generate("spikes", params=params, param_init=param_init)
+        return self.generate("spikes", params=params, param_init=param_init, iteration=iteration)
 
     def generate_traces(self, params=None, param_init=None, output_var="v"):
         """Traces of one model variable (default: the membrane potential ``v``) for ``params`` (default: best).

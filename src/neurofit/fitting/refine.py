@@ -19,7 +19,8 @@ def least_squares_refine(fitter, start: dict, bounds: dict, t_start, normalizati
     ((n_traces,) int samples per trace, or None when every trace is full): the padded samples after each
     trace's end are left out of the residual vector and of the Jacobian's rows. ``on_evaluation(params,
     residuals)`` (optional) is called after every residual evaluation with the parameter dict (SI) and a dict
-    output → that output's residual vector. Returns (refined parameter dict, scipy OptimizeResult).
+    output → that output's residual vector. Returns (refined parameter dict, scipy OptimizeResult), the result
+    with ``objective_errors_normalized``: output → mean squared residual of that output at the refined point.
     """
     names = fitter.parameter_names
     outputs = list(fitter.output)
@@ -40,6 +41,7 @@ def least_squares_refine(fitter, start: dict, bounds: dict, t_start, normalizati
     # (n_traces, n) bool per output
     valid = {var: None if lengths is None else valid_samples(lengths, fitter.n_steps, starts[var]) for var in outputs}
     cache = {}
+    sizes = {}  # output -> length of its residual vector
 
     def as_params(x):
         return {**{p: float(v) for p, v in zip(names, x * scale)}, **extra}
@@ -59,6 +61,7 @@ def least_squares_refine(fitter, start: dict, bounds: dict, t_start, normalizati
                 s = res.sensitivities[var][0][:, t0:, :] * sqrt_w[var][None, :, None]
                 s = s.reshape(-1, len(names)) if valid[var] is None else s[valid[var]]
                 jacobian.append(s * scale[None, :])
+        sizes.update((var, one.size) for var, one in zip(outputs, residuals))
         r = np.concatenate(residuals)
         if res.invalid.any() or not np.all(np.isfinite(r)):
             r = np.full_like(r, DIVERGED_RESIDUAL)
@@ -84,6 +87,8 @@ def least_squares_refine(fitter, start: dict, bounds: dict, t_start, normalizati
     kwargs.setdefault("method", "trf")
     result = least_squares(residual, x0, jac=jac, bounds=(lo, hi), **kwargs)
     refined = {p: float(v) for p, v in zip(names, result.x * scale)}
+    parts = np.split(result.fun, np.cumsum([sizes[var] for var in outputs])[:-1])
+    result.objective_errors_normalized = {var: float(np.mean(part ** 2)) for var, part in zip(outputs, parts)}
     return refined, result
 
 
