@@ -40,13 +40,16 @@ def test_mse_t_start_quantity_and_normalization():
     np.testing.assert_allclose(MSEMetric(t_start=2.5e-3).calc(model, data, DT), [1.0, 16.0])
 
 
-def test_mse_weights_and_t_start_combine():
+def test_mse_weights_and_t_start_exclude_each_other():
     model, data = _mse_case()
     w = np.array([5.0, 1.0, 1.0, 2.0])
     # set 1 squared diffs (0, 0, 4, 16): weighted mean = (0 + 0 + 4 + 32) / 9 = 4
     np.testing.assert_allclose(MSEMetric(t_weights=w).calc(model, data, DT), [1.0, 4.0])
-    # with t_start = 2 ms only weights (1, 2) apply: (4 + 32) / 3 = 12
-    np.testing.assert_allclose(MSEMetric(t_start=2e-3, t_weights=w).calc(model, data, DT), [1.0, 12.0])
+    # t_start = 2 ms as zero weights before it: only weights (1, 2) apply, (4 + 32) / 3 = 12
+    np.testing.assert_allclose(MSEMetric(t_weights=[0.0, 0.0, 1.0, 2.0]).calc(model, data, DT), [1.0, 12.0])
+    # both at once: refused, as brian2modelfitting's TraceMetric
+    with pytest.raises(ValueError, match="t_start = 0.002 s and t_weights exclude each other"):
+        MSEMetric(t_start=2e-3, t_weights=w)
 
 
 def test_mse_diverged_set_is_inf_and_others_unchanged():

@@ -5,6 +5,7 @@ first use so that ``import neurofit`` stays fast.
 """
 from .equations.model import Model
 from .equations.parser import EquationError
+from .exports import lazy_exports
 from .simulate import SimulationError, SimulationResult, simulate
 from .units import UnitError, parse_quantity, to_si
 
@@ -17,18 +18,17 @@ _LAZY = {
     "MSEMetric": "fitting.metrics", "GammaFactor": "fitting.metrics", "FeatureMetric": "fitting.metrics",
     "TraceMetric": "fitting.metrics", "SpikeMetric": "fitting.metrics", "Metric": "fitting.metrics",
     "SpikeTraceMetric": "fitting.metrics", "fit_pareto": "fitting.multiobjective",
+    "firing_rate": "fitting.metrics", "get_gamma_factor": "fitting.metrics", "calc_eFEL": "fitting.metrics",
+    "callback_text": "fitting.callbacks", "callback_none": "fitting.callbacks", "callback_setup": "fitting.callbacks",
+    "ProgressBar": "fitting.callbacks", "make_dic": "fitting.callbacks", "get_param_dic": "fitting.callbacks",
+    "calc_bounds": "fitting.optimizers",
     "Inferencer": "inference.inferencer", "MisspecificationWarning": "inference.inferencer",
     "read_recording": "data.recordings", "Recording": "data.recordings", "Sweep": "data.recordings",
     "QCSettings": "data.recordings",
     "NeurofitError": "errors",
 }
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'neurofit' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["Model", "simulate", "SimulationResult", "SimulationError", "EquationError", "UnitError",

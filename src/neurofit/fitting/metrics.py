@@ -17,6 +17,10 @@ hooks: ``get_features`` (one value per parameter set and input trace, shape
 
 Times (``dt``, ``t_start``, ``delta``, ``time``, ``stim_times``) may be SI floats or quantity
 strings such as ``"2 ms"``.
+
+brian2modelfitting's helpers: ``firing_rate`` (rate of one spike train), ``get_gamma_factor`` (GammaFactor's
+error of one pair of trains) and ``calc_eFEL`` (eFEL's results for traces; its stimulus times are in ms, as
+brian2modelfitting's).
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ from .feature_targets import (
 )
 
 __all__ = ["Metric", "TraceMetric", "SpikeMetric", "MSEMetric", "GammaFactor", "FeatureMetric", "SpikeTraceMetric",
-           "spike_trace_parts"]
+           "spike_trace_parts", "firing_rate", "get_gamma_factor", "calc_eFEL"]
 
 #: Added to |data feature| in FeatureMetric's default relative difference.
 FEATURE_EPSILON = 1e-3
@@ -275,21 +279,25 @@ class MSEMetric(TraceMetric):
     """Mean over traces and time of ``((model - data) / normalization)**2``.
 
     Samples with ``t < t_start`` are excluded; ``t_weights`` (one non-negative weight per
-    sample of the full traces) turns the time mean into a weighted mean. A parameter set with
+    sample) turns the time mean into a weighted mean - weights of 0 exclude samples, so t_start and
+    t_weights are not given together (as brian2modelfitting's). A parameter set with
     NaN/inf in its traces gets error ``inf``. With ``lengths`` (traces of different lengths), the
     mean is over the valid samples of all traces together (weighted by ``t_weights`` of their times).
     The error is in SI units squared with normalization 1 (V² for voltage traces), else a pure number
     (e.g. the mean squared difference in mV² for normalization "1 mV").
 
     t_start: start of the compared window, s or a quantity string, >= 0; t_weights: (n_steps,) array,
-    one finite non-negative weight per sample of the full traces (the samples before t_start included),
-    not all zero, or None (equal weights); normalization: divisor of the differences, a number in the
-    traces' SI units or a quantity string ("1 mV"). Raises ValueError for a t_weights that is not such an
-    array and as ``TraceMetric`` for t_start and normalization.
+    one finite non-negative weight per sample, not all zero, or None (equal weights); normalization:
+    divisor of the differences, a number in the traces' SI units or a quantity string ("1 mV"). Raises
+    ValueError for a t_weights that is not such an array or that comes with a t_start other than 0, and
+    as ``TraceMetric`` for t_start and normalization.
     """
 
     def __init__(self, t_start=0.0, t_weights=None, normalization=1.0):
         super().__init__(t_start=t_start, normalization=normalization)
+        if t_weights is not None and self.t_start != 0:
+            raise ValueError(f"t_start = {self.t_start:g} s and t_weights exclude each other: give the samples "
+                             f"before t_start a weight of 0 instead")
         if t_weights is not None:
             t_weights = np.asarray(t_weights, dtype=float)
             if t_weights.ndim != 1 or not np.isfinite(t_weights).all() or (t_weights < 0).any():
@@ -315,10 +323,9 @@ class MSEMetric(TraceMetric):
 
     def _padded_errors(self, model, data, dt, lengths, valid) -> np.ndarray:
         """Mean of the squared differences over the valid samples of every trace (weighted by t_weights)."""
-        weights = np.ones(valid.shape[1]) if self.t_weights is None else self.t_weights[-valid.shape[1]:]
-        weights = valid * weights[None, :]
+        weights = valid * (1.0 if self.t_weights is None else self.t_weights[None, :])
         if not weights.any():
-            raise ValueError("t_weights are zero for every valid sample at or after t_start")
+            raise ValueError("t_weights are zero for every valid sample")
         squared = np.where(valid, (model - data) ** 2, 0.0)
         return (squared * weights).sum(axis=(1, 2)) / weights.sum()
 
@@ -328,16 +335,12 @@ class MSEMetric(TraceMetric):
         model_traces: (n_sets, n_traces, n) traces divided by normalization, from t_start on (as ``calc``
         passes them); data_traces: (n_traces, n) data traces prepared the same way; dt: time step in s
         (not used). Returns an (n_sets, n_traces) array: the mean over time of (model - data)**2, weighted by
-        the last n entries of t_weights when given. Raises ValueError when those weights are all zero.
+        t_weights when given (then n = n_steps: t_start is 0).
         """
         squared = (np.asarray(model_traces) - np.asarray(data_traces)) ** 2
         if self.t_weights is None:
             return squared.mean(axis=2)
-        # traces may start at t_start: the weights of the kept samples are the last ones
-        weights = self.t_weights[self.t_weights.size - squared.shape[2]:]
-        if not weights.any():
-            raise ValueError("t_weights are zero for every sample at or after t_start")
-        return (squared * weights).sum(axis=2) / weights.sum()
+        return (squared * self.t_weights).sum(axis=2) / self.t_weights.sum()
 
 
 def _coincidences(model: np.ndarray, data: np.ndarray, delta: int) -> int:
@@ -352,36 +355,99 @@ def _coincidences(model: np.ndarray, data: np.ndarray, delta: int) -> int:
     return count
 
 
-class GammaFactor(SpikeMetric):
-    """Coincidence factor error, as brian2modelfitting's ``GammaFactor``.
+def firing_rate(spikes) -> float:
+    """Mean firing rate of one spike train, as brian2modelfitting's ``firing_rate``: (N - 1) / (last - first).
 
-    With spike times rounded to the ``dt`` grid, coincidences ``N_coinc`` are data spikes with
-    a model spike within ±``delta`` (each spike of either train used at most once), and with
-    rates ``r = N / (time - t_start)``::
+    spikes: 1-D sequence of the N spike times of one train, s (another time unit gives the rate in its
+    inverse). Returns the rate in Hz (a float): the number of inter-spike intervals over the time they span;
+    NaN for fewer than two spikes, inf when all spikes are at one time.
+    """
+    times = np.sort(np.asarray(spikes, dtype=float).ravel())
+    if times.size < 2:
+        return math.nan
+    with np.errstate(divide="ignore"):
+        return float((times.size - 1) / (times[-1] - times[0]))
+
+
+def _gamma_error(model: np.ndarray, data: np.ndarray, delta_steps: int, delta: float, duration: float,
+                 rate_correction: bool) -> float:
+    """GammaFactor's error of one model train against one data train, both sorted spike times in steps of dt (int
+    arrays); delta: coincidence window (s) and delta_steps the same in steps; duration: the time the rates are
+    counted over (s)."""
+    n_model, n_data = len(model), len(data)
+    if n_data == 0:
+        if n_model == 0:
+            return 0.0
+        return 1.0 + (2.0 * n_model if rate_correction else 0.0)
+    r_data, r_model = n_data / duration, n_model / duration
+    expected = 2 * delta * n_data * r_data
+    norm = 0.5 * (1 - 2 * delta * r_data)
+    gamma = (_coincidences(model, data, delta_steps) - expected) / (norm * (n_model + n_data))
+    rate_term = 2 * abs(r_model - r_data) / r_data if rate_correction else 0.0
+    return 1.0 + rate_term - gamma
+
+
+def get_gamma_factor(model, data, delta, time, dt, rate_correction: bool = True) -> float:
+    """The gamma-factor error of one model spike train against one data spike train (``GammaFactor``'s error per
+    trace), as brian2modelfitting's ``get_gamma_factor``.
+
+    Spike times are rounded to the ``dt`` grid; coincidences are data spikes with a model spike within ±delta
+    (each spike of either train used at most once); with rates r = N / time, the coincidence factor is
+    ``gamma = (N_coinc - 2 delta N_data r_data) / (0.5 (1 - 2 delta r_data) (N_model + N_data))`` and the error
+    ``1 - gamma``, plus ``2 |r_model - r_data| / r_data`` with rate_correction (Clopath et al. 2007).
+
+    model, data: 1-D sequences of spike times, s (model: the simulated train, data: the recorded one); delta:
+    half-width of the coincidence window, s or a quantity string ("2 ms"), > 0; time: the duration the rates are
+    counted over, s or a quantity string, > 0; dt: the time step, s or a quantity string, > 0; rate_correction:
+    add the firing-rate term. Returns the error (a float): 0 for identical trains, about 1 (+ the rate term) for
+    independent ones. A data train without spikes gives 0 if the model is silent too, else 1 (+ 2 N_model with
+    rate_correction). Raises ValueError for delta, time or dt not positive, or a delta not below half the data's
+    mean inter-spike interval (2 delta N_data / time >= 1: the normalisation is not positive); UnitError (a
+    ValueError) for a value that is not a time.
+    """
+    dt, delta, time = _dt(dt), _time(delta, "delta"), _time(time, "time")
+    if not (delta > 0 and time > 0):
+        raise ValueError(f"delta ({delta} s) and time ({time} s) must be positive")
+    model_steps, data_steps = (np.rint(np.sort(np.asarray(train, dtype=float).ravel()) / dt).astype(np.int64)
+                               for train in (model, data))
+    if 2 * delta * len(data_steps) / time >= 1:
+        raise ValueError(f"delta = {delta} s is too long for {len(data_steps)} data spikes in {time} s: it must be "
+                         f"below half the mean inter-spike interval")
+    return _gamma_error(model_steps, data_steps, int(np.rint(delta / dt)), delta, time, bool(rate_correction))
+
+
+class GammaFactor(SpikeMetric):
+    """Coincidence factor error, as brian2modelfitting's ``GammaFactor``: per trace ``get_gamma_factor`` with rates
+    counted over ``time - t_start``, divided by ``normalization``, averaged over traces::
 
         gamma = (N_coinc - 2 delta N_data r_data) / (0.5 (1 - 2 delta r_data) (N_model + N_data))
         error = 1 - gamma  [+ 2 |r_model - r_data| / r_data   if rate_correction]
 
-    averaged over traces. Identical trains give 0; independent trains about 1 (+ rate term).
-    A trace whose data has no spikes gives 0 if the model is silent too, else 1 (+ 2 N_model
-    with rate_correction, i.e. r_data taken as one spike per duration).
+    Identical trains give 0; independent trains about 1 (+ rate term). A trace whose data has no spikes gives 0 if
+    the model is silent too, else 1 (+ 2 N_model with rate_correction, i.e. r_data taken as one spike per
+    duration).
 
     delta: half-width of the coincidence window, s or a quantity string ("2 ms"), > 0; time: the end of
-    the recordings (their total duration), s or a quantity string ("1 s"), > t_start; rate_correction: add
-    the firing-rate term (Clopath et al. 2007); t_start: spikes before it are left out and the rates are
-    counted over time - t_start, s or a quantity string. Raises ValueError for delta not positive or time
-    not after t_start, UnitError (a ValueError) for a value that is not a time.
+    the recordings (their total duration), s or a quantity string ("1 s"), > t_start; t_start: spikes before it
+    are left out and the rates are counted over time - t_start, s or a quantity string; normalization: the
+    errors are divided by it, a positive number (brian2modelfitting's scale for the optimizer; 1: none);
+    rate_correction: add the firing-rate term (Clopath et al. 2007). The order of the arguments is
+    brian2modelfitting's. Raises ValueError for delta not positive, time not after t_start or a normalization
+    that is not a positive number, UnitError (a ValueError) for a value that is not a time.
     """
 
-    def __init__(self, delta, time, rate_correction: bool = True, t_start=0.0):
+    def __init__(self, delta, time, t_start=0.0, normalization=1.0, rate_correction: bool = True):
         super().__init__(t_start=t_start)
         self.delta = _time(delta, "delta")
         self.time = _time(time, "time")
+        self.normalization = float(normalization)
         self.rate_correction = bool(rate_correction)
         if not self.delta > 0:
             raise ValueError(f"delta must be positive, got {self.delta}")
         if not self.time > self.t_start:
             raise ValueError(f"time (total duration, {self.time} s) must exceed t_start ({self.t_start} s)")
+        if not (math.isfinite(self.normalization) and self.normalization > 0):
+            raise ValueError(f"normalization must be a positive number, got {normalization!r}")
 
     def get_features(self, model_spikes, data_spikes, dt) -> np.ndarray:
         """The gamma-factor error of every parameter set on every trace.
@@ -390,12 +456,13 @@ class GammaFactor(SpikeMetric):
         (s), the spikes before t_start removed (as ``calc`` passes them); data_spikes: a list over the
         n_traces traces of such arrays (s); dt: the time step in s, the grid spike times are rounded to (and
         delta to a whole number of steps). Returns an (n_sets, n_traces) array of ``1 - gamma`` (+ the rate
-        term with rate_correction); 0 for identical trains. Raises ValueError when delta is not below half
-        the mean inter-spike interval of a data trace (2 delta N_data / (time - t_start) >= 1).
+        term with rate_correction) divided by normalization; 0 for identical trains. Raises ValueError when
+        delta is not below half the mean inter-spike interval of a data trace (2 delta N_data / (time -
+        t_start) >= 1).
         """
         duration = self.time - self.t_start
         delta_steps = int(np.rint(self.delta / dt))
-        data = [np.rint(train / dt).astype(np.int64) for train in data_spikes]
+        data = [np.rint(np.asarray(train, dtype=float) / dt).astype(np.int64) for train in data_spikes]
         for i, train in enumerate(data):
             if 1 - 2 * self.delta * len(train) / duration <= 0:
                 raise ValueError(f"delta = {self.delta} s is too long for data trace {i} "
@@ -404,22 +471,54 @@ class GammaFactor(SpikeMetric):
         features = np.empty((len(model_spikes), len(data)))
         for s, one_set in enumerate(model_spikes):
             for k, (train, target) in enumerate(zip(one_set, data)):
-                model = np.rint(train / dt).astype(np.int64)
-                features[s, k] = self._error(model, target, delta_steps, duration)
-        return features
+                model = np.rint(np.asarray(train, dtype=float) / dt).astype(np.int64)
+                features[s, k] = _gamma_error(model, target, delta_steps, self.delta, duration, self.rate_correction)
+        return features / self.normalization
 
-    def _error(self, model: np.ndarray, data: np.ndarray, delta_steps: int, duration: float) -> float:
-        n_model, n_data = len(model), len(data)
-        if n_data == 0:
-            if n_model == 0:
-                return 0.0
-            return 1.0 + (2.0 * n_model if self.rate_correction else 0.0)
-        r_data, r_model = n_data / duration, n_model / duration
-        expected = 2 * self.delta * n_data * r_data
-        norm = 0.5 * (1 - 2 * self.delta * r_data)
-        gamma = (_coincidences(model, data, delta_steps) - expected) / (norm * (n_model + n_data))
-        rate_term = 2 * abs(r_model - r_data) / r_data if self.rate_correction else 0.0
-        return 1.0 + rate_term - gamma
+
+def _known_features(names: Sequence[str]) -> list[str]:
+    """``names`` as a list; ValueError (one line, with close matches) for a name eFEL does not know."""
+    import efel
+
+    names, known = list(names), set(efel.get_feature_names())
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            raise ValueError(f"unknown eFEL feature '{name}'"
+                             + (f" (did you mean {', '.join(close)}?)" if close else " (see efel.get_feature_names())"))
+    return names
+
+
+def calc_eFEL(traces, inp_times, feat_list, dt) -> list[dict]:
+    """eFEL features of membrane-potential traces, as brian2modelfitting's ``calc_eFEL``: eFEL's own results.
+
+    The traces are handed to eFEL in mV and ms (sample i at t = i * dt) with eFEL's current settings
+    (``efel.set_setting``), as brian2modelfitting does; ``FeatureMetric`` instead extracts with its own
+    ``efel_settings``.
+
+    traces: (n_traces, n_steps) membrane potentials, V; inp_times: one [stim_start, stim_end] per trace, in ms
+    as eFEL and brian2modelfitting take them (numbers), or quantity strings ("100 ms"); feat_list: eFEL feature
+    names; dt: the sampling step, s or a quantity string ("0.1 ms"). Returns a list over traces of dicts feature
+    → eFEL's value: a 1-D numpy array in eFEL's units (mV, ms, Hz, counts; e.g. ``voltage_base`` in mV), or None
+    where eFEL found none. Raises ValueError for a feature name eFEL does not know or not one [start, end] per
+    trace, UnitError (a ValueError) for a dt or stimulus time that is not a time, ImportError when efel is not
+    installed.
+    """
+    import efel
+
+    names = _known_features(feat_list)
+    traces = np.atleast_2d(np.asarray(traces, dtype=float))
+    if len(inp_times) != traces.shape[0] or any(len(pair) != 2 for pair in inp_times):
+        raise ValueError(f"inp_times must give one [stim_start, stim_end] (ms) per trace: {traces.shape[0]} pairs, "
+                         f"got {inp_times!r}")
+
+    def ms(value, name):
+        return _time(value, name) * 1e3 if isinstance(value, str) else float(value)
+
+    time_ms = np.arange(traces.shape[1]) * _dt(dt) * 1e3
+    inputs = [{"T": time_ms, "V": trace * 1e3, "stim_start": [ms(start, "stim_start")],
+               "stim_end": [ms(end, "stim_end")]} for trace, (start, end) in zip(traces, inp_times)]
+    return efel.get_feature_values(inputs, names, raise_warnings=False)
 
 
 def _relative_difference(model_value: float, data_value: float) -> float:
@@ -480,8 +579,6 @@ class FeatureMetric(TraceMetric):
                  combine: Callable[[float, float], float] | None = None, efel_settings: Mapping | None = None,
                  adjust_threshold: bool = False, targets=None, zscore_combine: str = "mean"):
         super().__init__()
-        import efel
-
         self.stim_times = [(_time(start, "stimulus start"), _time(end, "stimulus end"))
                            for start, end in stim_times]
         for start, end in self.stim_times:
@@ -489,14 +586,7 @@ class FeatureMetric(TraceMetric):
                 raise ValueError(f"stim_times need 0 <= start < end, got ({start}, {end})")
         if not self.stim_times:
             raise ValueError("stim_times must give at least one (start, end) pair")
-        self.feat_list = list(feat_list)
-        known = set(efel.get_feature_names())
-        for name in self.feat_list:
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=3)
-                raise ValueError(f"unknown eFEL feature '{name}'"
-                                 + (f" (did you mean {', '.join(close)}?)" if close else
-                                    " (see efel.get_feature_names())"))
+        self.feat_list = _known_features(feat_list)
         weights = dict(weights or {})
         for name in weights:
             if name not in self.feat_list:

@@ -3,6 +3,7 @@ calibration, coverage) and amortized population inference (one posterior for the
 from ..exports import lazy_exports
 
 _NAMES = {"Inferencer": "inferencer", "InferenceError": "inferencer", "BoxPrior": "inferencer",
+          "calc_prior": "inferencer", "get_param_dict": "inferencer",
           "FeatureError": "features", "infer_population": "amortized", "pooled_noise": "amortized",
           "PopulationPosteriors": "amortized"}
 __getattr__ = lazy_exports(__name__, _NAMES)

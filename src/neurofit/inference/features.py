@@ -110,12 +110,14 @@ def _efel_names() -> set:
     return set(efel.get_feature_names())
 
 
-class FeatureSet:
-    """Hand-picked features per output (see the module docstring), evaluated on batches."""
+class FeatureSet(dict):
+    """Hand-picked features per output (see the module docstring), evaluated on batches. The set is the dict it
+    was given (output → list of feature names and callables, as brian2modelfitting's Inferencer keeps it)."""
 
     def __init__(self, features: dict, windows: list, dt: float, n_steps: int):
         if not isinstance(features, dict) or not features:
             raise FeatureError("features must be a dict {output: [feature, ...]}, e.g. {'v': ['v_max', 'v_mean']}")
+        super().__init__(features)
         self.windows, self.dt, self.n_steps = list(windows), float(dt), int(n_steps)
         self.spec = {}
         efel_names = None
@@ -216,17 +218,17 @@ def _efel_value(value) -> float:
 
 class RawTraces:
     """Automatic features: every trace output, block-averaged to at most ``max_samples`` samples per trace
-    and concatenated (the input of an embedding network)."""
+    (None: at full length) and concatenated (the input of an embedding network)."""
 
     needs_spikes = False
 
-    def __init__(self, trace_vars: list, n_traces: int, n_steps: int, max_samples: int = 256):
+    def __init__(self, trace_vars: list, n_traces: int, n_steps: int, max_samples: int | None = 256):
         if not trace_vars:
             raise FeatureError("automatic features (features=None) need a trace output such as {'v': traces}")
-        if max_samples < 1:
+        if max_samples is not None and max_samples < 1:
             raise FeatureError(f"max_samples = {max_samples}: must be a positive number of samples per trace")
-        self.trace_vars, self.n_traces = list(trace_vars), int(n_traces)
-        self.factor = math.ceil(n_steps / max_samples)
+        self.trace_vars, self.n_traces, self.max_samples = list(trace_vars), int(n_traces), max_samples
+        self.factor = 1 if max_samples is None else math.ceil(n_steps / max_samples)
         self.n_blocks = n_steps // self.factor
 
     @property

@@ -14,6 +14,9 @@ counted and left out of training. A saved posterior is data only - the network's
 description it is rebuilt from - so loading a posterior file never unpickles (and never runs) code.
 
 A study's ``infer`` section drives the same through the workflow: see ``neurofit.workflow.infer_section``.
+
+brian2modelfitting's module functions are here too: ``calc_prior(param_names, **bounds)`` (the prior of
+``init_prior``) and ``get_param_dict(param_values, param_names, n_values)``.
 """
 from __future__ import annotations
 
@@ -38,12 +41,27 @@ from ..equations.model import Model
 from ..errors import NeurofitError
 from ..fitting.bounds import parse_bounds
 from ..simulate import simulate
-from ..units import to_si
+from ..units import DIMENSIONLESS, to_si
 from .features import SPIKES, FeatureSet, RawTraces, stimulus_windows
 
 
 class InferenceError(NeurofitError):
     """Inference set-up or data that cannot be used (one line naming the argument and what would be valid)."""
+
+
+class InferenceNameError(InferenceError, NameError):
+    """An unknown inference method: an InferenceError that is also a NameError, the class brian2modelfitting's
+    ``init_inference`` raises."""
+
+
+class InferenceTypeError(InferenceError, TypeError):
+    """A parameter without bounds for ``calc_prior``: an InferenceError that is also a TypeError, as
+    brian2modelfitting's."""
+
+
+class NothingToSaveError(InferenceError, AttributeError):
+    """``save_summary_statistics`` without training data: an InferenceError that is also an AttributeError, as
+    brian2modelfitting's."""
 
 
 class MisspecificationWarning(UserWarning):
@@ -58,7 +76,9 @@ DENSITY_ESTIMATORS = ("maf", "mdn", "nsf", "made", "maf_rqs")
 CLASSIFIERS = ("resnet", "mlp", "linear")
 EMBEDDINGS = ("mlp", "cnn")
 _NOISE_STREAM = 0x6F6273  # keeps observation-noise draws apart from other uses of the seed
-AUTO = "auto"  # noise="auto": each output's noise SD estimated from the recordings' baseline
+AUTO = "auto"  # noise="auto": each output's noise SD estimated from the recordings' baseline; raw_samples="auto"
+#: Block means per trace of automatic features for neurofit's embedding nets (raw_samples="auto").
+AUTO_RAW_SAMPLES = 256
 #: Length (s) of the centred moving average the baseline is compared with by ``estimate_noise_sd``.
 NOISE_SMOOTHING = 1e-3
 #: Fewest baseline samples per trace (after the moving average's half-windows) ``estimate_noise_sd`` uses.
@@ -174,13 +194,64 @@ class BoxPrior(TransformedDistribution):
 def _method(name: str) -> str:
     key = str(name).upper()
     if key not in METHODS:
-        raise InferenceError(f"inference_method = {name!r} is not valid (valid: NPE, NLE, NRE; aliases SNPE, SNLE, "
-                             f"SNRE)")
+        raise InferenceNameError(f"inference_method = {name!r} is not valid (valid: NPE, NLE, NRE; aliases SNPE, "
+                                 f"SNLE, SNRE)")
     return METHODS[key]
 
 
-def _device(name: str) -> str:
-    return "cuda" if name == "gpu" else name
+def _device(name) -> str:
+    """The torch device for ``sbi_device``: "cpu"; "cuda" (or "gpu", or "cuda:<n>") when a CUDA device is
+    available, else "cpu" with a warning; anything else "cpu" with a warning (as brian2modelfitting, which
+    falls back to the cpu)."""
+    device = str(name).lower()
+    device = "cuda" if device == "gpu" else device
+    if device == "cpu":
+        return device
+    if device.split(":")[0] == "cuda":
+        if torch.cuda.is_available():
+            return device
+        warnings.warn(f"sbi_device = {name!r}: no CUDA device is available; training on the cpu", stacklevel=3)
+        return "cpu"
+    warnings.warn(f"sbi_device = {name!r} is not a device (valid: 'cpu', 'cuda', 'gpu'); training on the cpu",
+                  stacklevel=3)
+    return "cpu"
+
+
+def get_param_dict(param_values, param_names, n_values: int) -> dict:
+    """Parameter values by name, each spread to ``n_values`` values, as brian2modelfitting's ``get_param_dict``.
+
+    param_values: (n_rows, n_parameters) values, columns in ``param_names`` order (a 1-D array: one row), SI;
+    n_rows is 1 (the row is repeated) or n_values; param_names: the parameter names; n_values: values per
+    parameter (e.g. the number of simulated neurons). Returns a dict name → float64 array (n_values,). Raises
+    InferenceError when the columns do not match the names or n_rows is neither 1 nor n_values.
+    """
+    values = np.atleast_2d(np.asarray(param_values, dtype=np.float64))
+    names = list(param_names)
+    if values.shape[1] != len(names) or values.shape[0] not in (1, n_values):
+        raise InferenceError(f"get_param_dict: param_values of shape {values.shape} do not give {len(names)} "
+                             f"parameters ({', '.join(names)}) for 1 or {n_values} rows")
+    return {name: np.broadcast_to(values[:, j], (n_values,)).copy() for j, name in enumerate(names)}
+
+
+def calc_prior(param_names, **bounds):
+    """The uniform prior over the box of ``bounds``, as brian2modelfitting's ``calc_prior`` (what
+    ``Inferencer.init_prior`` builds for the model's parameters).
+
+    param_names: the parameters, in the order of the prior's dimensions; bounds: one keyword per name,
+    ``name=[low, high]`` (or ``[low, high, "log"]`` for a log-uniform dimension, low > 0), SI numbers or
+    quantity strings, low < high. Returns sbi's ``BoxUniform`` (float32, on the cpu), or a ``BoxPrior`` when a
+    dimension is log-uniform; its samples have shape (..., len(param_names)). Raises InferenceTypeError (an
+    InferenceError and a TypeError, as brian2modelfitting) for a name without bounds, BoundsError for bounds
+    of another name or that cannot be read.
+    """
+    names = list(param_names)
+    missing = [name for name in names if name not in bounds]
+    if missing:
+        raise InferenceTypeError(f"calc_prior: no bounds for parameter(s) {', '.join(missing)}: give "
+                                 f"{missing[0]}=[low, high]")
+    space = parse_bounds(bounds, names)
+    return _box_prior([space.free[n][0] for n in names], [space.free[n][1] for n in names],
+                      [n in space.log_scale for n in names])
 
 
 def _check_estimator(method: str, model) -> None:
@@ -241,8 +312,8 @@ class Inferencer:
     model: equations text (Brian2 syntax) or a ``neurofit.Model``. input: input variable name →
     (n_traces, n_steps) SI, one row per recorded trace. output: variable → (n_traces, n_steps) SI, and/or
     ``"spikes"`` → one array of spike times (s) per trace. features: {output: [feature, ...]} (see
-    ``neurofit.inference.features``) or None for automatic features (block-averaged raw traces of at most
-    ``raw_samples`` samples per trace, fed to an embedding net). method: integration method ("euler",
+    ``neurofit.inference.features``) or None for automatic features (the raw traces, fed to an embedding
+    net; see raw_samples). method: integration method ("euler",
     "rk2", "rk4", "exponential_euler", "euler_maruyama"; None: as ``neurofit.simulate`` chooses).
     threshold: spike condition such as "v > -50*mV" (needed for a "spikes" output); reset: statements
     run after a spike, one per line ("v = -70*mV"); refractory: dead time after a spike, as seconds
@@ -258,8 +329,12 @@ class Inferencer:
     give equal results. window: stimulus (start, end), s or quantity strings, for the features of
     every trace; by default the first to last nonzero input sample of each trace. batch_size: parameter
     sets simulated at a time (memory grows with batch_size * n_traces * n_steps). threads: torch (and
-    C backend) threads; default env NEUROFIT_THREADS, else 1. raw_samples: at most this many samples
-    per trace for automatic features.
+    C backend) threads; default env NEUROFIT_THREADS, else 1. raw_samples: automatic features are the
+    traces block-averaged to at most this many samples per trace (an int >= 1), or at full length (None);
+    "auto" (default): full length when ``init_inference`` gets a custom embedding net (a torch module, e.g.
+    one written for brian2modelfitting, whose automatic features are the full traces), else at most
+    ``AUTO_RAW_SAMPLES`` (256) - ``x_o`` and ``feature_names`` follow the embedding net of the last
+    ``init_inference`` (or ``load_posterior``).
 
     noise: {output: SD} observation noise (SD: SI number or quantity string such as "0.5 mV") added to
     simulated traces before their features (the recordings already hold theirs); draws depend on (seed,
@@ -269,6 +344,14 @@ class Inferencer:
     the training simulations' (``check_misspecification``, result in ``misspecification``) and warns
     with a ``MisspecificationWarning`` when they do not.
 
+    brian2modelfitting's attributes: ``output_var`` (the output names, "spikes" included), ``output_dim``
+    (their dimensions), ``sim_time`` (n_steps * dt, s), ``threshold``, ``reset``, ``refractory`` (the model's
+    events as given), ``features`` (the features given - a ``FeatureSet``, which is the dict given with the
+    pipeline computing them -, None for automatic features), ``params`` (the bounds of the last
+    ``init_prior``, None before), ``n_samples`` (the parameter sets of the last training round, None before)
+    and ``sbi_device`` (the torch device of the last ``init_inference``, "cpu" before). The pipeline computing
+    the features, hand-picked or automatic (a ``RawTraces``), is ``feature_set``.
+
     Bad arguments raise a one-line ``NeurofitError`` naming the argument: InferenceError; FeatureError
     for features and window; EquationError for equations text; UnitError for an unreadable quantity.
     """
@@ -276,7 +359,7 @@ class Inferencer:
     def __init__(self, dt, model, input: dict, output: dict, features: dict | None = None, method: str | None = None,
                  threshold=None, reset=None, refractory=None, param_init: dict | None = None,
                  namespace: dict | None = None, backend: str = "auto", dtype: str = "float64", seed: int = 0,
-                 window=None, batch_size: int = 1000, threads: int | None = None, raw_samples: int = 256,
+                 window=None, batch_size: int = 1000, threads: int | None = None, raw_samples: int | str | None = AUTO,
                  noise: dict | None = None):
         self.threads = set_threads(threads)
         self.dt = to_si(dt, name="dt")
@@ -290,19 +373,27 @@ class Inferencer:
             raise InferenceError(f"input arrays must share one shape (n_traces, n_steps); got {sorted(shapes)}")
         self.n_traces, self.n_steps = shapes.pop()
         self.output, self.output_spikes = self._read_output(output)
+        self.output_var = list(output)
+        self.sim_time = self.n_steps * self.dt
         self.model = self._build_model(model, namespace, threshold, reset, refractory)
+        self.output_dim = [DIMENSIONLESS if v == SPIKES else self.model.dimensions[v] for v in self.output_var]
+        self.threshold, self.reset = self.model.threshold_text, self.model.reset_text
+        self.refractory = self.model.refractory_spec
         self.method, self.param_init = method, dict(param_init or {})
         self.backend, self.dtype, self.seed = backend, dtype, int(seed)
         self.simulation_backend = None  # the backend "auto" resolved to, once simulations ran
         if batch_size < 1:
             raise InferenceError(f"batch_size = {batch_size}: must be a positive number of parameter sets")
         self.batch_size = int(batch_size)
-        self.features = self._build_features(features, window, raw_samples)
+        self.raw_samples = raw_samples
+        self.feature_set = self._build_features(features, window, raw_samples)
+        self.features = None if isinstance(self.feature_set, RawTraces) else self.feature_set
         self.noise, self.noise_estimate = self._read_noise(noise)
-        self.prior = None
+        self.prior = self.params = self.n_samples = None
         self.bounds, self.log_scale, self.fixed, self.param_names = {}, set(), {}, []
         self.inference = self.posterior = self.samples = None
         self.inference_method = None
+        self.sbi_device = "cpu"
         self.theta = self.x = None
         self.n_invalid = 0
         self._round = 0
@@ -379,7 +470,11 @@ class Inferencer:
 
     def _build_features(self, features, window, raw_samples):
         if features is None:
-            return RawTraces(list(self.output), self.n_traces, self.n_steps, raw_samples)
+            if raw_samples != AUTO and raw_samples is not None and not isinstance(raw_samples, int):
+                raise InferenceError(f"raw_samples = {raw_samples!r} is not valid (valid: a number of samples per "
+                                     f"trace, None for full length, or 'auto')")
+            return RawTraces(list(self.output), self.n_traces, self.n_steps,
+                             AUTO_RAW_SAMPLES if raw_samples == AUTO else raw_samples)
         if not isinstance(features, dict):
             raise InferenceError("features must be a dict {output: [feature, ...]} or None (automatic)")
         bad = [k for k in features if k != SPIKES and k not in self.output]
@@ -394,9 +489,9 @@ class Inferencer:
     def x_o(self) -> np.ndarray:
         """Features of the recorded output (n_features,)."""
         if self._x_o is None:
-            traces = {v: self.output[v][None] for v in self.features.trace_vars}
-            x = self.features(traces, [self.output_spikes])[0]
-            bad = [n for n, value in zip(self.features.names, x) if not np.isfinite(value)]
+            traces = {v: self.output[v][None] for v in self.feature_set.trace_vars}
+            x = self.feature_set(traces, [self.output_spikes])[0]
+            bad = [n for n, value in zip(self.feature_set.names, x) if not np.isfinite(value)]
             if bad:
                 raise InferenceError(f"features of the data are NaN/inf: {', '.join(bad[:5])}; choose features "
                                      f"defined for the recordings")
@@ -405,7 +500,18 @@ class Inferencer:
 
     @property
     def feature_names(self) -> list[str]:
-        return self.features.names
+        """The names of the features, in the order of ``x_o`` and of the columns of training data ``x``."""
+        return self.feature_set.names
+
+    def _raw_layout(self, custom_embedding: bool) -> None:
+        """With automatic features and raw_samples="auto": the traces at full length for a custom embedding net,
+        else block means of at most AUTO_RAW_SAMPLES samples per trace; the data's features follow."""
+        if not isinstance(self.feature_set, RawTraces) or self.raw_samples != AUTO:
+            return
+        wanted = None if custom_embedding else AUTO_RAW_SAMPLES
+        if self.feature_set.max_samples != wanted:
+            self.feature_set = RawTraces(self.feature_set.trace_vars, self.n_traces, self.n_steps, wanted)
+            self._x_o, self._checked = None, {}
 
     # --- prior and training data -----------------------------------------------------------------
     def init_prior(self, **bounds):
@@ -414,11 +520,12 @@ class Inferencer:
         bounds: one keyword per parameter of the model (every parameter needs bounds or a fixed value);
         low, high and fixed values are SI numbers or quantity strings ("10 nS", checked against the
         parameter's unit); low < high, and low > 0 for "log". The inferred parameters, in order, become
-        ``param_names``; the fixed ones ``fixed``. Returns the prior (also kept in ``prior``): sbi's
-        ``BoxUniform``, or a ``BoxPrior`` when a parameter is log-uniform; its samples have shape
-        (..., n_parameters), SI. Raises BoundsError for a missing, unknown or unusable bound.
+        ``param_names``; the fixed ones ``fixed``; the bounds as given ``params``. Returns the prior (also kept
+        in ``prior``): sbi's ``BoxUniform``, or a ``BoxPrior`` when a parameter is log-uniform; its samples have
+        shape (..., n_parameters), SI. Raises BoundsError for a missing, unknown or unusable bound.
         """
         space = parse_bounds(bounds, self.model.parameters, allow_fixed=True, dimensions=self.model.dimensions)
+        self.params = dict(bounds)
         self.bounds, self.log_scale, self.fixed = space.free, space.log_scale, space.fixed
         self.param_names = list(self.bounds)
         low = [self.bounds[p][0] for p in self.param_names]
@@ -462,18 +569,18 @@ class Inferencer:
         """
         theta = self._check_theta(theta)
         if training_data is not None:
-            traces = {v: training_data[v] for v in self.features.trace_vars}
-            return self.features(traces, training_data.get(SPIKES))
+            traces = {v: training_data[v] for v in self.feature_set.trace_vars}
+            return self.feature_set(traces, training_data.get(SPIKES))
         seed = self.seed if seed is None else seed
-        x = np.empty((theta.shape[0], len(self.features.names)))
+        x = np.empty((theta.shape[0], len(self.feature_set.names)))
         for start in range(0, theta.shape[0], self.batch_size):
             stop = min(start + self.batch_size, theta.shape[0])
-            result = self._simulate(theta[start:stop], self.features.trace_vars, self.features.needs_spikes,
+            result = self._simulate(theta[start:stop], self.feature_set.trace_vars, self.feature_set.needs_spikes,
                                     seed, set_offset + start)
             self._add_noise(result.traces, seed, set_offset + start)
             self.simulation_backend = result.backend
             with np.errstate(all="ignore"):
-                x[start:stop] = self.features(result.traces, result.spikes)
+                x[start:stop] = self.feature_set(result.traces, result.spikes)
             x[start:stop][result.invalid_sets] = np.nan
         return x
 
@@ -518,11 +625,17 @@ class Inferencer:
                         dtype=self.dtype, seed=seed, n_steps=self.n_steps, set_offset=set_offset, threads=self.threads)
 
     def save_summary_statistics(self, path, theta=None, x=None):
-        """Write theta and x (default: the last training data) to ``path`` (.npz, atomic)."""
+        """Write theta and x (default: the last training data) to ``path`` (.npz, atomic).
+
+        path: the file (str or os.PathLike); theta: parameter sets (n_samples, n_parameters), SI; x: their features
+        (n_samples, n_features). Returns None. Raises NothingToSaveError (an InferenceError and an AttributeError,
+        as brian2modelfitting) when there is neither a given nor a last theta or x, TypeError for a path that is
+        not one.
+        """
         theta = self.theta if theta is None else theta
         x = self.x if x is None else x
         if theta is None or x is None:
-            raise InferenceError("save_summary_statistics: give theta and x (or run infer / infer_step first)")
+            raise NothingToSaveError("save_summary_statistics: give theta and x (or run infer / infer_step first)")
         arrays = {"theta": np.asarray(theta, dtype=np.float64), "x": np.asarray(x, dtype=np.float64),
                   "param_names": np.array(self.param_names), "feature_names": np.array(self.feature_names)}
         atomic_save_npz(path, arrays, compress=True)
@@ -553,11 +666,15 @@ class Inferencer:
         "nsf", "made", "maf_rqs" (or a "zuko_..." flow) for NPE and NLE; "resnet", "mlp", "linear" for
         NRE. prior: the prior over the inferred parameters (default: the prior of ``init_prior``).
         sbi_device: torch device of the training, "cpu" (advisable for most cases), "cuda" or "gpu" (an
-        alias of "cuda"), e.g. for a large custom embedding net. ``show_progress_bars`` in
+        alias of "cuda"), e.g. for a large custom embedding net; without a CUDA device, or for another name,
+        training falls back to the cpu with a warning (as brian2modelfitting); the device used becomes the
+        attribute ``sbi_device``. With automatic features and raw_samples="auto", a custom embedding module
+        gets the traces at full length (see the class). ``show_progress_bars`` in
         inference_kwargs turns sbi's progress bars on (default off); for NRE the embedding of x may also
         be given as ``embedding_net_x``; for NLE, ``embedding_net`` embeds theta and goes to sbi as given.
         Returns the sbi inference object (``sbi.inference.NPE``, ``NLE`` or ``NRE``), untrained, for
-        ``train`` / ``infer_step``. Raises InferenceError for an unknown method or network.
+        ``train`` / ``infer_step``. Raises InferenceNameError (an InferenceError and a NameError, as
+        brian2modelfitting) for an unknown method, InferenceError for an unknown network.
         """
         method = _method(inference_method)
         if prior is None:
@@ -568,12 +685,14 @@ class Inferencer:
         show = kwargs.pop("show_progress_bars", False)
         key = _embedding_key(method)
         embedding = kwargs.pop(key, kwargs.pop("embedding_net", None))
+        self._raw_layout(method != "NLE" and isinstance(embedding, torch.nn.Module))
         if method != "NLE":  # for NLE, sbi's embedding_net embeds theta and is passed through as given
-            if embedding is None and isinstance(self.features, RawTraces):
+            if embedding is None and isinstance(self.feature_set, RawTraces):
                 embedding = "mlp"
         module = self._embedding(embedding) if method != "NLE" and embedding is not None else embedding
+        self.sbi_device = _device(sbi_device)
         trainer = _trainer(method, prior, _builder(method, density_estimator_model, kwargs, module),
-                           _device(sbi_device), show)
+                           self.sbi_device, show)
         self._networks[trainer] = {"model": density_estimator_model, "kwargs": kwargs,
                                    "embedding": embedding if isinstance(embedding, str) or embedding is None
                                    else "custom"}
@@ -598,6 +717,10 @@ class Inferencer:
         if x.shape[0] != theta.shape[0]:
             raise InferenceError(f"theta has {theta.shape[0]} rows but x has {x.shape[0]}; one row of x per "
                                  f"parameter set")
+        if x.shape[1] != len(self.feature_names):
+            raise InferenceError(f"x has {x.shape[1]} features per row, this inferencer {len(self.feature_names)} "
+                                 f"(feature_names); x must come from its current features (automatic features "
+                                 f"follow the embedding net of init_inference)")
         ok = np.all(np.isfinite(x), axis=1)
         self.n_invalid = int((~ok).sum())
         if not ok.any():
@@ -658,10 +781,10 @@ class Inferencer:
         arguments of ``train`` (sbi's ``train``); posterior_kwargs: keyword arguments of
         ``build_posterior``; seed: seed of the draws, of the simulations' noise and of the network
         initialisation and batch order (default: the inferencer's ``seed``). The round's data are kept
-        in ``theta`` and ``x``. A truncated prior as proposal (``truncated_prior``, or any sbi
-        ``RestrictedPrior`` of the prior; NPE only) makes the round truncated sequential NPE: its draws
-        count as prior draws (sbi gets no proposal), and the network is trained by maximum likelihood on
-        every round's data (sbi's ``force_first_round_loss``). Returns the trained
+        in ``theta`` and ``x``, their number of parameter sets in ``n_samples``. A truncated prior as
+        proposal (``truncated_prior``, or any sbi ``RestrictedPrior`` of the prior; NPE only) makes the
+        round truncated sequential NPE: its draws count as prior draws (sbi gets no proposal), and the
+        network is trained by maximum likelihood on every round's data (sbi's ``force_first_round_loss``). Returns the trained
         posterior (an sbi ``NeuralPosterior``, default x the data's features), also kept in ``posterior``
         (and the inference object in ``inference``).
         """
@@ -685,6 +808,7 @@ class Inferencer:
         if x is None:
             x = self.extract_summary_statistics(theta, seed=seed)
         self.theta, self.x = np.asarray(theta), np.asarray(x)
+        self.n_samples = len(self.theta)
         self._checked = {}
         npe_proposal = proposal if is_npe and proposal is not self.prior and not truncated else None
         with _seeded(seed):  # network initialisation and batch order
@@ -710,7 +834,8 @@ class Inferencer:
         features with that round's simulations (result in ``misspecification``; a ``MisspecificationWarning``
         if they lie outside); later rounds, simulated near the data, keep that result.
 
-        n_samples: number of simulations per round (needed unless theta is given); theta, x: training
+        n_samples: number of simulations per round (needed on a first call unless theta is given; None when
+        continuing: the last round's ``n_samples``, as brian2modelfitting); theta, x: training
         data of the first round instead of drawing and simulating (e.g. of ``load_summary_statistics``)
         - theta (n_samples, n_parameters) SI, drawn from the prior on a first call or from the current
         posterior when continuing, and x (n_samples, n_features) its features (simulated when None);
@@ -738,9 +863,10 @@ class Inferencer:
         quantile = None if truncate is None or truncate is False else 1e-4 if truncate is True else truncate
         if quantile is not None and not (isinstance(quantile, (int, float)) and 0 < quantile < 1):
             raise InferenceError(f"truncate = {truncate!r}: must be True, False or a quantile in (0, 1) (e.g. 1e-4)")
-        if n_samples is None and theta is None:
+        fresh = restart or self.posterior is None
+        if n_samples is None and theta is None and (fresh or self.n_samples is None):
             raise InferenceError("infer: give n_samples (number of simulations per round) or theta and x")
-        if restart or self.posterior is None:
+        if fresh:
             if bounds or self.prior is None:
                 self.init_prior(**bounds)
             self.inference = self.init_inference(inference_method, density_estimator_model, self.prior, sbi_device,
@@ -767,8 +893,9 @@ class Inferencer:
             if quantile is not None and proposal is not self.prior:
                 proposal = self.truncated_prior(proposal, quantile=quantile, seed=seed)
             from_prior = proposal is self.prior
-            proposal = self.infer_step(proposal, self.inference, n_samples, theta if r == 0 else None,
-                                       x if r == 0 else None, train_kwargs, posterior_kwargs, seed)
+            proposal = self.infer_step(proposal, self.inference, self.n_samples if n_samples is None else n_samples,
+                                       theta if r == 0 else None, x if r == 0 else None, train_kwargs,
+                                       posterior_kwargs, seed)
             self._round += 1
             if from_prior or self.misspecification is None:  # later rounds keep the check against the prior's
                 self.misspecification = self.check_misspecification(stacklevel=3)
@@ -849,15 +976,15 @@ class Inferencer:
         NaN/inf.
         """
         traces, spikes = self._read_output(output)
-        missing = [v for v in self.features.trace_vars if v not in traces]
-        if self.features.needs_spikes and spikes is None:
+        missing = [v for v in self.feature_set.trace_vars if v not in traces]
+        if self.feature_set.needs_spikes and spikes is None:
             missing.append(SPIKES)
         if missing:
-            raise InferenceError(f"features_of: output lacks {', '.join(missing)} (the features use "
-                                 f"{', '.join(self.features.trace_vars + ([SPIKES] if self.features.needs_spikes else []))})")
+            used = self.feature_set.trace_vars + ([SPIKES] if self.feature_set.needs_spikes else [])
+            raise InferenceError(f"features_of: output lacks {', '.join(missing)} (the features use {', '.join(used)})")
         with np.errstate(all="ignore"):
-            x = self.features({v: traces[v][None] for v in self.features.trace_vars}, [spikes])[0]
-        bad = [n for n, value in zip(self.features.names, x) if not np.isfinite(value)]
+            x = self.feature_set({v: traces[v][None] for v in self.feature_set.trace_vars}, [spikes])[0]
+        bad = [n for n, value in zip(self.feature_set.names, x) if not np.isfinite(value)]
         if bad:
             raise InferenceError(f"features_of: features are NaN/inf: {', '.join(bad[:5])}")
         return x
@@ -968,10 +1095,11 @@ class Inferencer:
         if bad:
             raise InferenceError(f"{path}: parameter(s) {', '.join(bad)} not in this model "
                                  f"(parameters: {', '.join(self.model.parameters)})")
+        method, network = _method(description["method"]), description["network"]
+        self._raw_layout(method != "NLE" and network["embedding"] == "custom")
         if description["feature_names"] != self.feature_names:
             raise InferenceError(f"{path}: trained on features {description['feature_names'][:4]}...; this "
                                  f"inferencer has {self.feature_names[:4]}...")
-        method, network = _method(description["method"]), description["network"]
         _check_estimator(method, network["model"])
         embedding = network["embedding"]
         if embedding == "custom":
@@ -1115,7 +1243,7 @@ class Inferencer:
         return matrix.detach().cpu().numpy()
 
     def generate_traces(self, n_samples: int = 1, posterior=None, output_var=None, param_init: dict | None = None,
-                        reduce: str | None = "mean", seed: int | None = None):
+                        level: int = 0, reduce: str | None = "mean", seed: int | None = None):
         """Simulate every input trace with posterior samples. ``reduce="mean"`` (the manual's behaviour):
         one simulation at the mean of ``n_samples`` samples → (n_traces, n_steps); ``reduce=None``: the
         posterior predictive, one simulation per sample → (n_samples, n_traces, n_steps). output_var: a
@@ -1125,7 +1253,8 @@ class Inferencer:
         posterior to draw from (default: the inferencer's ``posterior``); output_var: any recordable
         variable of the model or "spikes" (needs a threshold); param_init: initial values for these
         simulations, state → SI number, quantity string or expression, over those given to the
-        constructor; reduce: "mean" or None, as above; seed: seed of the draws and of model noise
+        constructor; level: brian2modelfitting's namespace depth, accepted and not used (constants come from
+        the constructor's ``namespace``); reduce: "mean" or None, as above; seed: seed of the draws and of model noise
         (default: the inferencer's ``seed``); no observation noise is added. Returns, for one variable,
         its traces SI - (n_traces, n_steps) with "mean", (n_samples, n_traces, n_steps) with None; for
         "spikes", spike times (s) - spikes[trace] with "mean", spikes[sample][trace] with None; for

@@ -160,9 +160,10 @@ class InferSection(Section):
                               f"times: give the voltage threshold of a spike (e.g. '0 mV')")
         return bounds
 
-    def inferencer(self, dataset: Dataset | None = None) -> tuple["Inferencer", Dataset]:
+    def inferencer(self, dataset: Dataset | None = None, noise: dict | None = None) -> tuple["Inferencer", Dataset]:
         """An Inferencer (prior set) and the dataset; ``dataset`` (e.g. data.npz of ``neurofit prepare``)
-        replaces reading the recordings."""
+        replaces reading the recordings; ``noise`` ({output: SD}, SI) replaces infer.noise (e.g. the noise
+        pooled over a group of cells)."""
         from ..inference.features import SPIKES, detect_spikes
         from ..inference.inferencer import Inferencer
         infer, model, simulation, study = self.settings, self.model, self.simulation, self.study
@@ -189,14 +190,14 @@ class InferSection(Section):
                                     features=infer["features"], method=method, param_init=init,
                                     backend=simulation["backend"], dtype=simulation["dtype"], seed=infer["seed"],
                                     window=infer["window"], batch_size=infer["batch_size"], threads=infer["threads"],
-                                    raw_samples=infer["raw_samples"], noise=self.noise())
+                                    raw_samples=infer["raw_samples"], noise=self.noise() if noise is None else noise)
             inferencer.init_prior(**bounds)
         except ValueError as err:
             if isinstance(err, ConfigError):
                 raise
             raise ConfigError(f"{self.where()}: {err}") from None
         self.check_memory(len(inferencer.param_names), len(inferencer.feature_names), inferencer.n_traces,
-                          inferencer.n_steps, max(1, len(inferencer.features.trace_vars)))
+                          inferencer.n_steps, max(1, len(inferencer.feature_set.trace_vars)))
         return inferencer, dataset
 
     def noise(self):
@@ -329,9 +330,7 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
         raise TrainingDataError(f"training chunks hold {theta.shape[1]} parameters and {x.shape[1]} features; "
                                 f"the study infers {len(inferencer.param_names)} with "
                                 f"{len(inferencer.feature_names)} features")
-    settings = dict(inference_method=infer["method"], density_estimator_model=infer["density_estimator"],
-                    inference_kwargs=infer["inference_kwargs"], train_kwargs=infer["train"],
-                    posterior_kwargs=infer["posterior"])
+    settings = sbi_settings(infer)
     inferencer.infer(theta=theta, x=x, **settings)
     rounds = [_round_summary(inferencer, theta.shape[0])]
     for _ in range(infer["n_rounds"] - 1):  # later rounds simulate from the last posterior (or the truncated
@@ -346,7 +345,7 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     units = {p: str(inferencer.model.dimensions[p]) for p in inferencer.param_names}
     truth = section.truth(inferencer.param_names)
     save_figure(diagnostics.plot_posterior(samples, inferencer.param_names, units, truth), paths["pairplot.png"])
-    var = inferencer.features.trace_vars[0] if inferencer.features.trace_vars else next(iter(inferencer.output))
+    var = inferencer.feature_set.trace_vars[0] if inferencer.feature_set.trace_vars else next(iter(inferencer.output))
     predicted = inferencer.generate_traces(n_samples=50, output_var=var, reduce=None)
     t = np.arange(inferencer.n_steps) * inferencer.dt
     save_figure(diagnostics.plot_predictive(t, inferencer.output[var], predicted, inferencer.input, var=var,
@@ -371,13 +370,21 @@ def run_inference(study: Study, chunk_paths, out_dir, dataset: Dataset | None = 
     return paths
 
 
+def sbi_settings(infer: dict) -> dict:
+    """The keyword arguments of ``Inferencer.infer`` that the infer settings ``infer`` (defaults filled in) give:
+    method, density estimator, and sbi's inference, training and posterior options."""
+    return dict(inference_method=infer["method"], density_estimator_model=infer["density_estimator"],
+                inference_kwargs=infer["inference_kwargs"], train_kwargs=infer["train"],
+                posterior_kwargs=infer["posterior"])
+
+
 def _feature_units(inferencer: "Inferencer", units: dict) -> dict:
     """Feature name → SI unit name for the figures: a trace feature in its variable's unit (units: variable
     → unit, e.g. {"v": "volt"}; kurtosis dimensionless), spike times and intervals in seconds, counts
     dimensionless, eFEL and callable features unknown (left out)."""
     from ..inference.features import SPIKES, TRACE_FEATURES, FeatureSet
     found = {}
-    if not isinstance(inferencer.features, FeatureSet):  # automatic features: block means of the traces
+    if not isinstance(inferencer.feature_set, FeatureSet):  # automatic features: block means of the traces
         return {name: units.get(name.split("[")[0]) for name in inferencer.feature_names}
     for name in inferencer.feature_names:
         var, label = name.split("[")[0], name.rsplit(".", 1)[-1]
