@@ -7,7 +7,9 @@
 # quality control, nothing to fit): they are its result's status, and the other cells go on. The cell's
 # recordings are inputs only when they exist, so a missing file fails its cell, not the whole workflow. On a
 # cluster, fit_cell jobs share the group "cells": `--group-components cells=N` (profiles/slurm) sends N cells'
-# stages as one sbatch job, so that a hundred short cell jobs do not flood the scheduler.
+# stages as one sbatch job, so that a hundred short cell jobs do not flood the scheduler. An infer stage with
+# amortize: group trains once per sheet group (train_group: results/<study>/groups/<group>/<stage>/), and each
+# cell's fit_cell job of that stage conditions on the group's posterior.
 
 
 TARGETS.append(batch_targets)
@@ -42,6 +44,7 @@ rule fit_cell:
         config=f"{RESULTS}/{{study}}/study.yaml",
         cell=f"{RESULTS}/{{study}}/cells/{{cell}}/cell.json",
         previous=previous_stage_result,
+        group=cell_group,
         recordings=cell_recordings,
     output:
         result=f"{RESULTS}/{{study}}/cells/{{cell}}/{{stage}}/result.json",
@@ -75,8 +78,34 @@ rule fit_cell:
         runtime=120,
     shell:
         "neurofit fit-cell --config {input.config} --study {wildcards.study} --cell-file {input.cell}"
-        " --stage {wildcards.stage} --previous {input.previous} --output {output.result}"
+        " --stage {wildcards.stage} --previous {input.previous} --group {input.group} --output {output.result}"
         " --figure {output.figure} > {log} 2>&1"
+
+
+rule train_group:
+    input:
+        config=f"{RESULTS}/{{study}}/study.yaml",
+        cells=group_cell_files,
+        recordings=group_recordings,
+    output:
+        group=f"{RESULTS}/{{study}}/groups/{{group}}/{{stage}}/group.json",
+        manifest=manifest(f"{RESULTS}/{{study}}/groups/{{group}}/{{stage}}/group.json"),
+    log:
+        f"{RESULTS}/{{study}}/logs/groups/{{group}}/{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/{{study}}/benchmarks/groups/{{group}}/{{stage}}.tsv"
+    wildcard_constraints:
+        group="[A-Za-z0-9][A-Za-z0-9_.-]*",
+        stage="[A-Za-z0-9][A-Za-z0-9_-]*",
+    conda:
+        "../envs/neurofit.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    shell:
+        "neurofit train-group --config {input.config} --study {wildcards.study} --stage {wildcards.stage}"
+        " --group {wildcards.group} --cell-files {input.cells} --output {output.group} > {log} 2>&1"
 
 
 rule population:

@@ -1,7 +1,7 @@
 # Helpers shared by the stages (which studies run, their files, their targets); no rules here.
 
 from neurofit.cli.main import is_user_error, one_line
-from neurofit.workflow.batch import BatchStudy, row_fingerprint
+from neurofit.workflow.batch import BatchStudy, group_folder, row_fingerprint
 from neurofit.workflow.fit_section import FitSection, refine_enabled, run_names
 from neurofit.workflow.infer_section import (
     CALIBRATION_FILES,
@@ -63,6 +63,12 @@ try:
         if _study.section.get("sheet") is not None:
             BATCHES[_study.name] = BatchStudy(_study)
             SHEET_CELLS[_study.name] = BATCHES[_study.name].cells()
+            if any(
+                BATCHES[_study.name].amortized(n) for n in BATCHES[_study.name].names
+            ):
+                BATCHES[_study.name].groups(
+                    SHEET_CELLS[_study.name]
+                )  # labels name folders
     # The one hand-off from the config to the jobs: the prepare job of a study reads it from the config files
     # that define it (--config FILE..., merged in Snakemake's order) and writes the frozen
     # results/<study>/study.yaml; every other job reads that file (--config results/<study>/study.yaml). No
@@ -309,6 +315,45 @@ def previous_stage_result(wildcards):
         if earlier is None
         else [stage_result(wildcards.study, wildcards.cell, earlier)]
     )
+
+
+def cell_group(wildcards):
+    """group.json of the cell's sheet group, for a stage with amortize: group (none otherwise, or for an
+    excluded cell)."""
+    batch = BATCHES[wildcards.study]
+    cell = cell_of(wildcards)
+    if not batch.amortized(wildcards.stage) or cell.exclude:
+        return []
+    group = group_folder(cell, batch.sheet)
+    return [f"{RESULTS}/{wildcards.study}/groups/{group}/{wildcards.stage}/group.json"]
+
+
+def group_cells(wildcards):
+    return BATCHES[wildcards.study].groups(sheet_cells(wildcards.study))[
+        wildcards.group
+    ]
+
+
+def group_cell_files(wildcards):
+    """cell.json of every cell of a sheet group (not excluded), in sheet order."""
+    return [
+        f"{RESULTS}/{wildcards.study}/cells/{cell.cell}/cell.json"
+        for cell in group_cells(wildcards)
+    ]
+
+
+def group_recordings(wildcards):
+    """The recordings of a sheet group's cells that exist (a missing one fails its cell, not the group)."""
+    found = [
+        path
+        for cell in group_cells(wildcards)
+        for path in [*cell.files, *cell.current_files]
+        if os.path.isfile(path)
+    ]
+    inside = [os.path.relpath(path) for path in found]
+    return [
+        rel if not rel.startswith("..") else path for rel, path in zip(inside, found)
+    ]
 
 
 def batch_results(wildcards):

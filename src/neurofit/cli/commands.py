@@ -7,4 +7,5 @@ Add a new step of the workflow (fit, refine, infer, audit, ...) by adding a modu
 name to ``MODULES``.
 """
 MODULES = ("prepare", "simulate", "figures", "fit", "refine", "summarize", "fit_figures", "audit", "rate_chunk",
-           "rate_study", "reduce", "plot_reduction", "infer", "inspect", "prepare_cell", "fit_cell", "population", "validate")
+           "rate_study", "reduce", "plot_reduction", "infer", "inspect", "prepare_cell", "fit_cell", "train_group",
+           "population", "validate")

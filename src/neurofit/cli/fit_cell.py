@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--stage", required=True, metavar="NAME", help="the stage to fit (a name under the study's stages)")
     p.add_argument("--previous", nargs="*", default=[], metavar="JSON",
                    help="result.json of the cell's earlier stages (the stage before this one at least)")
+    p.add_argument("--group", nargs="*", default=[], metavar="JSON",
+                   help="for a stage with amortize: group, the group's group.json ('neurofit train-group')")
     p.add_argument("--output", required=True, metavar="JSON", help="where to write result.json")
     p.add_argument("--figure", metavar="PNG", help="where to draw the stage's traces (or the cell's status)")
     p.set_defaults(func=run)
@@ -49,14 +51,17 @@ def run(args) -> int:
         for path in args.previous:
             doc = read_result(path)
             previous[doc["stage"]] = doc
+        group = None
+        for path in args.group:
+            group = (json.loads(Path(path).read_text(encoding="utf-8")), Path(path).parent)
         output = Path(args.output)
-        run = run_cell_stage(batch, cell, args.stage, output.parent, previous, log=say)
+        run = run_cell_stage(batch, cell, args.stage, output.parent, previous, log=say, group=group)
         atomic_write_json(output, run.doc)
         if args.figure:
             from ..plots import save_figure
 
             save_figure(stage_figure(run), args.figure, dpi=batch.study.section["figures"]["dpi"])
-    inputs = config_inputs(args) + [args.cell_file, *args.previous] + \
+    inputs = config_inputs(args) + [args.cell_file, *args.previous, *args.group] + \
         [f for f in [*cell.files, *cell.current_files] if Path(f).is_file()]
     extra = {"status": run.doc["status"], "reason": run.doc["reason"]}
     common = dict(study=batch.study.name, config=batch.study.section, inputs=inputs, wall_time=elapsed(), extra=extra)

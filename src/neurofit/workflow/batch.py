@@ -20,6 +20,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 from ..data.recordings.selection import select_sweeps
@@ -114,6 +115,8 @@ class BatchStudy:
                 raise ConfigError(f"{where}.from: {sorted(both)[0]} is both fixed and centred")
             for name, width in link["centred"].items():
                 self._centre_width(width, model, name, f"{where}.from.centred.{name}")
+        if stage.get("amortize", "cell") == "group":
+            self._check_amortized(index, stage)
         # the fit (or infer) section with the parameters an earlier stage will give (placeholders at mid-bounds)
         checked = self._stage_study(stage, {"path": "cell.abf"}, self.names[index],
                                     previous=self._placeholder_values(stage))
@@ -123,6 +126,35 @@ class BatchStudy:
             check_infer_section(checked, model)
         else:
             FitSection(checked, model)
+
+    def _check_amortized(self, index: int, stage: dict) -> None:
+        """amortize: group needs an infer section, one round (a posterior valid for every cell of the protocol)
+        and no ``from`` (each cell's prior would be its own)."""
+        where = self.study.where("stages", str(index))
+        infer = stage.get("infer")
+        if infer is None:
+            raise ConfigError(f"{where}.amortize: 'group' trains one posterior per sheet group; it needs an infer "
+                              f"section (a fit stage fits each cell on its own)")
+        if stage.get("from") is not None:
+            raise ConfigError(f"{where}.amortize: 'group' shares one prior and posterior among a group's cells; "
+                              f"'from' would give each cell its own prior (use amortize: cell)")
+        if infer.get("n_rounds", 1) != 1 or infer.get("truncate"):
+            raise ConfigError(f"{where}.infer.n_rounds: a group's posterior must be amortized (n_rounds 1, no "
+                              f"truncate): later rounds focus it on one cell's data")
+
+    def amortized(self, name: str) -> bool:
+        """Whether stage ``name`` trains one posterior per sheet group (``amortize: group``)."""
+        return self.stage(name).get("amortize", "cell") == "group"
+
+    def groups(self, cells: list[Cell]) -> dict:
+        """Group folder name -> the cells of that sheet group that are not excluded, in sheet order (cells
+        without a group: UNGROUPED). ConfigError naming the sheet line for a group label that cannot name a
+        folder."""
+        found: dict = {}
+        for cell in cells:
+            if not cell.exclude:
+                found.setdefault(group_folder(cell, self.sheet), []).append(cell)
+        return found
 
     def _placeholder_values(self, stage: dict) -> dict | None:
         """Values standing in for an earlier stage's result when checking a stage before any fit: each
@@ -283,6 +315,22 @@ class BatchStudy:
         if not any(isinstance(b, list) for b in fit["bounds"].values()):
             raise ConfigError(f"stage {stage['name']}: every parameter is fixed; leave at least one free")
         return fit
+
+
+#: The group of cells whose sheet row names none (amortize: group).
+UNGROUPED = "ungrouped"
+_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def group_folder(cell: Cell, sheet) -> str:
+    """The folder name of ``cell``'s sheet group (results/<study>/groups/<group>/): its label, or UNGROUPED for
+    none. ConfigError naming the sheet line when the label is not letters, digits, '_', '.' and '-'."""
+    if not cell.group:
+        return UNGROUPED
+    if not _FOLDER.match(cell.group):
+        raise ConfigError(f"{sheet} line {cell.line}, column group: '{cell.group}' cannot name a results folder "
+                          f"(use letters, digits, '_', '.' and '-', starting with a letter or digit)")
+    return cell.group
 
 
 def _selector_text(selector) -> str:

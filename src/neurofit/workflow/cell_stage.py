@@ -57,12 +57,14 @@ class CellStageRun:
 
 
 def run_cell_stage(batch: BatchStudy, cell: Cell, stage_name: str, folder, previous: dict | None = None,
-                   log=None) -> CellStageRun:
+                   log=None, group: tuple | None = None) -> CellStageRun:
     """Fit stage ``stage_name`` of ``cell`` and return its result (never raises for the user's mistakes).
 
     batch: the checked batch study; cell: the sheet's row; folder: the stage's results folder (fits go to
     ``folder/fit/<label>_<seed>/``); previous: earlier stage name -> its result document (the stage before
-    this one at least); log: a function taking one line of progress. The document's status is ``excluded``
+    this one at least); log: a function taking one line of progress; group: for a stage with ``amortize:
+    group``, (the group's document, its folder) as ``train_group`` wrote them - the cell is conditioned on the
+    group's posterior (``group_posterior.condition_cell``). The document's status is ``excluded``
     (the sheet's exclude column), that of an earlier stage that did not end ``ok``, ``failed`` (file not
     readable, nothing selected, fit impossible; the reason names it), ``qc_failed`` (no sweep passes quality
     control) or ``ok``."""
@@ -80,7 +82,7 @@ def run_cell_stage(batch: BatchStudy, cell: Cell, stage_name: str, folder, previ
             return CellStageRun({**base, "status": status, "reason": f"stage {earlier}: {reason}",
                                  "n_sweeps": None if before is None else before.get("n_sweeps")})
     try:
-        return _fit_stage(batch, cell, stage_name, Path(folder), previous, base, log)
+        return _fit_stage(batch, cell, stage_name, Path(folder), previous, base, log, group)
     except (NeurofitError, OSError) as err:
         return CellStageRun({**base, "status": "failed", "reason": _one_line(err)})
     except Exception as err:  # a bug of ours: the cell fails with its type named, the others go on
@@ -90,28 +92,68 @@ def run_cell_stage(batch: BatchStudy, cell: Cell, stage_name: str, folder, previ
                              "reason": f"internal error ({type(err).__name__}: {_one_line(err)}); see the job's log"})
 
 
-def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStageRun:
-    stage = batch.stage(stage_name)
+def stage_sweeps(batch: BatchStudy, cell: Cell, stage_name: str, base: dict) -> tuple[dict | None, list, list]:
+    """Read ``cell``'s recording for a stage and choose its sweeps: (None, fitted, held-out ``Sweep.index``
+    values), or (the result document, [], []) when the cell stops here - ``qc_failed`` (no sweep passes
+    quality control) or ``failed`` (the stage's selector finds nothing). base: the document's common fields;
+    gains ``n_sweeps`` (sweeps passing QC). A missing or unreadable file raises ConfigError / RecordingError
+    (one line)."""
     for column, files in (("file", cell.files), ("current_file", cell.current_files)):
         for path in files:
             if not Path(path).exists():  # named as the sheet names it: the reason is the same in any folder
                 shown = os.path.relpath(path, batch.sheet.resolve().parent)
                 raise ConfigError(f"{shown}: file not found (sheet line {cell.line}, column {column}; paths are "
                                   f"relative to the sheet)")
-    settings = batch.recording_settings(cell, stage)
+    settings = batch.recording_settings(cell, batch.stage(stage_name))
     recording = read_study_recording(settings, f"cell {cell.cell}")
     passing = [s for s in recording.sweeps if s.passed_qc]
     base["n_sweeps"] = len(passing)
     if not passing:
-        return CellStageRun({**base, "status": "qc_failed", "reason": _qc_reason(recording)})
+        return {**base, "status": "qc_failed", "reason": _qc_reason(recording)}, [], []
     try:
         fitted, heldout = batch.split_sweeps(cell, stage_name, recording)
     except RecordingError as err:
-        return CellStageRun({**base, "status": "failed", "reason": _one_line(err)})
+        return {**base, "status": "failed", "reason": _one_line(err)}, [], []
+    return None, fitted, heldout
+
+
+def train_group(batch: BatchStudy, stage_name: str, group: str, cells: list, folder, log=None) -> dict:
+    """Train the amortized posterior of stage ``stage_name`` for one sheet group (``amortize: group``).
+
+    cells: the group's cells (``Cell``, not excluded, sheet order); folder: the group's stage folder
+    (posterior.pt, training.npz, protocol.npz go there); log: a function taking one line of progress. Each
+    cell's stage sweeps are read as its own job would; a cell that cannot be read, fails quality control or
+    has no sweep for the stage is left out with its reason. Returns the group document
+    (``group_posterior.train_group_posterior``)."""
+    from .group_posterior import train_group_posterior
+
+    usable, refused = {}, {}
+    for cell in cells:
+        try:
+            stopped, fitted, _ = stage_sweeps(batch, cell, stage_name, {"cell": cell.cell})
+            if stopped is not None:
+                refused[cell.cell] = f"{stopped['status']}: {stopped['reason']}"
+                continue
+            study = batch.cell_study(cell, stage_name, fitted)
+            model = study.model()
+            usable[cell.cell] = (study, model, study.dataset(model))
+        except (NeurofitError, OSError) as err:
+            refused[cell.cell] = _one_line(err)
+    return train_group_posterior(usable, refused, folder, stage_name, group, log)
+
+
+def _fit_stage(batch, cell, stage_name, folder, previous, base, log, group) -> CellStageRun:
+    stage = batch.stage(stage_name)
+    stopped, fitted, heldout = stage_sweeps(batch, cell, stage_name, base)
+    if stopped is not None:
+        return CellStageRun(stopped)
     study = batch.cell_study(cell, stage_name, fitted, previous)
     model = study.model()
     if stage.get("infer") is not None:
-        return _infer_stage(study, model, folder, {**base, "sweeps": fitted, "heldout": heldout}, log)
+        base = {**base, "sweeps": fitted, "heldout": heldout}
+        if batch.amortized(stage_name):
+            return _amortized_stage(study, model, cell, folder, base, group, log)
+        return _infer_stage(study, model, folder, base, log)
     plan = FitSection(study, model)
     dataset = study.dataset(model)
     plan.check(dataset)
@@ -162,6 +204,43 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log) -> CellStag
     return CellStageRun(doc, study, plan, dataset, heldout_data, free)
 
 
+def _posterior_doc(base: dict, study, model, quantiles: dict, fixed: dict, misspecification: dict | None,
+                   predictive_outside, noise, n_simulations) -> dict:
+    """The result document of an infer stage: posterior means as the stage's parameters (fixed ones included),
+    5 / 50 / 95 % quantiles, the misspecification check and the predictive check's count of features outside
+    their 90 % interval. quantiles: parameter -> {mean, q05, q50, q95} (SI)."""
+    params = {**fixed, **{p: q["mean"] for p, q in quantiles.items()}}
+    misspecification = misspecification or {}
+    return {**base, "status": "ok", "reason": "", "model": study.model_label, "n_fitted": len(base["sweeps"]),
+            "parameters": {p: params[p] for p in sorted(params)}, "free": sorted(quantiles), "fixed": fixed,
+            "units": {p: str(model.dimensions[p]) for p in sorted(params) if p in model.dimensions},
+            "metric": "posterior", "train_error": None,
+            "quantiles": {p: {k: q[k] for k in ("q05", "q50", "q95")} for p, q in sorted(quantiles.items())},
+            "misspecified": misspecification.get("verdict") == "fail" if misspecification else None,
+            "misspecification_p": misspecification.get("p_value"),
+            "predictive_outside": predictive_outside, "noise": noise, "n_simulations": n_simulations}
+
+
+def _amortized_stage(study, model, cell: Cell, folder: Path, base: dict, group, log) -> CellStageRun:
+    """A stage with ``amortize: group``: the cell's posterior from its group's (no training in this job)."""
+    from .group_posterior import GroupPosteriorError, condition_cell
+
+    if group is None:
+        raise GroupPosteriorError(f"stage {base['stage']} is amortized over the sheet group; its job needs the "
+                                  f"group's posterior (group.json)")
+    group_doc, group_folder = group
+    fields = condition_cell(study, model, study.dataset(model), cell.cell, group_doc, group_folder, folder / "infer")
+    doc = _posterior_doc({**base, "amortized": {"group": group_doc["group"],
+                                                "reference_cell": group_doc["reference_cell"],
+                                                "n_cells": len(group_doc["cells"])}},
+                         study, model, fields["quantiles"], fields["fixed"], fields["misspecification"],
+                         fields["predictive_outside"], fields["noise"], fields["n_simulations"])
+    if log:
+        log(f"stage {base['stage']}: posterior from group {group_doc['group']}'s; misspecification p = "
+            f"{doc['misspecification_p']}")
+    return CellStageRun(doc)
+
+
 def _infer_stage(study, model, folder: Path, base: dict, log) -> CellStageRun:
     """A stage with an infer section on the cell's sweeps: one training (one chunk, in this job), the posterior
     and its diagnostics in ``folder/infer/`` (as a study's infer outputs), and the result: posterior mean (the
@@ -181,17 +260,10 @@ def _infer_stage(study, model, folder: Path, base: dict, log) -> CellStageRun:
     posterior = summary["parameters"]
     fixed = {p: float(v) for p, v in study.section["infer"]["bounds"].items() if not isinstance(v, list)
              and isinstance(v, (int, float))}
-    params = {**fixed, **{p: q["mean"] for p, q in posterior.items()}}
-    misspecification = summary.get("misspecification") or {}
-    doc = {**base, "status": "ok", "reason": "", "model": study.model_label, "n_fitted": len(base["sweeps"]),
-           "parameters": {p: params[p] for p in sorted(params)}, "free": sorted(posterior), "fixed": fixed,
-           "units": {p: str(model.dimensions[p]) for p in sorted(params) if p in model.dimensions},
-           "metric": "posterior", "train_error": None,
-           "quantiles": {p: {"q05": q["q05"], "q50": q["median"], "q95": q["q95"]} for p, q in sorted(posterior.items())},
-           "misspecified": misspecification.get("verdict") == "fail" if misspecification else None,
-           "misspecification_p": misspecification.get("p_value"),
-           "predictive_outside": check.get("n_outside"), "noise": summary.get("noise"),
-           "n_simulations": summary.get("n_simulations")}
+    quantiles = {p: {"mean": q["mean"], "q05": q["q05"], "q50": q["median"], "q95": q["q95"]}
+                 for p, q in posterior.items()}
+    doc = _posterior_doc(base, study, model, quantiles, fixed, summary.get("misspecification"),
+                         check.get("n_outside"), summary.get("noise"), summary.get("n_simulations"))
     if log:
         log(f"stage {base['stage']}: posterior of {', '.join(posterior)}; misspecification p = "
             f"{doc['misspecification_p']}")
