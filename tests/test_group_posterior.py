@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import raises_one_line, write_nwb_cell
+from helpers import job_counts, raises_one_line, write_nwb_cell
 from neurofit import models, simulate
+from neurofit.cli.main import main
 from neurofit.workflow.batch import UNGROUPED, BatchStudy, group_folder
 from neurofit.workflow.cell_stage import run_cell_stage, train_group
 from neurofit.workflow.study import Study
@@ -125,13 +126,11 @@ def test_amortize_group_needs_one_round_no_from_and_folder_labels(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_workflow_trains_once_per_group(tmp_path):
+def test_the_workflow_trains_once_per_group(tmp_path, capsys, monkeypatch):
     write_cells(tmp_path)
     work = make_workdir(tmp_path, {"studies": {"grp": section(tmp_path / "cells.tsv", n_samples=500)}})
     status, log = run_snakemake(work, "--cores", "2")
     assert status == 0, log[-3000:]
-    from helpers import job_counts
-
     counts = job_counts(log)
     assert counts["train_group"] == 2 and counts["fit_cell"] == 7, counts
     results = work / "results" / "grp"
@@ -144,3 +143,8 @@ def test_the_workflow_trains_once_per_group(tmp_path):
     assert all(",ok," in rows[c] for c in [*GROUP_A, "solo"])
     status, log = run_snakemake(work, "--cores", "2", "--dry-run")
     assert status == 0 and "Nothing to be done" in log, log[-2000:]
+    # the audit re-runs group B's training from its manifest and finds the same numbers
+    monkeypatch.chdir(work)
+    status = main(["audit", "results/grp", "--rerun", "groups/B/passive/group.json"])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0 and "identical numbers" in lines[0] and lines[-1].endswith("-> OK"), lines

@@ -78,7 +78,8 @@ rule fit_cell:
         runtime=120,
     shell:
         "neurofit fit-cell --config {input.config} --study {wildcards.study} --cell-file {input.cell}"
-        " --stage {wildcards.stage} --previous {input.previous} --group {input.group} --output {output.result}"
+        " --stage {wildcards.stage} --previous {input.previous} --group-posterior {input.group}"
+        " --output {output.result}"
         " --figure {output.figure} > {log} 2>&1"
 
 

@@ -81,17 +81,18 @@ FAILING = ("changed", "missing", "no-manifest", "stale", "rerun-mismatch", "reru
 #: Subcommands a re-run may run: the steps of a study (never ``audit`` itself, nor anything added later
 #: without being listed here).
 RERUNNABLE = ("prepare", "simulate", "fit", "refine", "summarize", "infer", "calibrate", "rate-chunk",
-              "rate-study", "reduce", "plot-traces", "plot-fit", "plot-reduction", "prepare-cell", "fit-cell", "population",
-              "validate")
+              "rate-study", "reduce", "plot-traces", "plot-fit", "plot-reduction", "prepare-cell", "fit-cell", "train-group",
+              "population", "validate")
 #: Options (argparse destinations) of those subcommands that name a file or folder: checked, then moved into
 #: the re-run's temporary folder.
 PATH_OPTIONS = ("config", "data", "output", "output_config", "output_data", "output_dir", "simulation", "fit",
                 "fits", "refined", "history", "checkpoint", "chunks", "posterior", "results", "convergence",
-                "parameters", "traces", "loss", "train", "heldout", "cell_file", "previous", "figure", "pareto")
+                "parameters", "traces", "loss", "train", "heldout", "cell_file", "previous", "figure", "pareto",
+                "cell_files", "group_posterior")
 #: Options that name no file (names, numbers, switches, the config as JSON text): passed on as parsed. An
 #: option in neither list makes the command refused.
 VALUE_OPTIONS = ("config_json", "study", "optimizer", "seed", "threads", "backend", "dtype", "chunk", "of",
-                 "dpi", "max_traces", "title", "noise_floor", "no_checkpoint", "cell", "stage")
+                 "dpi", "max_traces", "title", "noise_floor", "no_checkpoint", "cell", "stage", "group")
 #: Seconds a re-run may take before it is stopped (``neurofit audit --timeout``).
 DEFAULT_TIMEOUT = 3600.0
 #: The re-run's program (``python -c``): neurofit's command line, with neither the working directory (where

@@ -21,8 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--stage", required=True, metavar="NAME", help="the stage to fit (a name under the study's stages)")
     p.add_argument("--previous", nargs="*", default=[], metavar="JSON",
                    help="result.json of the cell's earlier stages (the stage before this one at least)")
-    p.add_argument("--group", nargs="*", default=[], metavar="JSON",
-                   help="for a stage with amortize: group, the group's group.json ('neurofit train-group')")
+    p.add_argument("--group-posterior", nargs="*", default=[], metavar="JSON",
+                   help="for a stage with amortize: group, the group's group.json ('neurofit train-group'; its "
+                        "posterior.pt, training.npz and protocol.npz beside it)")
     p.add_argument("--output", required=True, metavar="JSON", help="where to write result.json")
     p.add_argument("--figure", metavar="PNG", help="where to draw the stage's traces (or the cell's status)")
     p.set_defaults(func=run)
@@ -36,6 +37,7 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..workflow.batch import BatchStudy
     from ..workflow.cell_stage import run_cell_stage, stage_figure
+    from ..workflow.group_posterior import GROUP_FILES
     from ..workflow.population import read_result
     from ..workflow.provenance import write_manifest
     from ..workflow.sheet import Cell
@@ -51,9 +53,11 @@ def run(args) -> int:
         for path in args.previous:
             doc = read_result(path)
             previous[doc["stage"]] = doc
-        group = None
-        for path in args.group:
+        group, group_files = None, []
+        for path in args.group_posterior:
             group = (json.loads(Path(path).read_text(encoding="utf-8")), Path(path).parent)
+            group_files = [path, *(str(Path(path).parent / name) for name in GROUP_FILES
+                                   if (Path(path).parent / name).is_file())]
         output = Path(args.output)
         run = run_cell_stage(batch, cell, args.stage, output.parent, previous, log=say, group=group)
         atomic_write_json(output, run.doc)
@@ -61,7 +65,7 @@ def run(args) -> int:
             from ..plots import save_figure
 
             save_figure(stage_figure(run), args.figure, dpi=batch.study.section["figures"]["dpi"])
-    inputs = config_inputs(args) + [args.cell_file, *args.previous, *args.group] + \
+    inputs = config_inputs(args) + [args.cell_file, *args.previous, *group_files] + \
         [f for f in [*cell.files, *cell.current_files] if Path(f).is_file()]
     extra = {"status": run.doc["status"], "reason": run.doc["reason"]}
     common = dict(study=batch.study.name, config=batch.study.section, inputs=inputs, wall_time=elapsed(), extra=extra)

@@ -151,9 +151,11 @@ def _fit_stage(batch, cell, stage_name, folder, previous, base, log, group) -> C
     model = study.model()
     if stage.get("infer") is not None:
         base = {**base, "sweeps": fitted, "heldout": heldout}
+        provenance = dict(study=batch.study.name, config=study.section, inputs=[*cell.files, *cell.current_files],
+                          seeds={"infer": study.section["infer"]["seed"]})
         if batch.amortized(stage_name):
-            return _amortized_stage(study, model, cell, folder, base, group, log)
-        return _infer_stage(study, model, folder, base, log)
+            return _amortized_stage(study, model, cell, folder, base, group, log, provenance)
+        return _infer_stage(study, model, folder, base, log, provenance)
     plan = FitSection(study, model)
     dataset = study.dataset(model)
     plan.check(dataset)
@@ -221,15 +223,20 @@ def _posterior_doc(base: dict, study, model, quantiles: dict, fixed: dict, missp
             "predictive_outside": predictive_outside, "noise": noise, "n_simulations": n_simulations}
 
 
-def _amortized_stage(study, model, cell: Cell, folder: Path, base: dict, group, log) -> CellStageRun:
-    """A stage with ``amortize: group``: the cell's posterior from its group's (no training in this job)."""
-    from .group_posterior import GroupPosteriorError, condition_cell
+def _amortized_stage(study, model, cell: Cell, folder: Path, base: dict, group, log, provenance: dict) -> CellStageRun:
+    """A stage with ``amortize: group``: the cell's posterior from its group's (no training in this job); its
+    samples and predictive check in ``folder/infer/``, each with a manifest (``provenance``: write_manifest's
+    keywords; the group's files join its inputs)."""
+    from .group_posterior import GROUP_FILES, GroupPosteriorError, condition_cell
 
     if group is None:
         raise GroupPosteriorError(f"stage {base['stage']} is amortized over the sheet group; its job needs the "
                                   f"group's posterior (group.json)")
     group_doc, group_folder = group
     fields = condition_cell(study, model, study.dataset(model), cell.cell, group_doc, group_folder, folder / "infer")
+    inputs = [*provenance["inputs"], *(str(Path(group_folder) / name) for name in GROUP_FILES)]
+    for path in fields["files"]:
+        write_manifest(path, **dict(provenance, inputs=inputs))
     doc = _posterior_doc({**base, "amortized": {"group": group_doc["group"],
                                                 "reference_cell": group_doc["reference_cell"],
                                                 "n_cells": len(group_doc["cells"])}},
@@ -241,11 +248,11 @@ def _amortized_stage(study, model, cell: Cell, folder: Path, base: dict, group, 
     return CellStageRun(doc)
 
 
-def _infer_stage(study, model, folder: Path, base: dict, log) -> CellStageRun:
+def _infer_stage(study, model, folder: Path, base: dict, log, provenance: dict) -> CellStageRun:
     """A stage with an infer section on the cell's sweeps: one training (one chunk, in this job), the posterior
-    and its diagnostics in ``folder/infer/`` (as a study's infer outputs), and the result: posterior mean (the
-    stage's parameters, as a fit stage's), 5 / 50 / 95 % quantiles, the misspecification check and the
-    posterior predictive check of the features."""
+    and its diagnostics in ``folder/infer/`` (as a study's infer outputs, each with a manifest: ``provenance``
+    holds write_manifest's keywords), and the result: posterior mean (the stage's parameters, as a fit stage's),
+    5 / 50 / 95 % quantiles, the misspecification check and the posterior predictive check of the features."""
     import json
 
     from .infer_section import run_inference, run_training_chunk
@@ -254,7 +261,10 @@ def _infer_stage(study, model, folder: Path, base: dict, log) -> CellStageRun:
     out = folder / "infer"
     chunk = out / "chunks" / "chunk_0.npz"
     run_training_chunk(study, 0, 1, chunk, dataset)
+    write_manifest(chunk, **provenance)
     paths = run_inference(study, [chunk], out, dataset)
+    for path in paths.values():
+        write_manifest(path, **dict(provenance, inputs=[*provenance["inputs"], str(chunk)]))
     summary = json.loads(Path(paths["summary.json"]).read_text(encoding="utf-8"))
     check = json.loads(Path(paths["predictive_check.json"]).read_text(encoding="utf-8"))
     posterior = summary["parameters"]

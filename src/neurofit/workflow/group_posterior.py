@@ -170,8 +170,9 @@ def condition_cell(study, model, dataset, cell: str, group_doc: dict, group_fold
     .png) go. Returns the fields of the cell's result: ``quantiles`` (mean, q05, q50, q95 per parameter, SI),
     ``misspecification`` (the check's dict, or None), ``predictive_outside`` (features outside their 90 %
     predictive interval), ``noise`` (per output: the group's SD used, whether pooled, and the cell's own
-    baseline estimate), ``n_simulations`` and ``fixed``. Raises GroupPosteriorError (one line) when the group
-    has no posterior, refused the cell, or the cell's protocol is not the group's.
+    baseline estimate), ``n_simulations``, ``fixed`` and ``files`` (the paths written). Raises
+    GroupPosteriorError (one line) when the group has no posterior, refused the cell, or the cell's protocol is
+    not the group's.
     """
     import pandas as pd
 
@@ -227,4 +228,5 @@ def condition_cell(study, model, dataset, cell: str, group_doc: dict, group_fold
             "predictive_outside": check.to_dict().get("n_outside"),
             "noise": {v: {"sd": float(sd), "pooled": v in group_doc["noise_pooled"], "cell_sd": own[v]}
                       for v, sd in group_doc["noise"].items()},
-            "n_simulations": group_doc["n_simulations"], "fixed": dict(inferencer.fixed)}
+            "n_simulations": group_doc["n_simulations"], "fixed": dict(inferencer.fixed),
+            "files": [out_folder / name for name in ("samples.parquet", "predictive_check.json", "predictive_check.png")]}
