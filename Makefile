@@ -21,11 +21,12 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 
+# one pytest worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures run once
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q -n auto --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -q -m "not slow and not slurm"
+	$(BIN)/python -m pytest tests -q -n auto --dist loadfile -m "not slow and not slurm"
 
 # ruff (settings in pyproject.toml), snakefmt on the Snakefile and rules, and Snakemake's own linter
 lint: $(STAMP)
