@@ -11,7 +11,6 @@ import math
 import numbers
 
 import numpy as np
-from scipy.signal import lfilter
 
 from ..errors import NeurofitError
 from ..units import TIME, parse_unit, to_si
@@ -113,6 +112,8 @@ def ornstein_uhlenbeck(n_steps: int, dt, tau, sigma, mu=0.0, x0=None, *, seed, n
     # y = x - mu obeys y[k] = decay*y[k-1] + gain*noise[k]: a first-order recursive filter
     drive = gain * noise
     drive[:, 0] = start
+    from scipy.signal import lfilter  # imported here: scipy.signal takes ~0.6 s to import
+
     x = lfilter([1.0], [1.0, -decay], drive, axis=1) + mu
     return x[0] if n_traces == 1 else x
 

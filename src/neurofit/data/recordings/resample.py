@@ -17,7 +17,6 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from .errors import RecordingError
 
@@ -65,4 +64,6 @@ def resample(trace, old_dt: float, new_dt: float) -> np.ndarray:
         count = -(-trace.size * up // down)
         return trace[np.arange(count) * down // up]
     mean = float(trace.mean())
+    from scipy.signal import resample_poly  # imported here: scipy.signal takes ~0.6 s, most jobs never resample
+
     return resample_poly(trace - mean, up, down, window=("kaiser", KAISER_BETA), padtype="antireflect") + mean
