@@ -1,5 +1,6 @@
 """brian2modelfitting's helpers in neurofit beyond what b2mf's own tests check (tests/b2mf): the metric helpers
-(firing_rate, get_gamma_factor, calc_eFEL, GammaFactor's normalization and argument order), the fitting
+(firing_rate, get_gamma_factor, calc_eFEL, GammaFactor's normalization and argument order, FeatureMetric's t_start
+and normalization), the fitting
 utilities (callback_text, callback_setup, ProgressBar, make_dic, get_param_dic) and the Inferencer's (calc_prior,
 get_param_dict, sbi_device, continuing without n_samples, automatic features for a custom embedding net).
 """
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from neurofit import (
+    FeatureMetric,
     GammaFactor,
     Inferencer,
     ProgressBar,
@@ -89,6 +91,31 @@ def test_calc_efel_stimulus_times_and_missing_features():
         calc_eFEL(voltage, [[150, 190], [10, 20]], ["voltage_base"], dt=1 * MS)
 
 
+def test_feature_metric_takes_b2mfs_t_start_and_normalization():
+    """FeatureMetric(stim_times, feat_list, weights, combine, t_start, normalization), b2mf's order: eFEL sees the
+    traces from t_start on with their time counted from there (as b2mf's calc_eFEL on the cut traces); the errors
+    are divided by normalization, the potentials are not scaled (eFEL's voltage_base: the mean over 90-100 % of the
+    time before stim_start)."""
+    data = np.repeat([-70.0, -60.0, -50.0, -40.0], 50)[None, :] * MS  # V, 1 ms per sample
+    model = data.copy()
+    model[0, :50] += 2.5 * MS
+    model[0, 50:100] += 5 * MS
+
+    def absolute(x, y):
+        return abs(x - y)
+    whole = FeatureMetric([[49 * MS, 150 * MS]], ["voltage_base"], None, absolute)
+    assert whole.calc(model[None], data, 1 * MS) == pytest.approx([2.5])  # 44-49 ms: the first step
+    later = FeatureMetric([[49 * MS, 150 * MS]], ["voltage_base"], None, absolute, "50 ms", 4)
+    assert (later.t_start, later.normalization) == (0.05, 4.0)
+    assert later.calc(model[None], data, 1 * MS) == pytest.approx([5 / 4])  # 94-99 ms: the second step, / 4
+    assert later.get_errors(np.array([[1.0, 3.0]])) == pytest.approx([2 / 4])
+    for bad in (0, -1, np.inf):
+        with pytest.raises(ValueError, match="normalization must be a positive number"):
+            FeatureMetric([[49 * MS, 150 * MS]], ["voltage_base"], normalization=bad)
+    with pytest.raises(ValueError, match="t_start must be >= 0"):
+        FeatureMetric([[49 * MS, 150 * MS]], ["voltage_base"], t_start=-1 * MS)
+
+
 # --- fitting utilities ------------------------------------------------------------------------------------
 
 def test_callback_text_with_several_outputs(capsys):
@@ -97,7 +124,7 @@ def test_callback_text_with_several_outputs(capsys):
     out, _ = capsys.readouterr()
     assert out == ("Round 4: Best parameters El=-0.065, gl=1.23e-08\n"
                    "         Best error: 2.5 = 2 (v) + 0.5 (I, unnormalized error: 3)\n")
-    callback_text([], [], {"g": 2.0}, 0.125, 0)  # neurofit's fit passes no output names
+    callback_text([], [], {"g": 2.0}, 0.125, 0)  # without additional_info: no output name
     assert capsys.readouterr()[0] == "Round 0: Best parameters g=2\n         Best error: 0.125\n"
 
 

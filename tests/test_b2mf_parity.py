@@ -132,3 +132,89 @@ def test_penalty_units_follow_the_metric():
     assert fitter.penalty == "pen_v2"  # the refused penalty changed nothing
     fitter.fit(n_rounds=1, metric=MSEMetric(normalization="1 mV"), penalty="pen_1", restart=True, callback=None,
                c=["0 mV", "40 mV"])
+
+
+# --- one metric per output (b2mf's multiobjective example: fit(metric=[metric_v, metric_m])) --------------------
+
+TWO = MODEL + "v2 = 2*v : volt\n"
+TAU, C_TRUE = 5e-3, 0.02
+#: the per-output metrics: v compared from 5 ms on in mV, v2 with zero weight on its last 50 samples, in 10 mV
+WEIGHTS = np.r_[np.ones(N - 50), np.zeros(50)]
+
+
+def _two_outputs():
+    """Noise-free data c (1 - exp(-t/tau)) and its double, corrupted where each output's metric does not look: v
+    before 5 ms (+3 mV), v2 on its last 50 samples (+7 mV). Exponential Euler is exact for this linear equation."""
+    v = _data(C_TRUE)["v"]
+    data_v, data_v2 = v.copy(), 2 * v
+    data_v[:, :50] += 3e-3
+    data_v2[:, -50:] += 7e-3
+    fitter = TraceFitter(TWO, input={"x": np.zeros((1, N))}, output={"v": data_v, "v2": data_v2}, dt=DT,
+                         param_init={"v": 0.0}, n_samples=6, method="exponential_euler")
+    metrics = [MSEMetric(t_start="5 ms", normalization="1 mV"), MSEMetric(t_weights=WEIGHTS, normalization="10 mV")]
+    return fitter, metrics, data_v, data_v2
+
+
+def test_a_list_of_metrics_is_one_metric_per_output_in_order():
+    fitter, metrics, data_v, data_v2 = _two_outputs()
+    with pytest.warns(DeprecationWarning, match="list of metrics"):
+        best, error = fitter.fit(NevergradOptimizer("DE", seed=3), metrics, n_rounds=2, callback=None,
+                                 c=["0 mV", "40 mV"])
+    assert fitter.metric == {"v": metrics[0], "v2": metrics[1]}
+    # the error of c = 10 mV, from the closed form: each output's normalized mean squared error, summed
+    model_v = 0.01 * (1 - np.exp(-np.arange(N) * DT / TAU))
+    expected_v = np.mean(((model_v - data_v[0])[50:] / 1e-3) ** 2)
+    expected_v2 = np.sum(WEIGHTS * ((2 * model_v - data_v2[0]) / 1e-2) ** 2) / WEIGHTS.sum()
+    assert fitter.error({"c": "10 mV"}) == pytest.approx(expected_v + expected_v2, rel=1e-9)
+    # the same fit with the dict {output: metric}: the same candidates and errors
+    same, _, _, _ = _two_outputs()
+    same.fit(NevergradOptimizer("DE", seed=3), dict(zip(["v", "v2"], metrics)), n_rounds=2, callback=None,
+             c=["0 mV", "40 mV"])
+    assert same.results("list") == fitter.results("list")
+    assert set(fitter.best_objective_errors_normalized) == {"v", "v2"}
+    with pytest.warns(DeprecationWarning):  # continuing with the same list is no change of metric
+        fitter.fit(metric=metrics, n_rounds=1, callback=None)
+    assert len(fitter.history) == 18
+
+
+def test_refine_uses_each_outputs_metric_from_a_list():
+    """Each output's residuals from its own metric: the corrupted samples are out of both windows, so refine finds
+    c = 20 mV exactly (with either Jacobian), the normalized errors at 0."""
+    for calc_gradient in (False, True):
+        fitter, metrics, _, _ = _two_outputs()
+        with pytest.warns(DeprecationWarning):
+            fitter.fit(NevergradOptimizer("DE", seed=3), metrics, n_rounds=0, c=["0 mV", "40 mV"])
+        params, result = fitter.refine({"c": "5 mV"}, calc_gradient=calc_gradient)
+        assert params["c"] == pytest.approx(C_TRUE, rel=1e-7)
+        assert max(result.objective_errors_normalized.values()) < 1e-12
+        with pytest.warns(DeprecationWarning):  # refine takes the list too
+            again, _ = fitter.refine({"c": "5 mV"}, metric=metrics, calc_gradient=calc_gradient)
+        assert again["c"] == pytest.approx(C_TRUE, rel=1e-7)
+        # without the metrics (t_start 0, no weights) the corrupted samples pull c away
+        off, _ = fitter.refine({"c": "5 mV"}, metric=MSEMetric(), calc_gradient=calc_gradient)
+        assert abs(off["c"] - C_TRUE) > 1e-4
+
+
+def test_metrics_per_output_are_checked():
+    fitter, metrics, _, _ = _two_outputs()
+    with pytest.warns(DeprecationWarning), pytest.raises(FitTypeError, match="a list of 1 metrics for 2 outputs"):
+        fitter.fit(metric=metrics[:1], n_rounds=1, callback=None, c=["0 mV", "40 mV"])
+    with pytest.raises(FitError, match="no metric for the output\\(s\\) v2"):
+        fitter.fit(metric={"v": metrics[0]}, n_rounds=1, callback=None, c=["0 mV", "40 mV"])
+    assert fitter.optimizer is None  # refused before anything changed
+    single = _fitter(n_samples=2)
+    with pytest.warns(DeprecationWarning):  # one output: a list of one metric is that metric
+        single.fit(NevergradOptimizer("DE", seed=0), [metrics[0]], n_rounds=1, callback=None, c=["0 mV", "40 mV"])
+    assert single.metric is metrics[0]
+
+
+def test_fit_prints_b2mfs_callback_text(capsys):
+    """fit(callback='text') is b2mf's callback_text, with the output's name after the error."""
+    fitter = _fitter(n_samples=3)
+    fitter.fit(NevergradOptimizer("DE", seed=0), MSEMetric(), n_rounds=1, c=["0 mV", "40 mV"])
+    shown = f"{fitter.best_params['c']:.3g}"
+    assert capsys.readouterr()[0] == f"Round 0: Best parameters c={shown}\n         Best error: {fitter.best_error:.4g} (v)\n"
+    refused = _fitter(n_samples=3)
+    with pytest.raises(TypeError, match="valid values are 'text', 'progressbar', None or a function"):
+        refused.fit(n_rounds=1, callback="verbose", c=["0 mV", "40 mV"])
+    assert refused.optimizer is None  # refused before anything changed

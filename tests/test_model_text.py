@@ -112,6 +112,30 @@ def test_a_constant_that_is_not_a_number_is_refused(value):
     one_line(info, "'E_REV'", "namespace=")
 
 
+def _ohmic_inferencer(**kw):
+    return nf.Inferencer(1e-4, OHMIC, {"v": V}, {"I": I_TRUE}, features={"I": ["v_mean"]}, backend="numpy", **kw)
+
+
+def test_the_inferencer_reads_constants_from_the_calling_scope():
+    """As the fitters (b2mf's Inferencer takes E from its test module): locals first, level= one frame further,
+    an explicit namespace alone; the simulated I is g*(v - E_REV) with the E_REV found (closed form)."""
+    E_REV = 30e-3  # noqa: N806 - shadows the module's 40 mV
+    inferencer = nf.Inferencer(1e-4, OHMIC, {"v": V}, {"I": I_TRUE}, features={"I": ["v_mean"]}, backend="numpy")
+    assert inferencer.model.namespace_text == {"E_REV": E_REV}
+    assert _ohmic_inferencer().model.namespace_text == {"E_REV": 40e-3}  # _ohmic_inferencer's caller: the module
+    assert _ohmic_inferencer(level=1).model.namespace_text == {"E_REV": E_REV}  # this function
+    assert _ohmic_inferencer(namespace={"E_REV": "10 mV"}).model.namespace_text == {"E_REV": "10 mV"}
+    result = nf.simulate(inferencer.model, {"g": 1e-9}, {"v": V}, 1e-4, record="I", backend="numpy")
+    np.testing.assert_allclose(result.traces["I"][0], 1e-9 * (V - 0.03), rtol=1e-14)
+
+
+def test_the_inferencer_refuses_a_constant_that_is_not_a_number():
+    E_REV = "40 mV"  # noqa: N806, F841 - read by the constructor from this scope
+    with pytest.raises(nf.EquationError) as info:
+        nf.Inferencer(1e-4, OHMIC, {"v": V}, {"I": I_TRUE}, features={"I": ["v_mean"]})
+    one_line(info, "'E_REV'", "namespace=")
+
+
 def test_a_name_found_nowhere_is_an_unknown_identifier():
     with pytest.raises(nf.EquationError) as info:
         TraceFitter(OHMIC.replace("E_REV", "E_NOWHERE"), {"v": V}, {"I": I_TRUE}, 1e-4)

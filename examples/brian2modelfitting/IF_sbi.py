@@ -62,7 +62,7 @@ inferencer = Inferencer(dt=dt, model=eqs_inf,
 
 # Infer parameter posteriors given bounds
 
-posterior = inferencer.infer(n_samples=3_000,
+posterior = inferencer.infer(n_samples=1_000,  # neurofit port: the script's 3_000, reduced
                              n_rounds=3,
                              gl=[10*nS, 100*nS],
                              C=[0.1*nF, 10*nF])

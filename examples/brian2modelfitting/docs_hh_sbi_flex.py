@@ -58,7 +58,7 @@ path_to_data = 'hh_sbi_flex_data.npz'  # neurofit port: the page writes `path_to
 # neurofit port: the page's alternative `theta, x = inferencer.load_summary_statistics(path_to_data)` ("if the
 # data already exists") is left out: no data exist before the first run; it is run after saving, below
 
-theta = inferencer.generate_training_data(n_samples=10_000,
+theta = inferencer.generate_training_data(n_samples=1_000,  # neurofit port: the page's 10_000, reduced
                                           prior=prior)
 x = inferencer.extract_summary_statistics(theta)
 

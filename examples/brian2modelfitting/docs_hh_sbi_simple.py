@@ -53,7 +53,7 @@ inferencer = Inferencer(dt=dt, model=eqs,
                         refractory='m > 0.5',
                         param_init={'v': 'VT'})
 
-posterior = inferencer.infer(n_samples=5_000,
+posterior = inferencer.infer(n_samples=500,  # neurofit port: the page's 5_000, reduced
                              n_rounds=3,
                              inference_method='SNPE',
                              density_estimator_model='mdn',

@@ -65,7 +65,7 @@ if os.path.exists(path_to_data):
     theta, x = inferencer.load_summary_statistics(path_to_data)
 else:
     # Generate training data
-    theta = inferencer.generate_training_data(n_samples=5_000,
+    theta = inferencer.generate_training_data(n_samples=500,  # neurofit port: the script's 5_000, reduced
                                               prior=prior)
     # Extract summary stats
     x = inferencer.extract_summary_statistics(theta)

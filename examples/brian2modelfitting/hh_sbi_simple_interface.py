@@ -131,7 +131,7 @@ inferencer = Inferencer(dt=dt, model=eqs,
                         param_init={'v': 'VT'})
 
 # Multi-round inference
-posterior = inferencer.infer(n_samples=5_000,
+posterior = inferencer.infer(n_samples=500,  # neurofit port: the script's 5_000, reduced
                              n_rounds=3,
                              inference_method='SNPE',
                              density_estimator_model='mdn',

@@ -68,7 +68,9 @@ res, error = fitter.fit(n_rounds=20,
                         g_kd=[6e-07*siemens, 6e-05*siemens],
                         Cm=[0.1*ufarad*cm**-2 * area, 2*ufarad*cm**-2 * area])
 
-refined_params, _ = fitter.refine(calc_gradient=True)
+# neurofit port: n_starts=1 added - brian2modelfitting's refine starts from the best parameters only; neurofit's
+# default refines the 8 best distinct candidates (8x the 400 evaluations here)
+refined_params, _ = fitter.refine(calc_gradient=True, n_starts=1)
 
 ## Visualization of the results
 fits = fitter.generate_traces(params=None, param_init={'v': -65*mV})

@@ -14,7 +14,9 @@ from tutorial_sbi_helpers import (spike_times,
 inp_traces = load('input_traces_synthetic.npy').reshape(1, -1)
 out_traces = load('output_traces_synthetic.npy').reshape(1, -1)
 
-dt = 0.05*ms
+# neurofit port: was `dt = 0.05*ms`, the step of Brian2's modelfitting_sbi.py example; the .npy files read above are
+# written by generate_traces_synthetic.py at 0.1 ms (its defaultclock.dt)
+dt = 0.1*ms
 t = arange(0, inp_traces.size*dt/ms, dt/ms)
 stim_start, stim_end = t[where(inp_traces[0, :] != 0)[0][[0, -1]]]
 
@@ -86,7 +88,7 @@ inferencer = Inferencer(dt=dt, model=eqs,
                         refractory='m > 0.5',
                         param_init=init_conds)
 
-posterior = inferencer.infer(n_samples=2_000,  # neurofit port: the tutorial's 15_000, reduced
+posterior = inferencer.infer(n_samples=1_000,  # neurofit port: the tutorial's 15_000, reduced
                              n_rounds=1,
                              inference_method='SNPE',
                              density_estimator_model='maf',
@@ -168,7 +170,7 @@ inferencer = Inferencer(dt=dt, model=eqs,
                         refractory='m > 0.5',
                         param_init=init_conds)
 
-posterior = inferencer.infer(n_samples=2_000,  # neurofit port: the tutorial's 20_000, reduced
+posterior = inferencer.infer(n_samples=1_000,  # neurofit port: the tutorial's 20_000, reduced
                              n_rounds=1,
                              inference_method='SNPE',
                              density_estimator_model='maf',
@@ -197,7 +199,7 @@ fig, ax = inferencer.pairplot(limits=limits,
                               figsize=(6, 6))
 
 # note that the only difference is the number of rounds of inference
-posterior = inferencer.infer(n_samples=1_000,  # neurofit port: the tutorial's 10_000, reduced
+posterior = inferencer.infer(n_samples=500,  # neurofit port: the tutorial's 10_000, reduced
                              n_rounds=2,
                              inference_method='SNPE',
                              density_estimator_model='maf',
@@ -264,7 +266,7 @@ inferencer = Inferencer(dt=dt, model=eqs,
                         refractory='m > 0.5',
                         param_init=init_conds)
 
-posterior = inferencer.infer(n_samples=2_000,  # neurofit port: the tutorial's 20_000, reduced
+posterior = inferencer.infer(n_samples=1_000,  # neurofit port: the tutorial's 20_000, reduced
                              n_rounds=1,
                              inference_method='SNPE',
                              density_estimator_model='maf',
@@ -297,7 +299,7 @@ inferencer = Inferencer(dt=dt, model=eqs,
                         refractory='m > 0.5',
                         param_init=init_conds)
 
-posterior = inferencer.infer(n_samples=2_000,  # neurofit port: the tutorial's 20_000, reduced
+posterior = inferencer.infer(n_samples=1_000,  # neurofit port: the tutorial's 20_000, reduced
                              n_rounds=1,
                              inference_method='SNPE',
                              density_estimator_model='maf',
@@ -358,7 +360,9 @@ class YuleNet(nn.Module):
         self.pool2 = nn.AvgPool1d(kernel_size=pooling2)
 
         self.dropout = nn.Dropout(p=0.50)
-        linear_in = 8 * in_features // (pooling1 * pooling2) - 1
+        # neurofit port: was `8 * in_features // (pooling1 * pooling2) - 1`, one less than the length of the
+        # flattened pooling output for these 10,000-sample traces (128): a RuntimeError in PyTorch under Brian2 too
+        linear_in = 8 * (((in_features + 1) // pooling1 + 1) // pooling2)
         self.linear = nn.Linear(in_features=linear_in,
                                 out_features=out_features)
         self.relu3 = nn.ReLU()
@@ -402,7 +406,8 @@ posterior = inferencer.infer(n_samples=500,  # neurofit port: the tutorial's 20_
                              train_kwargs={'num_atoms': 10,
                                            'training_batch_size': 100,
                                            'use_combined_loss': True,
-                                           'discard_prior_samples': True},
+                                           'discard_prior_samples': True,
+                                           'max_num_epochs': 20},  # neurofit port: added (run time)
                              sbi_device='gpu',
                              g_Na=[1*uS, 100*uS],
                              g_K=[0.1*uS, 10*uS],

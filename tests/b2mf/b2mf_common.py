@@ -35,10 +35,6 @@ def gap(item: int, what: str):
     return pytest.mark.xfail(strict=True, reason=f"{item}: {what}")
 
 
-#: An inert differential equation that changes none of a model's outputs. Not needed any more (item 3 done:
-#: algebraic models run as they are); still imported by test_inferencer.py's port.
-INERT = "\ndinert/dt = -inert/ms : 1\n"
-
 # b2mf's TraceFitter/Inferencer test data: 10 samples of 5 traces, v stepping to i*10 mV at sample 5
 E = 40*mV
 input_traces = np.zeros((10, 5))*volt

@@ -1,6 +1,7 @@
 """Port of brian2modelfitting/tests/test_inferencer.py (Inferencer on sbi).
 
-Translation: the algebraic model gets b2mf_common.INERT and E by namespace= (item 3); files go to tmp_path.
+Translation: files go to tmp_path. The model's ``E`` is read from this module, as in b2mf (Brian2's level
+semantics).
 b2mf's fixture passes ``input`` of shape (5, 10) (5 traces of 10 samples) but ``output`` of shape (10, 5) - it
 transposes the output back - and b2mf does not check the shapes (x_o then has 10 features where the simulations
 have 5 in test_infer_step); neurofit refuses outputs that do not match the input
@@ -9,7 +10,6 @@ have 5 in test_infer_step); neurofit refuses outputs that do not match the input
 import numpy as np
 import pytest
 import torch
-from b2mf_common import INERT
 from numpy.testing import assert_almost_equal, assert_equal
 
 from neurofit import Inferencer
@@ -25,18 +25,17 @@ output_traces = input_traces*10*nS  # b2mf: output_traces = output_traces.T, sha
 model = """
     I = g * (v - E) : amp
     g : siemens (constant)
-    """ + INERT
+    """
 model_full = """
     I = g * (v - 40*mV) : amp
     g : siemens (constant)
-    """ + INERT
+    """
 
 
 @pytest.fixture
 def setup():
     dt = 0.01*ms
-    inferencer = Inferencer(dt=dt, model=model, input={"v": input_traces}, output={"I": output_traces},
-                            namespace={"E": E})
+    inferencer = Inferencer(dt=dt, model=model, input={"v": input_traces}, output={"I": output_traces})
     return dt, inferencer
 
 
@@ -44,7 +43,7 @@ def setup():
 def setup_features():
     dt = 0.01*ms
     inferencer = Inferencer(dt=dt, model=model, input={"v": input_traces}, output={"I": output_traces},
-                            features={"I": [lambda x: x.mean()]}, namespace={"E": E})
+                            features={"I": [lambda x: x.mean()]})
     return dt, inferencer
 
 
@@ -59,8 +58,7 @@ def setup_full():
 def test_inferencer_output_shape_checked():
     """Deliberate difference: b2mf's fixture output (10, 5) for an input (5, 10) is refused."""
     with pytest.raises(ValueError, match="shape"):
-        Inferencer(dt=0.01*ms, model=model, input={"v": input_traces}, output={"I": output_traces.T},
-                   namespace={"E": E})
+        Inferencer(dt=0.01*ms, model=model, input={"v": input_traces}, output={"I": output_traces.T})
 
 
 def test_get_param_dict():

@@ -142,7 +142,6 @@ def test_iteration_variable_seen_by_model():
 
 # --- b2mf's tests ------------------------------------------------------------------------------------------
 
-@gap(9, "no get_param_dic (b2mf: brian2modelfitting.fitter.get_param_dic)")
 def test_get_param_dic():
     from neurofit.fitting.fitters import get_param_dic
     d = get_param_dic([{"a": 1, "b": 2}], ["a", "b"], 4, 1)

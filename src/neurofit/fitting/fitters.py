@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import re
-import sys
 import time
 import warnings
 
@@ -24,6 +23,7 @@ from ..errors import NeurofitError
 from ..simulate import simulate
 from ..units import DIMENSIONLESS, to_si
 from .bounds import BoundsError, parse_bounds
+from .callbacks import callback_setup, get_param_dic  # noqa: F401 - get_param_dic: brian2modelfitting.fitter's
 from .metrics import first_step, trace_lengths, valid_samples
 from .optimizers import ReplayError, replay_round
 
@@ -328,14 +328,17 @@ class Fitter:
         metric: the error measure (None on a new fit: brian2modelfitting's default, ``MSEMetric()`` for
         TraceFitter, ``MSEMetric(t_start=<the constructor's t_start>)`` for OnlineTraceFitter,
         ``GammaFactor(delta=2 ms, time=<the traces' duration>)`` for SpikeFitter). TraceFitter: a trace metric
-        (e.g. ``MSEMetric()``) or a dict output variable → metric (the errors of several outputs are summed);
+        (e.g. ``MSEMetric()``), a dict output variable → metric with one metric per output (the errors of the
+        outputs are summed), or a list of one metric per output in the order of ``output`` (brian2modelfitting's
+        deprecated spelling, a DeprecationWarning; kept as that dict);
         OnlineTraceFitter: an ``MSEMetric`` (its t_start and normalization are used); SpikeFitter: a
         ``SpikeMetric`` (e.g. ``GammaFactor(delta="2 ms", time="1 s")``). A metric's t_weights must have one
         weight per sample.
         n_rounds: rounds to run in this call (0 sets a new fit up - optimizer, metric, bounds - without
         evaluating anything, e.g. for ``refine``).
-        callback: the report after each round: "text" (print the best parameters and error), "progressbar"
-        (tqdm), None (silent) or a function ``f(params, errors, best_params, best_error, index, info)`` - the
+        callback: the report after each round (``callback_setup``): "text" (``callback_text``: the best parameters
+        and error, with the output names), "progressbar" (a ``ProgressBar`` over n_rounds), None (silent) or a
+        function ``f(params, errors, best_params, best_error, index, info)`` - the
         round's candidates (list of dicts) and their (n_samples,) errors, the best parameters and error so
         far, the round's index (from 0, counted over all calls of this fit) and a dict with, as
         brian2modelfitting, "objective_errors" and "objective_errors_normalized" (tuples, one error per output:
@@ -364,14 +367,16 @@ class Fitter:
         Returns (best_params, best_error): the lowest-error candidate of all rounds so far (parameter name →
         SI float) and its error (float); (None, None) when nothing was evaluated yet (n_rounds=0). Raises
         FitTypeError (a FitError and a TypeError) for an optimizer that is not an ``Optimizer`` or a metric
-        of the wrong kind (a spike metric for traces or the reverse); FitError (one line) for t_weights of
-        another length than the traces, a penalty in other units than the error, a different optimizer or
-        metric while continuing, missing, unknown or
-        invalid bounds (or bounds changed while continuing), an unknown callback, or a checkpoint of another fit
-        or one that does not replay; SimulationError when the model cannot be simulated with the fitter's
+        of the wrong kind (a spike metric for traces or the reverse) or a list of metrics of another length than
+        the outputs; CallbackError (a NeurofitError and a TypeError) for an unknown callback; FitError (one line)
+        for t_weights of another length than the traces, a metric dict without an output or with an unknown one,
+        a penalty in other units than the error, a different optimizer or metric while continuing, missing,
+        unknown or invalid bounds (or bounds changed while continuing), or a checkpoint of another fit or one
+        that does not replay; SimulationError when the model cannot be simulated with the fitter's
         settings (e.g. noise without a seed).
         """
         from .optimizers import Optimizer
+        metric = self._metric_argument(metric)
         if optimizer is not None and not isinstance(optimizer, Optimizer):
             raise FitTypeError(f"optimizer must be a neurofit Optimizer (e.g. NevergradOptimizer('DE')) or None, "
                                f"not {type(optimizer).__name__}")
@@ -390,6 +395,7 @@ class Fitter:
             self._check_metric(metric)
         self._check_penalty(self.penalty if penalty is None else penalty, metric if fresh else self.metric)
         new_bounds = _parse_bounds(bounds, self.parameter_names) if fresh else None
+        report = callback_setup(callback, n_rounds)  # before anything changes: an unknown callback is refused
         if penalty is not None:
             self.penalty = penalty
         if fresh:
@@ -410,7 +416,6 @@ class Fitter:
         target_rounds = self._rounds_done + n_rounds
         if fresh and checkpoint and os.path.exists(checkpoint) and not restart:
             self._load_checkpoint(checkpoint)  # a killed run: continue towards the same n_rounds
-        report = _make_callback(callback, n_rounds)
         while self._rounds_done < target_rounds:
             asked = self.optimizer.ask(n_samples=self.n_samples)
             # brian2modelfitting-style optimizers ask lists of values in parameter_names order
@@ -430,6 +435,19 @@ class Fitter:
         if self.best_params is None:  # n_rounds=0 on a new fit: set up (e.g. for refine), nothing evaluated
             return None, None
         return dict(self.best_params), self.best_error
+
+    def _metric_argument(self, metric):
+        """``metric`` as the fitter keeps it: a list or tuple (brian2modelfitting's deprecated spelling, one metric
+        per output in the order of ``output``; a DeprecationWarning) becomes the dict output → metric, or the one
+        metric for one output; anything else is returned as it is. FitTypeError for a list of another length."""
+        if not isinstance(metric, (list, tuple)):
+            return metric
+        warnings.warn("a list of metrics is deprecated (as in brian2modelfitting): pass a dict {output: metric}",
+                      DeprecationWarning, stacklevel=3)
+        if len(metric) != len(self.output):
+            raise FitTypeError(f"metric: a list of {len(metric)} metrics for {len(self.output)} outputs "
+                               f"({', '.join(self.output)}); give one per output, in that order")
+        return metric[0] if len(metric) == 1 else dict(zip(self.output, metric))
 
     def _check_penalty(self, penalty, metric) -> None:
         """FitError unless the penalty variable has the units of the error it is added to, where those are known
@@ -785,35 +803,6 @@ def _initialize(optimizer, names: list, bounds: dict, log_scale: set, popsize: i
     return popsize if result is None else max(1, int(result))
 
 
-def _make_callback(callback, n_rounds: int | None, text=None):
-    """A report function from ``callback``: None (silent), a function (itself), "text" (``text``, default: one
-    line per round with the best parameters and error) or "progressbar" (tqdm over ``n_rounds``; None: no
-    total). FitError for anything else."""
-    if callback is None:
-        return lambda *args: None
-    if callable(callback):
-        return callback
-    if callback == "text":
-        if text is not None:
-            return text
-
-        def rounds(params, errors, best_params, best_error, index, info):
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in best_params.items())
-            print(f"Round {index}: best parameters {shown}; error {best_error:.6g}", file=sys.stdout)
-        return rounds
-    if callback == "progressbar":
-        from tqdm import tqdm
-        bar = tqdm(total=n_rounds)
-
-        def progress(params, errors, best_params, best_error, index, info):
-            bar.update(1)
-            bar.set_postfix(best_error=f"{best_error:.4g}")
-            if n_rounds is not None and bar.n >= n_rounds:
-                bar.close()
-        return progress
-    raise FitError(f"callback={callback!r}: valid values are 'text', 'progressbar', None or a function")
-
-
 class TraceFitter(Fitter):
     """Fit recorded traces (e.g. membrane potential) with a trace metric (e.g. MSEMetric).
 
@@ -830,6 +819,10 @@ class TraceFitter(Fitter):
             unknown = [k for k in metric if k not in self.output]
             if unknown:
                 raise FitError(f"metric: {', '.join(unknown)} not an output (outputs: {', '.join(self.output)})")
+            missing = [k for k in self.output if k not in metric]
+            if missing:
+                raise FitError(f"metric: no metric for the output(s) {', '.join(missing)}; the dict needs one per "
+                               f"output ({', '.join(self.output)})")
         for var, one in (metric.items() if isinstance(metric, dict) else [(None, metric)]):
             where = "metric" if var is None else f"metric['{var}']"
             if isinstance(one, SpikeMetric) or not callable(getattr(one, "calc", None)):
@@ -877,10 +870,12 @@ class TraceFitter(Fitter):
         ``n_rounds=0`` is enough to set up the bounds and metric.
 
         params: parameter name → SI number or quantity string to start from, every parameter (None: the
-        fit's best candidates); metric: an ``MSEMetric`` or a dict output variable → ``MSEMetric`` whose
+        fit's best candidates); metric: an ``MSEMetric``, a dict output variable → ``MSEMetric`` or a list of them
+        in the order of ``output`` (as for ``fit``) whose
         t_start, normalization and t_weights define each output's residuals (None: the fit's metric or metric
         dict; without a fit: t_start 0, normalization 1, no weights); callback: called after every residual
-        evaluation: None (default, silent), "text" (print the evaluation's error), "progressbar" (tqdm) or a
+        evaluation (``callback_setup``): None (default, silent), "text" (``callback_text``: the best parameters and
+        error so far), "progressbar" (a ``ProgressBar`` without an end) or a
         function ``f(params, errors, best_params, best_error, index, info)`` - the evaluation's parameters
         (dict, SI), the list of every evaluation's per-output mean squared residuals (tuples), the best
         parameters and error (float, the sum over outputs) so far, the evaluation's index (int, from 0) and a
@@ -892,7 +887,8 @@ class TraceFitter(Fitter):
         forward sensitivities start at zero and would miss how the rest depends on the parameters, so forward
         differences are used then; t_start: start of the compared window for every output, s or a quantity
         string (None: each metric's); normalization: divisor of the residuals of every output, an SI number in
-        the output's units (e.g. 0.01 for 10 mV; None: each metric's); n_starts: how many of the best distinct
+        the output's units (e.g. 0.01 for 10 mV; None: each metric's where it divides the traces - its
+        ``normalizes_traces`` -, else 1); n_starts: how many of the best distinct
         candidates to start from when ``params`` is None; optimize: accepted for brian2modelfitting's API and
         ignored (neurofit's sensitivity equations are always pruned); level: accepted for brian2modelfitting's
         API and not used (the constructor reads the caller's constants); kwds: a parameter's name → [low, high]
@@ -907,12 +903,13 @@ class TraceFitter(Fitter):
         ``refine_evaluations`` counts the residual and Jacobian evaluations of all starts. Raises FitTypeError (a
         FitError and a TypeError, as brian2modelfitting) when there is neither a fit nor ``params``, when a
         parameter has no bounds (no fit and no bounds keyword for it), and for a metric that is not an
-        MSEMetric (e.g. a FeatureMetric); FitError for a missing parameter, invalid bounds or an unknown
-        callback; UnitError for a value that cannot be read.
+        MSEMetric (e.g. a FeatureMetric); CallbackError for an unknown callback; FitError for a missing
+        parameter or invalid bounds; UnitError for a value that cannot be read.
         """
         from .metrics import MSEMetric
         from .refine import least_squares_refine
         given = {k: kwds.pop(k) for k in list(kwds) if k in self.parameter_names}
+        metric = self._metric_argument(metric)
         if metric is not None:
             for one in (metric.values() if isinstance(metric, dict) else [metric]):
                 if not isinstance(one, MSEMetric):
@@ -924,7 +921,8 @@ class TraceFitter(Fitter):
         per_output = {var: (metric.get(var) if isinstance(metric, dict) else metric) for var in self.output}
         t_starts = {var: first_step(to_si(t_start if t_start is not None else getattr(m, "t_start", 0.0),
                                           name="t_start"), self.dt) for var, m in per_output.items()}
-        norms = {var: normalization or getattr(m, "normalization", 1.0) for var, m in per_output.items()}
+        norms = {var: normalization or (m.normalization if getattr(m, "normalizes_traces", False) else 1.0)
+                 for var, m in per_output.items()}
         weights = {var: getattr(m, "t_weights", None) for var, m in per_output.items()}
         if params is None and not self.history:
             raise FitTypeError("refine needs start parameters: run fit() first or pass params=")
@@ -940,7 +938,7 @@ class TraceFitter(Fitter):
         if missing:
             raise FitTypeError(f"refine: no bounds for {', '.join(missing)}; give them as keywords "
                                f"(e.g. {missing[0]}=[low, high]) or run fit() first")
-        report = _refine_callback(callback)
+        report = callback_setup(callback, None)
         evaluations = []  # (params, per-output mean squared residual) of every residual evaluation
 
         def on_evaluation(point, residuals):
@@ -969,15 +967,6 @@ class TraceFitter(Fitter):
             self.best_params, self.best_error = dict(refined), error
             self._best_objectives = dict(result.objective_errors_normalized)
         return refined, result
-
-
-def _refine_callback(callback):
-    """refine's per-evaluation report: None (silent), "text" (one line per evaluation), "progressbar" (tqdm, no
-    total) or a function (``_make_callback``)."""
-    def evaluations(params, errors, best_params, best_error, index, info):
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in params.items())
-        print(f"Evaluation {index}: {shown}; error {sum(errors[-1]):.6g} (best {best_error:.6g})", file=sys.stdout)
-    return _make_callback(callback, None, text=evaluations)
 
 
 def _distinct_best(history: list, names: list, n: int, min_log_distance: float = 0.01) -> list:

@@ -154,6 +154,10 @@ class TraceMetric(Metric):
     normalization, UnitError (a ValueError) for a value that cannot be read.
     """
 
+    #: Whether ``calc`` divides the traces by ``normalization`` (True; ``FeatureMetric`` divides its errors
+    #: instead). ``TraceFitter.refine`` takes a fit metric's normalization as the residuals' divisor only then.
+    normalizes_traces = True
+
     def __init__(self, t_start=0.0, normalization=1.0):
         self.t_start = _time(t_start, "t_start")
         if self.t_start < 0:
@@ -173,9 +177,10 @@ class TraceMetric(Metric):
         trace from sample 0 (data NaN after them; the model's samples there are ignored), or None (all
         full: the result is then exactly that of the call without lengths).
 
-        Samples before t_start are dropped and both traces divided by normalization before
-        ``get_features``. Returns a float array (n_sets,): ``get_errors`` of the features, inf for a
-        parameter set whose traces hold NaN/inf (within the lengths) or whose error is NaN. Raises
+        Samples before t_start are dropped and both traces divided by normalization (when the metric's
+        ``normalizes_traces``) before ``get_features``. Returns a float array (n_sets,): ``get_errors`` of
+        the features, inf for a parameter set whose traces hold NaN/inf (within the lengths) or whose error
+        is NaN. Raises
         ValueError for shapes that do not match, NaN/inf in the data, a t_start that leaves no sample (in
         some trace), lengths that are not n_traces whole numbers in 1 .. n_steps, or dt not positive;
         UnitError (a ValueError) for a dt that is not a time.
@@ -201,9 +206,13 @@ class TraceMetric(Metric):
         ok = np.isfinite(model).all(axis=(1, 2))
         errors = np.full(model.shape[0], np.inf)
         if ok.any():
-            errors[ok] = super().calc(model[ok, :, start:] / self.normalization,
-                                      data[:, start:] / self.normalization, dt)
+            scale = self._trace_scale()
+            errors[ok] = super().calc(model[ok, :, start:] / scale, data[:, start:] / scale, dt)
         return errors
+
+    def _trace_scale(self) -> float:
+        """The divisor of the traces before ``get_features``: ``normalization`` when ``normalizes_traces``."""
+        return self.normalization if self.normalizes_traces else 1.0
 
     def _calc_padded(self, model: np.ndarray, data: np.ndarray, dt: float, start: int,
                      lengths: np.ndarray) -> np.ndarray:
@@ -219,7 +228,8 @@ class TraceMetric(Metric):
         ok = (np.isfinite(model) | ~valid).all(axis=(1, 2))
         errors = np.full(model.shape[0], np.inf)
         if ok.any():
-            errors[ok] = self._padded_errors(model[ok] / self.normalization, data / self.normalization, dt,
+            scale = self._trace_scale()
+            errors[ok] = self._padded_errors(model[ok] / scale, data / scale, dt,
                                              lengths - start, valid)
         return np.where(np.isnan(errors), np.inf, errors)
 
@@ -536,7 +546,7 @@ class FeatureMetric(TraceMetric):
     Per trace, the feature error is ``sum_f weights[f] * combine(model_f, data_f)``;
     ``combine`` defaults to ``|model - data| / (|data| + FEATURE_EPSILON)``. A feature eFEL
     finds in only one of model and data costs ``MISSING_FEATURE_PENALTY`` (times its weight);
-    missing in both costs 0. Errors are averaged over traces.
+    missing in both costs 0. Errors are averaged over traces and divided by ``normalization``.
 
     eFEL settings: ``efel_settings`` (e.g. ``{"Threshold": -45, "interp_step": 0.025}``, in eFEL's units mV and ms)
     apply to every extraction of this metric: eFEL's defaults updated by them, whatever eFEL's global settings are,
@@ -564,21 +574,31 @@ class FeatureMetric(TraceMetric):
     stim_times: the (start, end) pairs, 0 <= start < end; feat_list: the feature names; weights: feature
     name → weight (a float; features not given weigh 1), or None (all 1); combine: a function
     ``combine(model_value, data_value) -> float`` giving a feature's error (None: the relative difference
-    above; not with targets). efel_settings: eFEL setting name → value (None: eFEL's defaults); adjust_threshold:
-    lower eFEL's Threshold where the visibility checks find it above the model's spikes instead of raising;
+    above; not with targets). t_start: samples before it are left out, s or a quantity string, >= 0 (0: none);
+    as brian2modelfitting's, eFEL then sees the traces from t_start on with their time counted from there, so
+    stim_times are times after t_start. normalization: the errors are divided by it (brian2modelfitting's scale
+    for the optimizer), a positive number (1: none); the traces are not scaled. efel_settings: eFEL setting name →
+    value (None: eFEL's defaults); adjust_threshold: lower eFEL's Threshold where the visibility checks find it
+    above the model's spikes instead of raising;
     targets: a ``FeatureTargets`` holding every feature of feat_list, extracted with the same eFEL settings, or a
-    mapping feature → (mean, sd), or None (compare with the data traces); zscore_combine: "mean" or "max". Traces
-    are compared from t = 0 without normalization. Raises ValueError for no or bad stimulus
-    intervals, a feature name eFEL does not know (with close matches) or a weight for a feature not in
-    feat_list, an unknown eFEL setting (naming the valid ones) or a value it cannot take, targets without a feature
-    or extracted with other settings, or a bad zscore_combine; UnitError (a ValueError) for a stimulus time that is
-    not a time, ImportError when efel is not installed.
+    mapping feature → (mean, sd), or None (compare with the data traces); zscore_combine: "mean" or "max". The
+    first six arguments are in brian2modelfitting's order. Raises ValueError for no or bad stimulus intervals, a
+    negative t_start, a normalization that is not a positive number, a feature name eFEL does not know (with close
+    matches) or a weight for a feature not in feat_list, an unknown eFEL setting (naming the valid ones) or a value
+    it cannot take, targets without a feature or extracted with other settings, or a bad zscore_combine; UnitError
+    (a ValueError) for a stimulus time that is not a time, ImportError when efel is not installed.
     """
 
+    normalizes_traces = False  # eFEL reads the potentials as they are; normalization divides the errors
+
     def __init__(self, stim_times: Sequence, feat_list: Sequence[str], weights: Mapping | None = None,
-                 combine: Callable[[float, float], float] | None = None, efel_settings: Mapping | None = None,
-                 adjust_threshold: bool = False, targets=None, zscore_combine: str = "mean"):
-        super().__init__()
+                 combine: Callable[[float, float], float] | None = None, t_start=0.0, normalization=1.0,
+                 efel_settings: Mapping | None = None, adjust_threshold: bool = False, targets=None,
+                 zscore_combine: str = "mean"):
+        super().__init__(t_start=t_start)
+        self.normalization = float(normalization)
+        if not (math.isfinite(self.normalization) and self.normalization > 0):
+            raise ValueError(f"normalization must be a positive number (the errors' divisor), got {normalization!r}")
         self.stim_times = [(_time(start, "stimulus start"), _time(end, "stimulus end"))
                            for start, end in stim_times]
         for start, end in self.stim_times:
@@ -790,8 +810,9 @@ class FeatureMetric(TraceMetric):
     def get_features(self, model_traces, data_traces, dt) -> np.ndarray:
         """Per (parameter set, trace) the weighted feature error.
 
-        model_traces: (n_sets, n_traces, n_steps) simulated membrane potential in V; data_traces: (n_traces,
-        n_steps) recorded membrane potential in V; dt: sampling step in s (sample i at t = i * dt). Returns
+        model_traces: (n_sets, n_traces, n_steps) simulated membrane potential in V, from t_start on (as ``calc``
+        passes them); data_traces: (n_traces, n_steps) recorded membrane potential in V, likewise; dt: sampling
+        step in s (sample i at t = i * dt, the time eFEL sees and stim_times refer to). Returns
         an (n_sets, n_traces) array: per trace, the sum over feat_list of weight × combine(model feature,
         data feature) (features in eFEL's units), or with targets the weighted mean (or max) of the features'
         z-scores. Raises ValueError when stim_times has neither one interval nor one per trace, or eFEL returns
@@ -803,6 +824,13 @@ class FeatureMetric(TraceMetric):
                              f"(give one per trace, or one for all)")
         stims = self.stim_times * n_traces if len(self.stim_times) == 1 else self.stim_times
         return self._features(model_traces, data_traces, dt, stims, np.arange(n_traces))
+
+    def get_errors(self, features) -> np.ndarray:
+        """Features ``(n_sets, n_traces)`` → errors ``(n_sets,)``: the mean over traces divided by normalization.
+
+        features: the (n_sets, n_traces) array of ``get_features``. Returns an (n_sets,) float array.
+        """
+        return super().get_errors(features) / self.normalization
 
     def _group_features(self, model, data, dt, rows) -> np.ndarray:
         """The features of the traces ``rows`` of one length, each with its own stimulus times."""

@@ -38,6 +38,7 @@ from torch.distributions.transforms import Transform
 
 from ..data.files import atomic_save_npz, atomic_write_bytes
 from ..equations.model import Model
+from ..equations.namespace import caller_namespace, external_names
 from ..errors import NeurofitError
 from ..fitting.bounds import parse_bounds
 from ..simulate import simulate
@@ -321,7 +322,12 @@ class Inferencer:
     ``neurofit.Model`` - with a ``Model``, giving any of them replaces all three of its events (None
     removes one). param_init: initial values, state → SI number, quantity string or expression such as
     "1/(1 + beta_m/alpha_m)" (unset states start at 0). namespace: constants used by equations text,
-    name → SI number or quantity string ("10 ms"); not with a ``Model``, which carries its own.
+    name → SI number or quantity string ("10 ms"); not with a ``Model``, which carries its own. None
+    (default) with equations text: as Brian2, the names the equations (and threshold, reset, refractory,
+    param_init expressions) use without defining them - other than the inputs - are looked up among the
+    caller's local, then global, variables (``level``), once, here; each must be a number (SI). level: where
+    they are looked up: 0 the scope calling the constructor, 1 the scope calling that one, and so on
+    (brian2modelfitting's ``level``).
     backend: simulation backend, "auto" (C when a compiler works, else numpy; the one used is in
     ``simulation_backend``), "c" or "numpy". dtype: simulation precision, "float64" or "float32".
     seed: integer seed of everything random - the prior draws of the training data, model noise and
@@ -353,14 +359,16 @@ class Inferencer:
     the features, hand-picked or automatic (a ``RawTraces``), is ``feature_set``.
 
     Bad arguments raise a one-line ``NeurofitError`` naming the argument: InferenceError; FeatureError
-    for features and window; EquationError for equations text; UnitError for an unreadable quantity.
+    for features and window; EquationError for equations text (one that does not parse, uses a name defined
+    nowhere, or finds a constant in the caller's scope that is not a number); UnitError for an unreadable
+    quantity.
     """
 
     def __init__(self, dt, model, input: dict, output: dict, features: dict | None = None, method: str | None = None,
                  threshold=None, reset=None, refractory=None, param_init: dict | None = None,
                  namespace: dict | None = None, backend: str = "auto", dtype: str = "float64", seed: int = 0,
                  window=None, batch_size: int = 1000, threads: int | None = None, raw_samples: int | str | None = AUTO,
-                 noise: dict | None = None):
+                 noise: dict | None = None, level: int = 0):
         self.threads = set_threads(threads)
         self.dt = to_si(dt, name="dt")
         if not self.dt > 0:
@@ -375,11 +383,16 @@ class Inferencer:
         self.output, self.output_spikes = self._read_output(output)
         self.output_var = list(output)
         self.sim_time = self.n_steps * self.dt
+        self.method, self.param_init = method, dict(param_init or {})
+        if namespace is None and isinstance(model, str):  # Brian2's get_local_namespace: the caller's constants
+            defined = {*self.input, *(f"{v}_target" for v in self.output_var)}
+            expressions = [v for v in self.param_init.values() if isinstance(v, str)]
+            names = [n for n in external_names(model, threshold, reset, refractory, expressions) if n not in defined]
+            namespace = caller_namespace(names, level)
         self.model = self._build_model(model, namespace, threshold, reset, refractory)
         self.output_dim = [DIMENSIONLESS if v == SPIKES else self.model.dimensions[v] for v in self.output_var]
         self.threshold, self.reset = self.model.threshold_text, self.model.reset_text
         self.refractory = self.model.refractory_spec
-        self.method, self.param_init = method, dict(param_init or {})
         self.backend, self.dtype, self.seed = backend, dtype, int(seed)
         self.simulation_backend = None  # the backend "auto" resolved to, once simulations ran
         if batch_size < 1:
@@ -1253,9 +1266,10 @@ class Inferencer:
         posterior to draw from (default: the inferencer's ``posterior``); output_var: any recordable
         variable of the model or "spikes" (needs a threshold); param_init: initial values for these
         simulations, state → SI number, quantity string or expression, over those given to the
-        constructor; level: brian2modelfitting's namespace depth, accepted and not used (constants come from
-        the constructor's ``namespace``); reduce: "mean" or None, as above; seed: seed of the draws and of model noise
-        (default: the inferencer's ``seed``); no observation noise is added. Returns, for one variable,
+        constructor; level: brian2modelfitting's namespace depth, accepted and not used (the constructor read
+        the constants, from its ``namespace`` or the caller's scope); reduce: "mean" or None, as above; seed:
+        seed of the draws and of model noise (default: the inferencer's ``seed``); no observation noise is
+        added. Returns, for one variable,
         its traces SI - (n_traces, n_steps) with "mean", (n_samples, n_traces, n_steps) with None; for
         "spikes", spike times (s) - spikes[trace] with "mean", spikes[sample][trace] with None; for
         several variables (a list, or by default more than one output) a dict variable → those.
