@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
 import subprocess
 import sys
@@ -34,28 +33,10 @@ BOUNDS = {"gl": (5e-9, 50e-9), "El": (-80e-3, -60e-3), "C": (50e-12, 300e-12)}
 LEVELS = (0.5, 0.9)
 
 
-def write_nwb(path: Path, current: np.ndarray, voltage: np.ndarray) -> None:
-    """One NWB file: per sweep a CurrentClampSeries (V) and its CurrentClampStimulusSeries (A)."""
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.icephys import CurrentClampSeries, CurrentClampStimulusSeries
-
-    nwb = NWBFile("synthetic passive cell", path.stem, datetime.datetime(2026, 11, 30, tzinfo=datetime.timezone.utc))
-    electrode = nwb.create_icephys_electrode(name="e", description="simulated", device=nwb.create_device(name="sim"))
-    for k, (i, v) in enumerate(zip(current, voltage)):
-        response = CurrentClampSeries(name=f"ic_{k}", data=v, electrode=electrode, rate=1 / DT, gain=1.0,
-                                      sweep_number=np.uint32(k))
-        stimulus = CurrentClampStimulusSeries(name=f"ics_{k}", data=i, electrode=electrode, rate=1 / DT, gain=1.0,
-                                              sweep_number=np.uint32(k))
-        nwb.add_acquisition(response)
-        nwb.add_stimulus(stimulus)
-        nwb.add_intracellular_recording(electrode=electrode, stimulus=stimulus, response=response)
-    with NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)
-
-
 def make_cells(folder: Path, n_cells: int, seed: int) -> dict:
     """The cells' NWB files and cells.tsv in ``folder``; returns cell -> {parameter: drawn value (SI)}."""
     from neurofit import models, simulate
+    from neurofit.data.recordings.nwb_writer import write_nwb_cell
 
     rng = np.random.default_rng(seed)
     current = np.zeros((2, N_STEPS))
@@ -66,7 +47,7 @@ def make_cells(folder: Path, n_cells: int, seed: int) -> dict:
     truth, rows = {}, ["cell\tfile\tgroup"]
     for k in range(n_cells):
         cell = f"cell_{k:03d}"
-        write_nwb(folder / f"{cell}.nwb", current, v[k] + SD * rng.standard_normal(v[k].shape))
+        write_nwb_cell(folder / f"{cell}.nwb", current, v[k] + SD * rng.standard_normal(v[k].shape), DT, cell)
         truth[cell] = {p: float(theta[p][k]) for p in NAMES}
         rows.append(f"{cell}\t{cell}.nwb\t{GROUP}")
     (folder / "cells.tsv").write_text("\n".join(rows) + "\n")

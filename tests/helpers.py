@@ -69,26 +69,3 @@ def raises_one_line(func, *fragments, error=None) -> str:
         assert str(fragment) in message, (fragment, message)
     return message
 
-
-def write_nwb_cell(path, current, voltage, dt: float, name: str = "cell") -> None:
-    """An NWB file of one synthetic current-clamp cell: per sweep a CurrentClampSeries (voltage, V) and its
-    CurrentClampStimulusSeries (current, A), paired by sweep number. current, voltage: (n_sweeps, n_steps) SI;
-    dt: sampling interval (s)."""
-    import datetime
-
-    import numpy as np
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.icephys import CurrentClampSeries, CurrentClampStimulusSeries
-
-    nwb = NWBFile("synthetic cell", name, datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc))
-    electrode = nwb.create_icephys_electrode(name="e", description="pipette", device=nwb.create_device(name="amp"))
-    for k, (i, v) in enumerate(zip(current, voltage)):
-        response = CurrentClampSeries(name=f"ic_{k}", data=v, electrode=electrode, rate=1 / dt, gain=1.0,
-                                      sweep_number=np.uint32(k))
-        stimulus = CurrentClampStimulusSeries(name=f"ics_{k}", data=i, electrode=electrode, rate=1 / dt, gain=1.0,
-                                              sweep_number=np.uint32(k))
-        nwb.add_acquisition(response)
-        nwb.add_stimulus(stimulus)
-        nwb.add_intracellular_recording(electrode=electrode, stimulus=stimulus, response=response)
-    with NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import job_counts, raises_one_line, write_nwb_cell
+from helpers import job_counts, raises_one_line
 from neurofit import models, simulate
 from neurofit.cli.main import main
+from neurofit.data.recordings.nwb_writer import write_nwb_cell
 from neurofit.workflow.batch import UNGROUPED, BatchStudy, group_folder
 from neurofit.workflow.cell_stage import run_cell_stage, train_group
 from neurofit.workflow.study import Study

@@ -8,8 +8,8 @@ AdEx cell.
 import numpy as np
 import pytest
 
-from helpers import write_nwb_cell
 from neurofit import models
+from neurofit.data.recordings.nwb_writer import write_nwb_cell
 from neurofit.fitting.fitters import TraceFitter
 from neurofit.workflow.batch import BatchStudy
 from neurofit.workflow.cell_stage import run_cell_stage

@@ -584,3 +584,18 @@ def test_bad_paths_and_formats(tmp_path):
     raises_one_line(lambda: read_recording(ABF / "18711001.abf", dt="fast"), "dt")
     raises_one_line(lambda: read_recording(ABF / "18711001.abf", format="wav"), "format = 'wav'")
     raises_one_line(lambda: Sweep(0, 1e-4, np.zeros(10), np.zeros(9), source="s.abf"), "s.abf", "10 samples")
+
+
+def test_write_nwb_cell_reads_back_the_values_written(tmp_path):
+    from neurofit.data.recordings.nwb_writer import write_nwb_cell
+
+    current = np.zeros((2, 400))
+    current[0, 100:300], current[1, 100:300] = -50e-12, 75e-12
+    voltage = -0.07 + np.random.default_rng(0).normal(0, 1e-4, current.shape)
+    write_nwb_cell(tmp_path / "cell.nwb", current, voltage, 1e-4)
+    recording = read_recording(tmp_path / "cell.nwb")
+    assert len(recording.sweeps) == 2
+    for k, sweep in enumerate(recording.sweeps):
+        assert sweep.dt == pytest.approx(1e-4, rel=1e-12)
+        np.testing.assert_allclose(sweep.voltage, voltage[k], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(sweep.current, current[k], rtol=1e-12, atol=1e-24)
